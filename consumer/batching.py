@@ -1,0 +1,72 @@
+"""Micro-batches per (destination, event set, upload_tag) (DESIGN "Delivery").
+
+Pure bookkeeping: `add` returns a batch when it is full, `due` returns batches whose linger time
+has passed, `drain` returns everything (shutdown, revocation). Events arrive already JSON-encoded
+so a batch never copies or re-encodes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+
+class BatchKey(NamedTuple):
+    destination: str
+    event_set_id: str
+    upload_tag: str | None
+
+
+@dataclass(slots=True)
+class Batch(Generic[T]):
+    key: BatchKey
+    opened_at: float
+    events: list[bytes] = field(default_factory=list)
+    owners: list[T] = field(default_factory=list)  # owners[i] is the record of events[i]
+    size: int = 0
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class Batcher(Generic[T]):
+    def __init__(self, max_events: int, max_bytes: int, linger_s: float) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.linger_s = linger_s
+        self._open: dict[BatchKey, Batch[T]] = {}
+
+    def add(self, key: BatchKey, event: bytes, owner: T, now: float) -> list[Batch[T]]:
+        """Add one encoded event; returns the batches this add closed (usually none)."""
+        closed: list[Batch[T]] = []
+        batch = self._open.get(key)
+        if batch is not None and batch.size + len(event) + 1 > self.max_bytes:
+            closed.append(self._open.pop(key))
+            batch = None
+        if batch is None:
+            batch = self._open[key] = Batch(key, now)
+        batch.events.append(event)
+        batch.owners.append(owner)
+        batch.size += len(event) + 1
+        if len(batch.events) >= self.max_events:
+            closed.append(self._open.pop(key))
+        return closed
+
+    def due(self, now: float) -> list[Batch[T]]:
+        ready = [k for k, b in self._open.items() if now - b.opened_at >= self.linger_s]
+        return [self._open.pop(k) for k in ready]
+
+    def drain(self) -> list[Batch[T]]:
+        batches = list(self._open.values())
+        self._open.clear()
+        return batches
+
+    def next_deadline(self) -> float | None:
+        if not self._open:
+            return None
+        return min(b.opened_at for b in self._open.values()) + self.linger_s
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._open.values())

@@ -1,0 +1,64 @@
+"""The Conversions API server event (SPEC §3) and what a dialect hands to the pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+ServerEvent = dict[str, Any]
+
+
+class Output(NamedTuple):
+    """One event for one event set. `upload_tag` is request-level, so part of the batch key."""
+
+    event_set_id: str
+    event: ServerEvent
+    upload_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordContext:
+    """What a dialect may know about the Kafka record besides its payload."""
+
+    timestamp_ms: int  # the Kafka record's timestamp
+    payload: Mapping[str, Any]
+
+    def digest(self) -> str:
+        """A stable id for the record: sha256 of its canonical JSON, the same whether it came
+        schemaless, through the registry, from `fboc preview`, or from a replay."""
+        return hashlib.sha256(orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def compact(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop keys whose value is empty: Meta must never see empty strings or lists."""
+    return {k: v for k, v in data.items() if not _is_empty(v)}
+
+
+def parse_time_ms(value: Any) -> int | None:
+    """Unix seconds/milliseconds or ISO 8601 (naive = UTC) → unix milliseconds; None if not a time."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        return int(number if number > 1e11 else number * 1000)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return parse_time_ms(int(text))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    return None

@@ -1,0 +1,144 @@
+"""The `fboc` command (SPEC §11)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO
+
+import orjson
+
+from consumer.capi.event import RecordContext, parse_time_ms
+from consumer.config import Settings, load_settings, runtime_problems
+from consumer.dialects import get_dialect
+from consumer.errors import ConfigError, Filtered, Rejected
+
+
+def _load(path: str, *, for_run: bool) -> Settings:
+    settings = load_settings(path)
+    if for_run:
+        problems = runtime_problems(settings)
+        if problems:
+            raise ConfigError(problems)
+    return settings
+
+
+def _print_problems(exc: ConfigError) -> int:
+    for path, message in exc.problems:
+        print(f"config error: {path}: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from consumer.service import serve
+    from consumer.telemetry import configure_logging
+
+    settings = _load(args.config, for_run=True)
+    configure_logging(settings.service.log_format)
+    return asyncio.run(serve(settings))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _load(args.config, for_run=True)
+    if args.connect:
+        from consumer.checks import connection_problems
+
+        problems = connection_problems(settings)
+        if problems:
+            raise ConfigError(problems)
+    print(f"ok: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s)")
+    return 0
+
+
+def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[str]) -> list[bytes]:
+    """One JSON line per output (SPEC §11); pure apart from reading `lines`."""
+    source = settings.source(source_name)
+    dialect = get_dialect(source.dialect)
+    dest = settings.destination(source.destination)
+    out: list[bytes] = []
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            payload = orjson.loads(line)
+            if not isinstance(payload, dict):
+                raise Rejected("invalid_json", "a line must hold a JSON object")
+            outputs = dialect.transform(payload, RecordContext(now_s * 1000, payload), dest, now_s)
+        except orjson.JSONDecodeError:
+            out.append(orjson.dumps({"index": index, "rejected": {
+                "reason": "invalid_json", "message": "the line is not JSON"}}))
+            continue
+        except Filtered as exc:
+            out.append(orjson.dumps({"index": index, "filtered": {"reason": exc.reason}}))
+            continue
+        except Rejected as exc:
+            out.append(orjson.dumps({"index": index, "rejected": {
+                "reason": exc.reason, "message": exc.message}}))
+            continue
+        for o in outputs:
+            out.append(orjson.dumps({"index": index, "event_set_id": o.event_set_id,
+                                     "event": o.event}))
+    return out
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    settings = _load(args.config, for_run=False)
+    now_ms = parse_time_ms(args.now) if args.now else int(time.time() * 1000)
+    if now_ms is None:
+        raise ConfigError([("--now", "not an ISO 8601 time")])
+    with (sys.stdin if args.input == "-" else open(args.input)) as lines:
+        for line in preview_lines(settings, args.source, now_ms // 1000, lines):
+            sys.stdout.buffer.write(line + b"\n")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from consumer.sandbox import run_sandbox
+    from consumer.telemetry import configure_logging
+
+    configure_logging("console")
+    run_sandbox(args.host, args.port, tokens=args.token or ("sandbox-token",),
+                app_secret=args.app_secret)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fboc", description="Offline conversions from Kafka to "
+                                "Meta's Conversions API")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the consumer service")
+    run.add_argument("--config", required=True)
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check-config", help="validate the file and the environment")
+    check.add_argument("--config", required=True)
+    check.add_argument("--connect", action="store_true", help="also reach Kafka and the registry")
+    check.set_defaults(func=cmd_check_config)
+    preview = sub.add_parser("preview", help="JSON lines in a source's dialect → CAPI events")
+    preview.add_argument("--config", required=True)
+    preview.add_argument("--source", required=True)
+    preview.add_argument("--now", help="ISO 8601 time to judge event age against")
+    preview.add_argument("input", nargs="?", default="-")
+    preview.set_defaults(func=cmd_preview)
+    sandbox = sub.add_parser("sandbox", help="local Graph API stand-in")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--token", action="append", help="accepted access token (repeatable)")
+    sandbox.add_argument("--app-secret", help="require appsecret_proof for this secret")
+    sandbox.set_defaults(func=cmd_sandbox)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Per-partition commit watermarks (DESIGN invariant 1).
+
+Records are tracked in the order they are consumed and marked done in any order. The offset to
+commit for a partition is the first offset that is not yet final (or one past the last tracked
+record when all are final), so a commit never passes a record whose outcome is still open.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+TopicPartition = tuple[str, int]
+
+
+class PartitionOffsets:
+    __slots__ = ("_done", "_next", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()
+        self._done: set[int] = set()
+        self._next: int | None = None  # one past the highest offset known final
+
+    def track(self, offset: int) -> None:
+        if self._pending and offset <= self._pending[-1]:
+            raise ValueError("offsets must be tracked in increasing order")
+        self._pending.append(offset)
+
+    def done(self, offset: int) -> None:
+        self._done.add(offset)
+        pending = self._pending
+        while pending and pending[0] in self._done:
+            first = pending.popleft()
+            self._done.discard(first)
+            self._next = first + 1
+
+    def watermark(self) -> int | None:
+        """The offset to commit: everything below it is final."""
+        if self._pending:
+            return self._pending[0]
+        return self._next
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class OffsetTracker:
+    """Watermarks of every assigned partition, and what has been committed of them."""
+
+    def __init__(self) -> None:
+        self._parts: dict[TopicPartition, PartitionOffsets] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def track(self, tp: TopicPartition, offset: int) -> None:
+        part = self._parts.get(tp)
+        if part is None:
+            part = self._parts[tp] = PartitionOffsets()
+        part.track(offset)
+
+    def done(self, tp: TopicPartition, offset: int) -> None:
+        part = self._parts.get(tp)
+        if part is not None:  # None: the partition was revoked meanwhile
+            part.done(offset)
+
+    def to_commit(self, only: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """Watermarks that moved since the last commit."""
+        out: dict[TopicPartition, int] = {}
+        for tp, part in self._parts.items():
+            if only is not None and tp not in only:
+                continue
+            mark = part.watermark()
+            if mark is not None and mark != self._committed.get(tp):
+                out[tp] = mark
+        return out
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self._committed.update(offsets)
+
+    def forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._parts.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    def pending(self, tp: TopicPartition | None = None) -> int:
+        """Records consumed whose outcome is not final yet."""
+        if tp is not None:
+            part = self._parts.get(tp)
+            return len(part) if part else 0
+        return sum(len(p) for p in self._parts.values())

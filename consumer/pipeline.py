@@ -1,0 +1,315 @@
+"""The pipeline loop: source → decode → dialect → route → batch → deliver → commit.
+
+Every consumed record becomes a `PendingRecord` tracked by the offset tracker; it is marked done
+only once its outcome is final (delivered, filtered, or dead-lettered and acknowledged), and
+commits never pass a record that is not done (DESIGN invariant 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from consumer.batching import Batch, Batcher, BatchKey
+from consumer.breaker import DeadLetterBreaker
+from consumer.capi.event import Output, RecordContext
+from consumer.codec import Decoder
+from consumer.config import DestinationSettings, Settings, SourceSettings
+from consumer.delivery import Failure, GraphClient
+from consumer.dialects import Dialect
+from consumer.errors import Filtered, InvalidMessage, Rejected
+from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, header, headers_of
+from consumer.kafka.offsets import OffsetTracker, TopicPartition
+from consumer.kafka.source import KafkaSource, position
+from consumer.telemetry import METRICS
+
+log = structlog.get_logger("fboc.pipeline")
+
+POLL_BATCH = 500
+POLL_TIMEOUT_S = 0.05
+RESUME_RATIO = 0.5  # resume paused partitions below this share of max_buffered_records
+
+
+class FatalError(Exception):
+    """fboc must stop: continuing would lose records or flood the dead-letter topic."""
+
+
+@dataclass(slots=True, eq=False)
+class PendingRecord:
+    msg: Message
+    tp: TopicPartition
+    offset: int
+    parts: int = 0  # output events not yet delivered or failed
+    failures: dict[str, Failure] = field(default_factory=dict)  # by event set id
+    writes: int = 0  # dead-letter writes not yet acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How records of one topic are handled."""
+
+    source: SourceSettings
+    dialect: Dialect
+    decoder: Decoder
+    destination: DestinationSettings
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, routes: dict[str, Route],
+                 clients: dict[str, GraphClient], dead_letters: DeadLetterWriter,
+                 make_source: Callable[[Pipeline], KafkaSource],
+                 now: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.clients = clients
+        self.dead_letters = dead_letters
+        self.now = now
+        self.tracker = OffsetTracker()
+        batching = settings.batching
+        self.batcher: Batcher[tuple[PendingRecord, str]] = Batcher(
+            batching.max_events, batching.max_bytes, batching.linger_ms / 1000)
+        self.breaker = DeadLetterBreaker(settings.dead_letter.breaker)
+        self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused = False
+        self._last_commit = 0.0
+        self.last_turn = time.monotonic()
+        self.ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.source = make_source(self)
+
+    # -- rebalance callbacks: called from the poll thread inside consume() --------------------
+
+    def on_assign(self, tps: list[TopicPartition]) -> None:
+        self.ready = True
+        log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
+
+    def on_revoke(self, tps: list[TopicPartition]) -> None:
+        if self._loop is None or not tps:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
+        try:
+            future.result(self.settings.service.shutdown_deadline_seconds)
+        except TimeoutError:
+            log.warning("revoke_deadline_passed", partitions=len(tps))
+        self.tracker.forget(tps)
+
+    def on_lost(self, tps: list[TopicPartition]) -> None:
+        log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
+        self.tracker.forget(tps)
+
+    async def _release(self, tps: list[TopicPartition]) -> None:
+        """Revocation: send what is batched, wait for the partitions' records, commit them."""
+        self._flush_all()
+        deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
+        wanted = set(tps)
+        while any(self.tracker.pending(tp) for tp in wanted) and time.monotonic() < deadline:
+            self.dead_letters.poll()
+            await asyncio.sleep(0.02)
+        self._commit(wanted)
+        log.info("partitions_released", partitions=[f"{t}[{p}]" for t, p in tps])
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                self.last_turn = time.monotonic()
+                room = self.settings.batching.max_buffered_records - self.tracker.pending()
+                messages = await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
+                for msg in messages:
+                    self.process(msg)
+                for batch in self.batcher.due(time.monotonic()):
+                    self._send(batch)
+                self.dead_letters.poll()
+                self._check_fatal()
+                self._backpressure()
+                if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
+                    self._commit()
+        finally:
+            await self._shutdown()
+
+    def _check_fatal(self) -> None:
+        if self.dead_letters.fatal:
+            raise FatalError(self.dead_letters.fatal)
+        if self.breaker.tripped:
+            raise FatalError(self.breaker.tripped)
+
+    async def _shutdown(self) -> None:
+        """Clean stop (DESIGN invariant 6): flush, wait up to the deadline, commit, close."""
+        deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds
+        self._flush_all()
+        while self._tasks or self.dead_letters.pending:
+            if time.monotonic() >= deadline:
+                break
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=0.05)
+            self.dead_letters.poll()
+            await asyncio.sleep(0)
+        self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
+        self._commit()
+        for task in list(self._tasks):
+            task.cancel()
+        self.source.close()
+        log.info("stopped", unfinished_records=self.tracker.pending())
+
+    # -- per record ----------------------------------------------------------------------------
+
+    def process(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume_error", error=err.name())
+            return
+        tp, offset = position(msg)
+        self.tracker.track(tp, offset)
+        METRICS.records_consumed.labels(tp[0]).inc()
+        record = PendingRecord(msg, tp, offset)
+        route = self.routes[tp[0]]
+        value = msg.value()
+        try:
+            if not value:
+                raise InvalidMessage("empty_value", "the record has no value")
+            payload = route.decoder(value)
+        except InvalidMessage as exc:
+            self._dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
+            return
+        try:
+            outputs = route.dialect.transform(
+                payload, RecordContext(msg.timestamp()[1], payload), route.destination,
+                int(self.now()))
+            outputs = _only_target(outputs, header(headers_of(msg), TARGET_EVENT_SET))
+        except Filtered as exc:
+            self._final(record, "filtered", exc.reason)
+            return
+        except Rejected as exc:
+            self._dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+            return
+        except Exception as exc:  # a dialect bug must not stop the partition; no PII in the type
+            log.exception("dialect_error", topic=tp[0], partition=tp[1], offset=offset)
+            self._dead_letter(record, DeadLetter("transform", "transform_error",
+                                                 f"unexpected {type(exc).__name__}"))
+            return
+        self._batch(record, route.destination.name, outputs)
+
+    def _batch(self, record: PendingRecord, destination: str, outputs: list[Output]) -> None:
+        record.parts = len(outputs)
+        encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
+        now = time.monotonic()
+        for out in outputs:
+            data = encoded.get(id(out.event))
+            if data is None:
+                data = encoded[id(out.event)] = orjson.dumps(out.event)
+            key = BatchKey(destination, out.event_set_id, out.upload_tag)
+            for batch in self.batcher.add(key, data, (record, out.event["event_name"]), now):
+                self._send(batch)
+
+    def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
+        METRICS.record_outcomes.labels(outcome, reason).inc()
+        self.breaker.record(dead_lettered=outcome == "dead_lettered")
+        self.tracker.done(record.tp, record.offset)
+
+    def _dead_letter(self, record: PendingRecord, dl: DeadLetter) -> None:
+        METRICS.dead_letters.labels(dl.stage, dl.reason).inc()
+        log.info("dead_letter", stage=dl.stage, reason=dl.reason, topic=record.tp[0],
+                 partition=record.tp[1], offset=record.offset, event_set_id=dl.event_set_id)
+        record.writes += 1
+
+        def acknowledged() -> None:
+            record.writes -= 1
+            if record.writes == 0:
+                self._final(record, "dead_lettered", dl.reason)
+
+        self.dead_letters.write(record.msg, dl, acknowledged)
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def _flush_all(self) -> None:
+        for batch in self.batcher.drain():
+            self._send(batch)
+
+    def _send(self, batch: Batch[tuple[PendingRecord, str]]) -> None:
+        task = asyncio.create_task(self._deliver(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, batch: Batch[tuple[PendingRecord, str]]) -> None:
+        key = batch.key
+        async with self._limits[key.destination]:
+            METRICS.in_flight.labels(key.destination).inc()
+            try:
+                results = await self.clients[key.destination].deliver(
+                    key.event_set_id, key.upload_tag, batch.events)
+            finally:
+                METRICS.in_flight.labels(key.destination).dec()
+        METRICS.batch_events.observe(len(batch))
+        delivered = sum(1 for r in results if r is None)
+        log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
+                 events=len(batch), delivered=delivered, failed=len(batch) - delivered)
+        for (record, event_name), failure in zip(batch.owners, results, strict=True):
+            if failure is None:
+                METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc()
+            else:
+                record.failures[key.event_set_id] = failure
+            record.parts -= 1
+            if record.parts == 0:
+                self._delivered(record, key.destination)
+
+    def _delivered(self, record: PendingRecord, destination: str) -> None:
+        if not record.failures:
+            self._final(record, "delivered", "ok")
+            return
+        for event_set_id, f in record.failures.items():
+            self._dead_letter(record, DeadLetter(
+                "deliver", f.reason, f.message, f.attempts, destination, event_set_id,
+                f.code, f.subcode, f.fbtrace_id))
+
+    # -- commits and backpressure --------------------------------------------------------------
+
+    def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        offsets = self.tracker.to_commit(only)
+        if not offsets:
+            return
+        try:
+            self.source.commit(offsets)
+        except KafkaException as exc:
+            log.warning("commit_failed", error=exc.args[0].name() if exc.args else "unknown")
+            return
+        self.tracker.committed(offsets)
+        METRICS.commits.inc()
+        log.info("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
+
+    def _backpressure(self) -> None:
+        buffered = self.tracker.pending()
+        METRICS.buffered.set(buffered)
+        limit = self.settings.batching.max_buffered_records
+        if not self._paused and buffered >= limit:
+            self._paused = True
+            log.info("backpressure_pause", buffered=buffered)
+        elif self._paused and buffered <= limit * RESUME_RATIO:
+            self._paused = False
+            self.source.resume(self.source.assignment())
+            METRICS.paused.set(0)
+            log.info("backpressure_resume", buffered=buffered)
+        if self._paused:  # reconcile every turn: a rebalance may have added partitions
+            assigned = self.source.assignment()
+            self.source.pause(assigned)
+            METRICS.paused.set(len(assigned))
+
+
+def _only_target(outputs: list[Output], target: str | None) -> list[Output]:
+    """A replayed dead letter goes to the event set it failed for, and only there."""
+    if target is None:
+        return outputs
+    kept = [o for o in outputs if o.event_set_id == target]
+    if not kept:
+        raise Rejected("no_event_set", "the replay's event set is no longer configured")
+    return kept
