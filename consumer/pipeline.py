@@ -78,6 +78,7 @@ class Pipeline:
         self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._closing = False
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
@@ -91,7 +92,8 @@ class Pipeline:
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
 
     def on_revoke(self, tps: list[TopicPartition]) -> None:
-        if self._loop is None or not tps:
+        if self._closing or self._loop is None or not tps:
+            self.tracker.forget(tps)  # closing: _shutdown already committed what is final
             return
         future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
         try:
@@ -157,6 +159,7 @@ class Pipeline:
         self._commit()
         for task in list(self._tasks):
             task.cancel()
+        self._closing = True
         self.source.close()
         log.info("stopped", unfinished_records=self.tracker.pending())
 
