@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.codec import AvroSchema
 from consumer.config import Settings, parse_settings
+from consumer.kafka.admin import committed_offsets, end_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENT_SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
@@ -78,29 +79,7 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> 
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        for attempt in range(20):  # the group coordinator may still be loading
-            try:
-                tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
-                                         timeout=10)
-                return {tp.partition: tp.offset for tp in tps}
-            except KafkaException:
-                if attempt == 19:
-                    raise
-                time.sleep(0.25)
-    finally:
-        consumer.close()
-    raise AssertionError("unreachable")
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
-    try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)}
-    finally:
-        consumer.close()
+    return committed_offsets(bootstrap, group, topic, partitions)
 
 
 def settings_for(bootstrap: str, topic: str, group: str, graph_url: str,
