@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.codec import AvroSchema
 from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENT_SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")

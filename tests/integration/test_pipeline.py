@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from consumer.config import Settings
+from consumer.kafka.admin import end_offsets
 from consumer.kafka.deadletter import header, headers_of
 from consumer.sandbox import SandboxThread
 from consumer.service import serve
 from tests.helpers import (
     avro,
     committed,
-    end_offsets,
     produce,
     read_all,
     sandbox_events,
