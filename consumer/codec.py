@@ -32,6 +32,7 @@ class AvroSchema:
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.raw = dict(raw)
+        self.raw_json = orjson.dumps(self.raw).decode()
         self.json_fields: tuple[str, ...] = tuple(raw.get(JSON_FIELDS_KEY, ()))
         self.parsed = parse_schema(self.raw)
 

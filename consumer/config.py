@@ -234,7 +234,11 @@ def parse_settings(data: dict[str, Any], env: Mapping[str, str]) -> Settings:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems += [(_key_path(err["loc"]), err["msg"]) for err in exc.errors()]
+        errors = exc.errors()
+        # pydantic also calls a list "too short" when one of its items failed: report the item
+        inner = {err["loc"][:1] for err in errors if len(err["loc"]) > 1}
+        problems += [(_key_path(err["loc"]), err["msg"]) for err in errors
+                     if not (err["type"] == "too_short" and err["loc"] in inner)]
         raise ConfigError(problems) from None
     problems += _cross_checks(settings)
     if problems:
