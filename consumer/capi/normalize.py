@@ -1,0 +1,251 @@
+"""Normalisation and SHA-256 hashing of Conversions API ``user_data`` (SPEC.md §4).
+
+Pure functions: no I/O, no clock. Results are cached per (key, value, region, ...) so that
+recurring customers cost a dictionary lookup. Nothing here ever raises with a customer value in
+the message: values that cannot be normalised are dropped and reported by key name only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from functools import cache, lru_cache
+from typing import Any
+
+import phonenumbers
+import pycountry
+
+HASHED_KEYS: tuple[str, ...] = (
+    "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
+)  # fmt: skip
+PLAIN_KEYS: tuple[str, ...] = (
+    "client_ip_address", "client_user_agent", "fbc", "fbp", "madid", "lead_id",
+)  # fmt: skip
+
+CACHE_SIZE = 65536
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
+_NON_DIGIT = re.compile(r"[^0-9]")
+_ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+_US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
+_DB_COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_DB_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})([T ].+)?")
+_DB_US = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
+_GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
+_E164 = phonenumbers.PhoneNumberFormat.E164
+
+
+def _keep(value: str, categories: str) -> str:
+    """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
+    (L letters, M combining marks, N numbers). NFC runs again after filtering because removing a
+    character can bring a letter and a combining mark together."""
+    text = unicodedata.normalize("NFC", value.lower())
+    if text.isascii():
+        return "".join(c for c in text if c.isalpha() or ("N" in categories and c.isdigit()))
+    kept = "".join(c for c in text if unicodedata.category(c)[0] in categories)
+    return unicodedata.normalize("NFC", kept)
+
+
+def _fold(value: str) -> str:
+    """Lookup key for names: case-folded, accents and everything but letters removed."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    return "".join(c for c in decomposed if c.isalpha())
+
+
+@cache
+def _us_states() -> dict[str, str]:
+    """``{folded code or name: lower-case 2-letter code}`` for the US subdivisions in pycountry."""
+    subs = [(s.code[3:].lower(), s.name) for s in pycountry.subdivisions if s.country_code == "US"]
+    table: dict[str, str] = {}
+    for code, _ in subs:
+        table[code] = code
+        table["us" + code] = code  # "US-CA"
+    for code, name in subs:
+        table.setdefault(_fold(name), code)
+    return table
+
+
+@cache
+def _countries() -> dict[str, str]:
+    """``{folded alpha-2, alpha-3 or name: lower-case alpha-2}``; codes win over names."""
+    table: dict[str, str] = {}
+    for attrs in (("alpha_2", "alpha_3"), ("name", "common_name", "official_name")):
+        for country in pycountry.countries:
+            for attr in attrs:
+                name = getattr(country, attr, None)
+                if isinstance(name, str):
+                    table.setdefault(_fold(name), country.alpha_2.lower())
+    return table
+
+
+def _phone(value: str, region: str) -> str | None:
+    text = value.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    digits = _NON_DIGIT.sub("", text)
+    if not digits:
+        return None
+    candidates: list[str] = []
+    if not text.startswith("+"):
+        # Digits that already begin with the region's country code: prefer that reading, so that
+        # normalising an output again gives the same output.
+        code = str(phonenumbers.country_code_for_region(region))
+        if code != "0" and digits.startswith(code):
+            candidates.append("+" + digits)
+    candidates.append(text)
+    if not text.startswith("+"):
+        candidates.append("+" + digits)  # e.g. "442079460958" in a US event
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return str(phonenumbers.format_number(number, _E164)).lstrip("+")
+    return None
+
+
+def _birthdate(value: str, max_year: int) -> str | None:
+    text = value.strip()
+    if m := _DB_COMPACT.fullmatch(text):
+        year, month, day = m.group(1, 2, 3)
+    elif m := _DB_ISO.fullmatch(text):
+        year, month, day = m.group(1, 2, 3)
+        if m.group(4) is not None:
+            try:
+                dt.datetime.fromisoformat(text)
+            except ValueError:
+                return None
+    elif m := _DB_US.fullmatch(text):
+        month, day, year = m.group(1, 2, 3)
+    else:
+        return None
+    try:
+        date = dt.date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+    if not 1900 <= date.year <= max_year:
+        return None
+    return f"{date.year:04d}{date.month:02d}{date.day:02d}"
+
+
+def _state(value: str, region: str) -> str | None:
+    text = _keep(value, "LMN")
+    if region == "US":
+        # Unknown values fall back to the generic rule (e.g. "ON" with default_country US).
+        text = _us_states().get(text, text)
+    return text or None
+
+
+def _zip(value: str, region: str) -> str | None:
+    text = _ZIP_STRIP.sub("", value.lower())
+    if region == "US" and (m := _US_ZIP.fullmatch(text)):
+        return m.group(1)
+    return text or None
+
+
+@lru_cache(maxsize=4096)
+def _country(value: str) -> str | None:
+    key = _fold(value)
+    return _countries().get(key) if key else None
+
+
+def normalize_field(key: str, value: str, *, region: str, max_year: int) -> str | None:
+    """The normalised plaintext of ``value`` for ``key`` (before hashing), or None when it cannot
+    be normalised. ``region``: ISO alpha-2 upper-case (phone parsing, US rules for st and zp).
+    ``max_year``: latest accepted year of birth. Values of 64 hex digits get no special treatment
+    here (see :func:`build_user_data`)."""
+    if key == "em":
+        text = value.strip().lower()
+        return text if _EMAIL.fullmatch(text) else None
+    if key == "ph":
+        return _phone(value, region)
+    if key in ("fn", "ln", "ct"):
+        return _keep(value, "LM") or None
+    if key == "ge":
+        return _GENDERS.get(value.strip().lower())
+    if key == "db":
+        return _birthdate(value, max_year)
+    if key == "st":
+        return _state(value, region)
+    if key == "zp":
+        return _zip(value, region)
+    if key == "country":
+        return _country(value)
+    if key == "external_id":
+        return value.strip() or None
+    raise ValueError("normalize_field: key is not a hashed user_data key")
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _hashed(key: str, value: str, region: str, max_year: int, hash_it: bool) -> str | None:
+    """Cached normalise + SHA-256 of one stripped, non-empty, not-yet-hashed value."""
+    normalised = normalize_field(key, value, region=region, max_year=max_year)
+    if normalised is None or not hash_it:
+        return normalised
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
+    """Non-empty stripped string values of ``raw[key]``; a bare string counts as one value."""
+    values: object = raw.get(key)
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, (list, tuple)):
+        return []
+    return [s for v in values if isinstance(v, str) and (s := v.strip())]
+
+
+def build_user_data(
+    raw: Mapping[str, Sequence[str]],
+    *,
+    hashing: bool = True,
+    hash_external_id: bool = True,
+    default_country: str = "US",
+    max_year: int,
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Build the Conversions API ``user_data`` object from raw values (SPEC.md §3, §4).
+
+    Returns ``(user_data, dropped)``: hashed keys map to de-duplicated lists of lower-case hex
+    SHA-256 in input order, plain keys to their first non-empty value; empty keys are left out.
+    ``dropped`` names (once each) the keys that had a value that could not be normalised.
+    Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
+    """
+    region = default_country.strip().upper()
+    if hashing:
+        for value in _values(raw, "country"):
+            if not _HEX64.fullmatch(value) and (code := _country(value)):
+                region = code.upper()
+                break
+    us_region = "US" if region == "US" else ""
+    user_data: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key in HASHED_KEYS:
+        hash_it = hash_external_id or key != "external_id"
+        # Region and year only take part in the cache key where they change the result.
+        key_region = region if key == "ph" else us_region if key in ("st", "zp") else ""
+        key_year = max_year if key == "db" else 0
+        out: list[str] = []
+        for value in _values(raw, key):
+            result: str | None
+            if _HEX64.fullmatch(value):
+                result = value.lower()
+            elif hashing or not hash_it:
+                result = _hashed(key, value, key_region, key_year, hash_it)
+            else:
+                result = None  # hashing off: never send plaintext
+            if result is None:
+                if key not in dropped:
+                    dropped.append(key)
+            elif result not in out:
+                out.append(result)
+        if out:
+            user_data[key] = out
+    for key in PLAIN_KEYS:
+        if values := _values(raw, key):
+            user_data[key] = values[0]
+    return user_data, tuple(dropped)
