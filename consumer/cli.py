@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
-from consumer.capi.event import RecordContext, parse_time_ms
+from consumer.capi.event import Output, RecordContext, parse_time_ms
 from consumer.config import Settings, load_settings, runtime_problems
 from consumer.dialects import get_dialect
-from consumer.errors import ConfigError, Filtered, Rejected
+from consumer.errors import ConfigError, Filtered, RecordOutcome, Rejected
 
 
 def _load(path: str, *, for_run: bool) -> Settings:
@@ -38,7 +39,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _load(args.config, for_run=True)
     configure_logging(settings.service.log_format)
-    return asyncio.run(serve(settings))
+    code = asyncio.run(serve(settings))
+    if code != 0:
+        # a broker that vanished can leave librdkafka's close blocked on the poll thread:
+        # do not let interpreter exit wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -58,29 +66,39 @@ def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[st
     source = settings.source(source_name)
     dialect = get_dialect(source.dialect)
     dest = settings.destination(source.destination)
-    out: list[bytes] = []
+    results: list[tuple[int, list[Output] | RecordOutcome]] = []
+    payloads: list[tuple[int, dict[str, Any]]] = []
     for index, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             payload = orjson.loads(line)
-            if not isinstance(payload, dict):
-                raise Rejected("invalid_json", "a line must hold a JSON object")
-            outputs = dialect.transform(payload, RecordContext(now_s * 1000, payload), dest, now_s)
         except orjson.JSONDecodeError:
+            results.append((index, Rejected("invalid_json", "the line is not JSON")))
+            continue
+        if not isinstance(payload, dict):
+            results.append((index, Rejected("invalid_json", "a line must hold a JSON object")))
+            continue
+        payloads.append((index, payload))
+    if dialect.grouping is not None:  # amperity: rows of one order share one event (SPEC §11)
+        results += dialect.grouping.preview(payloads, dest, now_s)
+    else:
+        for index, payload in payloads:
+            try:
+                results.append((index, dialect.transform(
+                    payload, RecordContext(now_s * 1000, payload), dest, now_s)))
+            except RecordOutcome as exc:
+                results.append((index, exc))
+    out: list[bytes] = []
+    for index, result in sorted(results, key=lambda item: item[0]):
+        if isinstance(result, Filtered):
+            out.append(orjson.dumps({"index": index, "filtered": {"reason": result.reason}}))
+        elif isinstance(result, RecordOutcome):
             out.append(orjson.dumps({"index": index, "rejected": {
-                "reason": "invalid_json", "message": "the line is not JSON"}}))
-            continue
-        except Filtered as exc:
-            out.append(orjson.dumps({"index": index, "filtered": {"reason": exc.reason}}))
-            continue
-        except Rejected as exc:
-            out.append(orjson.dumps({"index": index, "rejected": {
-                "reason": exc.reason, "message": exc.message}}))
-            continue
-        for o in outputs:
-            out.append(orjson.dumps({"index": index, "event_set_id": o.event_set_id,
-                                     "event": o.event}))
+                "reason": result.reason, "message": result.message}}))
+        else:
+            out.extend(orjson.dumps({"index": index, "event_set_id": o.event_set_id,
+                                     "event": o.event}) for o in result)
     return out
 
 

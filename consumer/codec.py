@@ -56,8 +56,9 @@ class AvroSchema:
                 value = orjson.loads(text)
             except orjson.JSONDecodeError:
                 raise InvalidMessage("invalid_json_field", f"field {name} is not JSON") from None
-            if not isinstance(value, dict):
-                raise InvalidMessage("invalid_json_field", f"field {name} is not a JSON object")
+            if not isinstance(value, dict | list):
+                raise InvalidMessage("invalid_json_field",
+                                     f"field {name} is not a JSON object or array")
             record[name] = value
         return record
 

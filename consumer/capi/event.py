@@ -31,7 +31,8 @@ class RecordContext:
     def digest(self) -> str:
         """A stable id for the record: sha256 of its canonical JSON, the same whether it came
         schemaless, through the registry, from `fboc preview`, or from a replay."""
-        return hashlib.sha256(orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        present = {k: v for k, v in self.payload.items() if v is not None}  # Avro fills in nulls
+        return hashlib.sha256(orjson.dumps(present, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _is_empty(value: Any) -> bool:

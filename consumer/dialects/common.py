@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.capi.normalize import build_user_data
+from consumer.capi.normalize import build_user_data, normalize_field
 from consumer.capi.rules import check_match_keys, check_time
 from consumer.config import DestinationSettings
 
@@ -43,22 +44,27 @@ def text(value: Any) -> str | None:
         return value.strip() or None
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else str(value)
     return None
 
 
 def number(value: Any) -> float | None:
+    """A finite number from a number or numeric text; None otherwise (nan and inf too)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
+    try:
+        if isinstance(value, int | float):
+            found = float(value)
+        elif isinstance(value, str):
+            found = float(value.strip())
+        else:
             return None
-    return None
+    except (ValueError, OverflowError):
+        return None
+    return found if math.isfinite(found) else None
 
 
 def under(prefixes: Iterable[str], names: Iterable[str]) -> list[str]:
@@ -80,3 +86,28 @@ def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event
 
 def _year(unix_seconds: int) -> int:
     return datetime.fromtimestamp(unix_seconds, UTC).year
+
+
+# Meta's data_processing_options_state codes ("Data Processing Options for US Users").
+LDU_STATES = {
+    "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006,
+    "de": 1007, "ne": 1008, "nh": 1009, "nj": 1010, "mn": 1011, "md": 1012, "ri": 1013,
+}
+
+
+def ldu_from_location(mode: bool | str, country: str | None, state: str | None) -> dict[str, Any]:
+    """Limited Data Use from a user's location (mparticle, amperity): `never`/false: none;
+    `always`/true: LDU with the location codes, 0 (Meta geolocates) where unknown;
+    `when_location_known`: only when both country and state are known."""
+    if mode is False or mode == "never":
+        return {}
+    if mode == "when_location_known" and not (country and state):
+        return {}
+    is_us = bool(country) and normalize_field("country", country or "", region="US",
+                                              max_year=0) == "us"
+    state_code = 0
+    if is_us and state:  # a state code without country 1 would contradict it
+        state_code = LDU_STATES.get(normalize_field("st", state, region="US", max_year=0) or "", 0)
+    return {"data_processing_options": ["LDU"],
+            "data_processing_options_country": 1 if is_us else 0,
+            "data_processing_options_state": state_code}

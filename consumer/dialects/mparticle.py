@@ -1,0 +1,224 @@
+"""mParticle event batches (SPEC §6 "mparticle").
+
+One record is one batch: a user (identities, attributes, device) and several events. Each
+`commerce_event` whose product action is in `PRODUCT_ACTIONS` becomes Conversions API events;
+the batch's other events are not sent.
+
+A record has exactly one outcome (SPEC §8), so a batch is judged as a whole:
+- no qualifying event → filtered: `non_commerce_event` when it holds no commerce event at all,
+  `unsupported_product_action` when its commerce events all have other actions (refund, click,
+  remove_from_cart, ...);
+- some qualifying events → those are sent and the record counts as delivered; the others are
+  skipped without a per-event count (only records are counted);
+- a qualifying event that is invalid (too old, no match keys, bad currency, Purchase without a
+  value) rejects the whole batch: dropping just that event would lose it silently, and a replay
+  re-sends the others under the same event_id, which Meta deduplicates;
+- a qualifying event with no event set for its name produces no output (SPEC §5); only a batch
+  left with no output at all is rejected `no_event_set`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
+from consumer.config import DestinationSettings
+from consumer.dialects import Dialect
+from consumer.dialects.common import get, ldu_from_location, number, text, user_data_for
+from consumer.dialects.segment import PII_PROPERTIES
+from consumer.errors import Filtered, Rejected
+from consumer.routing import fan_out
+
+# SPEC's names, not the seed table's legacy "AddToWishList" / "Checkout".
+PRODUCT_ACTIONS = {
+    "add_to_cart": "AddToCart",
+    "add_to_wishlist": "AddToWishlist",
+    "checkout": "InitiateCheckout",
+    "purchase": "Purchase",
+    "view_detail": "ViewContent",
+}
+# Reserved user attributes, matched case-insensitively (mParticle writes "$FirstName").
+USER_ATTRIBUTES = {
+    "ge": "$gender", "fn": "$firstname", "ln": "$lastname", "ct": "$city", "st": "$state",
+    "zp": "$zip", "country": "$country", "ph": "$mobile",
+}
+ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
+def _squash(key: str) -> str:
+    return "".join(c for c in key.casefold() if c.isalnum())
+
+
+# Custom attribute keys holding PII, compared without case, `$`, `_` or spaces.
+PII_KEYS = frozenset({_squash(k) for k in PII_PROPERTIES} | {
+    "mobile", "mobilenumber", "phonenumber", "emailaddress", "birthdate", "fullname",
+})
+
+
+def _lookup(obj: Any, name: str) -> Any:
+    """`obj[name]`, else the first key equal to `name` ignoring case; None if not an object."""
+    if not isinstance(obj, Mapping):
+        return None
+    if name in obj:
+        return obj[name]
+    folded = name.casefold()
+    return next((v for k, v in obj.items() if isinstance(k, str) and k.casefold() == folded), None)
+
+
+def _time_ms(value: Any) -> int | None:
+    try:
+        return None if isinstance(value, float) and not math.isfinite(value) else parse_time_ms(value)
+    except (OverflowError, ValueError):  # digits beyond a float's range
+        return None
+
+
+def _raw_user(batch: Mapping[str, Any], dest: DestinationSettings) -> dict[str, list[str]]:
+    identities, attributes = batch.get("user_identities"), batch.get("user_attributes")
+
+    def one(value: Any) -> list[str]:
+        found = text(value)
+        return [found] if found else []
+
+    raw = {key: one(_lookup(attributes, name)) for key, name in USER_ATTRIBUTES.items()}
+    raw["em"] = one(_lookup(identities, dest.email_identity_type))
+    raw["external_id"] = one(_lookup(identities, "customer_id"))
+    device = batch.get("device_info")
+    ids = (text(_lookup(device, name)) for name in ADVERTISING_IDS)
+    # an all-zero id is what devices report when ad tracking is limited: it matches no one
+    raw["madid"] = [v for v in ids if v and v.strip("0-")][:1]
+    return raw
+
+
+def _ldu(batch: Mapping[str, Any], dest: DestinationSettings) -> dict[str, Any]:
+    attributes = batch.get("user_attributes")
+    return ldu_from_location(dest.limited_data_use, text(_lookup(attributes, "$country")),
+                             text(_lookup(attributes, "$state")))
+
+
+def _contents(products: Any) -> list[dict[str, Any]]:
+    if not isinstance(products, list):
+        return []
+    contents = []
+    for product in products:
+        pid = text(get(product, "id"))
+        if not pid:  # products without an id are skipped (also non-objects: get gives None)
+            continue
+        quantity = number(product.get("quantity"))
+        contents.append(compact({
+            "id": pid,
+            "quantity": int(quantity) if quantity is not None and abs(quantity) < 2**53 else 1,
+            "item_price": number(product.get("price")),
+            "brand": text(product.get("brand")),
+            "category": text(product.get("category")),
+        }))
+    return contents
+
+
+def _value(action: Mapping[str, Any]) -> float | None:
+    """product_action.total_amount, else the sum of price * quantity (quantity defaults to 1)."""
+    total = number(action.get("total_amount"))
+    if total is not None:
+        return total
+    products = action.get("products")
+    if not isinstance(products, list):
+        return None
+    priced = [(number(p.get("price")), number(p.get("quantity")))
+              for p in products if isinstance(p, Mapping)]
+    amounts = [price * (1.0 if qty is None else qty) for price, qty in priced if price is not None]
+    value = round(sum(amounts), 2) if amounts else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _content_type(products: Any, dest: DestinationSettings) -> str:
+    category = text(get(products[0], "category")) if isinstance(products, list) and products else None
+    return dest.category_content_types.get(category or "", "product")
+
+
+def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
+    attributes = data.get("custom_attributes")
+    if not isinstance(attributes, Mapping):
+        return {}
+    return {k: v for k, v in attributes.items()
+            if isinstance(k, str) and _squash(k) not in PII_KEYS and v is not None
+            and not (isinstance(v, float) and not math.isfinite(v))}  # JSON has no NaN
+
+
+def _qualifying(batch: Mapping[str, Any]) -> list[tuple[int, str, Mapping[str, Any]]]:
+    """(index in `events`, product action, event data) of the events to send; Filtered if none."""
+    events = batch.get("events")
+    found, commerce = [], False
+    for index, event in enumerate(events if isinstance(events, list) else []):
+        if get(event, "event_type") != "commerce_event":
+            continue
+        commerce = True
+        data = event.get("data")
+        action = text(get(data, "product_action.action"))
+        if action and action.lower() in PRODUCT_ACTIONS:
+            found.append((index, action.lower(), data))
+    if not found:
+        raise Filtered("unsupported_product_action" if commerce else "non_commerce_event")
+    return found
+
+
+def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
+              now: int) -> list[Output]:
+    qualifying = _qualifying(payload)
+    raw = _raw_user(payload, dest)
+    ldu = _ldu(payload, dest)
+    policy = dest.match_policy or DIALECT.default_match_policy
+    batch_ms = _time_ms(payload.get("timestamp_unixtime_ms"))
+    record_id = cache(ctx.digest)
+
+    outputs: list[Output] = []
+    for index, action, data in qualifying:
+        event_ms = _time_ms(data.get("timestamp_unixtime_ms"))
+        if event_ms is None:
+            event_ms = ctx.timestamp_ms if batch_ms is None else batch_ms
+        event_id = text(data.get("source_message_id")) or hashlib.sha256(
+            f"{record_id()}:{index}".encode()).hexdigest()
+        build = _builder(data, raw, dest, event_ms // 1000, now, policy, event_id, ldu)
+        try:
+            outputs += fan_out(action, dest, PRODUCT_ACTIONS, DIALECT.default_unmapped, build,
+                               dest.upload_tag)
+        except Rejected as exc:
+            if exc.reason != "no_event_set":
+                raise
+    if not outputs:
+        raise Rejected("no_event_set", "no event set is configured for the batch's events")
+    return outputs
+
+
+def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: DestinationSettings,
+             event_time: int, now: int, policy: str, event_id: str,
+             ldu: Mapping[str, Any]) -> Callable[[str, bool], ServerEvent]:
+    """The `build` for fan_out. Checks run only for names that have an event set."""
+    action: Mapping[str, Any] = data.get("product_action") or {}
+    currency = (text(data.get("currency_code")) or "USD").upper()
+    contents = _contents(action.get("products"))
+    value = _value(action)
+
+    def build(name: str, _via_mapping: bool) -> ServerEvent:
+        user_data = user_data_for(raw, dest, event_time, now, dest.action_source, policy)
+        if len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
+            raise Rejected("invalid_currency", "currency_code is not an ISO 4217 code")
+        if name == "Purchase" and value is None:
+            raise Rejected("missing_value", "a Purchase needs total_amount or priced products")
+        custom = compact({
+            **_custom_attributes(data),
+            "value": value,
+            "currency": currency,
+            "contents": contents,
+            "content_ids": [c["id"] for c in contents],
+            "content_type": _content_type(action.get("products"), dest),
+            "order_id": text(action.get("transaction_id")),
+        })
+        return {"event_name": name, "event_time": event_time, "event_id": event_id,
+                "action_source": dest.action_source, "user_data": user_data,
+                "custom_data": custom, **ldu}
+
+    return build
+
+
+DIALECT = Dialect("mparticle", transform)
