@@ -39,6 +39,7 @@ class KafkaSettings(_Model):
     group_id: str = "fboc"
     dead_letter_topic: str = "fboc.dead-letter"
     schema_registry_url: str | None = None
+    unreachable_timeout_seconds: float = Field(60.0, gt=0)
     options: dict[str, str | int | float | bool] = {}
 
 

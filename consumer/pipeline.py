@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.batching import Batch, Batcher, BatchKey
 from consumer.breaker import DeadLetterBreaker
@@ -34,6 +35,7 @@ log = structlog.get_logger("fboc.pipeline")
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05
 RESUME_RATIO = 0.5  # resume paused partitions below this share of max_buffered_records
+PROBE_INTERVAL_S = 5.0  # while every broker is down, ask for metadata this often
 
 
 class FatalError(Exception):
@@ -48,6 +50,9 @@ class PendingRecord:
     parts: int = 0  # output events not yet delivered or failed
     failures: dict[str, Failure] = field(default_factory=dict)  # by event set id
     writes: int = 0  # dead-letter writes not yet acknowledged
+
+
+Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +77,11 @@ class Pipeline:
         self.now = now
         self.tracker = OffsetTracker()
         batching = settings.batching
-        self.batcher: Batcher[tuple[PendingRecord, str]] = Batcher(
+        self.batcher: Batcher[Owner] = Batcher(
             batching.max_events, batching.max_bytes, batching.linger_ms / 1000)
         self.breaker = DeadLetterBreaker(settings.dead_letter.breaker)
+        self._groupers = {topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
+                          for topic, route in routes.items() if route.dialect.grouping}
         self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
@@ -82,6 +89,8 @@ class Pipeline:
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
+        self._down_since: float | None = None
+        self._last_probe = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.source = make_source(self)
 
@@ -97,25 +106,75 @@ class Pipeline:
             return
         future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
         try:
-            future.result(self.settings.service.shutdown_deadline_seconds)
+            offsets = future.result(self.settings.service.shutdown_deadline_seconds)
         except TimeoutError:
             log.warning("revoke_deadline_passed", partitions=len(tps))
+            offsets = {}
+        try:  # synchronous, here on the poll thread: the partitions go once this returns
+            self.source.commit(offsets, asynchronous=False)
+            log.info("partitions_released", partitions=[f"{t}[{p}]" for t, p in tps],
+                     committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
+        except KafkaException as exc:
+            log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.tracker.forget(tps)
+
+    def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+        """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
+        failed = [(p.topic, p.partition) for p in partitions if err is not None or p.error]
+        if failed and self._loop is not None:
+            log.warning("commit_failed", error=err.name() if err else "partition error",
+                        partitions=len(failed))
+            self._loop.call_soon_threadsafe(self.tracker.uncommitted, failed)
+
+    def on_kafka_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("brokers_down", error=err.name())
+        elif err.fatal():
+            log.error("kafka_fatal", error=err.name())
+
+    def on_stats(self, raw: str) -> None:
+        try:
+            stats = orjson.loads(raw)
+            for topic, data in stats.get("topics", {}).items():
+                for partition, p in data.get("partitions", {}).items():
+                    lag = p.get("consumer_lag", -1)
+                    if partition != "-1" and isinstance(lag, int) and lag >= 0:
+                        METRICS.consumer_lag.labels(topic, partition).set(lag)
+        except (orjson.JSONDecodeError, AttributeError):
+            log.debug("stats_unreadable")
+
+    async def _check_brokers(self, got_messages: bool) -> None:
+        """Recover silently from a broker outage, or stop non-zero when it lasts too long."""
+        if self._down_since is None:
+            return
+        now = time.monotonic()
+        back = got_messages
+        if not back and now - self._last_probe >= PROBE_INTERVAL_S:
+            self._last_probe = now
+            back = await self.source.reachable(2.0)
+        if back:
+            log.info("brokers_back", down_s=round(now - self._down_since, 1))
+            self._down_since = None
+            return
+        limit = self.settings.kafka.unreachable_timeout_seconds
+        if now - self._down_since > limit:
+            raise FatalError(f"no Kafka broker reachable for {limit:.0f}s "
+                             "(kafka.unreachable_timeout_seconds)")
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.tracker.forget(tps)
 
-    async def _release(self, tps: list[TopicPartition]) -> None:
-        """Revocation: send what is batched, wait for the partitions' records, commit them."""
+    async def _release(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Revocation: send what is batched, wait for the partitions' records; what to commit."""
         self._flush_all()
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
         wanted = set(tps)
         while any(self.tracker.pending(tp) for tp in wanted) and time.monotonic() < deadline:
             self.dead_letters.poll()
             await asyncio.sleep(0.02)
-        self._commit(wanted)
-        log.info("partitions_released", partitions=[f"{t}[{p}]" for t, p in tps])
+        return self.tracker.to_commit(wanted)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -128,6 +187,8 @@ class Pipeline:
                 messages = await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
                 for msg in messages:
                     self.process(msg)
+                await self._check_brokers(bool(messages))
+                self._emit_groups()
                 for batch in self.batcher.due(time.monotonic()):
                     self._send(batch)
                 self.dead_letters.poll()
@@ -156,12 +217,14 @@ class Pipeline:
             self.dead_letters.poll()
             await asyncio.sleep(0)
         self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        self._commit()
         for task in list(self._tasks):
             task.cancel()
         self._closing = True
-        self.source.close()
-        log.info("stopped", unfinished_records=self.tracker.pending())
+        offsets = self.tracker.to_commit()
+        if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
+            raise FatalError("the final commit or close did not complete (broker unreachable?)")
+        log.info("stopped", unfinished_records=self.tracker.pending(),
+                 committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
 
     # -- per record ----------------------------------------------------------------------------
 
@@ -184,10 +247,15 @@ class Pipeline:
         except InvalidMessage as exc:
             self._dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
             return
+        grouping = route.dialect.grouping
         try:
-            outputs = route.dialect.transform(
-                payload, RecordContext(msg.timestamp()[1], payload), route.destination,
-                int(self.now()))
+            ctx = RecordContext(msg.timestamp()[1], payload)
+            if grouping is not None:
+                part = grouping.check(payload, ctx, route.destination, int(self.now()))
+                self._groupers[tp[0]].add((route.destination.name, grouping.key(part)), part,
+                                          record, time.monotonic() * 1000)
+                return
+            outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(headers_of(msg), TARGET_EVENT_SET))
         except Filtered as exc:
             self._final(record, "filtered", exc.reason)
@@ -200,10 +268,36 @@ class Pipeline:
             self._dead_letter(record, DeadLetter("transform", "transform_error",
                                                  f"unexpected {type(exc).__name__}"))
             return
-        self._batch(record, route.destination.name, outputs)
+        self._batch((record,), route.destination.name, outputs)
 
-    def _batch(self, record: PendingRecord, destination: str, outputs: list[Output]) -> None:
-        record.parts = len(outputs)
+    def _emit_groups(self, drain: bool = False) -> None:
+        """Groups whose window closed (or all of them) become events owned by all their records."""
+        now_ms = time.monotonic() * 1000
+        for topic, grouper in self._groupers.items():
+            route = self.routes[topic]
+            assert route.dialect.grouping is not None
+            for parts, records, late in (grouper.drain() if drain else grouper.due(now_ms)):
+                try:
+                    outputs = route.dialect.grouping.emit(parts, route.destination,
+                                                          int(self.now()), late)
+                    outputs = _only_target(outputs, header(headers_of(records[0].msg),
+                                                           TARGET_EVENT_SET))
+                except Rejected as exc:
+                    for record in records:
+                        self._dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+                    continue
+                except Exception as exc:  # as in process(): never stop the partition
+                    log.exception("dialect_error", topic=topic, records=len(records))
+                    for record in records:
+                        self._dead_letter(record, DeadLetter("transform", "transform_error",
+                                                             f"unexpected {type(exc).__name__}"))
+                    continue
+                self._batch(tuple(records), route.destination.name, outputs)
+
+    def _batch(self, records: tuple[PendingRecord, ...], destination: str,
+               outputs: list[Output]) -> None:
+        for record in records:
+            record.parts = len(outputs)
         encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
         now = time.monotonic()
         for out in outputs:
@@ -211,7 +305,7 @@ class Pipeline:
             if data is None:
                 data = encoded[id(out.event)] = orjson.dumps(out.event)
             key = BatchKey(destination, out.event_set_id, out.upload_tag)
-            for batch in self.batcher.add(key, data, (record, out.event["event_name"]), now):
+            for batch in self.batcher.add(key, data, (records, out.event["event_name"]), now):
                 self._send(batch)
 
     def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
@@ -235,15 +329,16 @@ class Pipeline:
     # -- delivery ------------------------------------------------------------------------------
 
     def _flush_all(self) -> None:
+        self._emit_groups(drain=True)
         for batch in self.batcher.drain():
             self._send(batch)
 
-    def _send(self, batch: Batch[tuple[PendingRecord, str]]) -> None:
+    def _send(self, batch: Batch[Owner]) -> None:
         task = asyncio.create_task(self._deliver(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, batch: Batch[tuple[PendingRecord, str]]) -> None:
+    async def _deliver(self, batch: Batch[Owner]) -> None:
         key = batch.key
         async with self._limits[key.destination]:
             METRICS.in_flight.labels(key.destination).inc()
@@ -256,14 +351,15 @@ class Pipeline:
         delivered = sum(1 for r in results if r is None)
         log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
                  events=len(batch), delivered=delivered, failed=len(batch) - delivered)
-        for (record, event_name), failure in zip(batch.owners, results, strict=True):
+        for (records, event_name), failure in zip(batch.owners, results, strict=True):
             if failure is None:
                 METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc()
-            else:
-                record.failures[key.event_set_id] = failure
-            record.parts -= 1
-            if record.parts == 0:
-                self._delivered(record, key.destination)
+            for record in records:
+                if failure is not None:
+                    record.failures[key.event_set_id] = failure
+                record.parts -= 1
+                if record.parts == 0:
+                    self._delivered(record, key.destination)
 
     def _delivered(self, record: PendingRecord, destination: str) -> None:
         if not record.failures:
@@ -276,15 +372,16 @@ class Pipeline:
 
     # -- commits and backpressure --------------------------------------------------------------
 
-    def _commit(self, only: set[TopicPartition] | None = None) -> None:
+    def _commit(self) -> None:
+        """Asynchronous: the loop never waits for the coordinator (it may be down)."""
         self._last_commit = time.monotonic()
-        offsets = self.tracker.to_commit(only)
+        offsets = self.tracker.to_commit()
         if not offsets:
             return
         try:
             self.source.commit(offsets)
         except KafkaException as exc:
-            log.warning("commit_failed", error=exc.args[0].name() if exc.args else "unknown")
+            log.warning("commit_failed", error=_kafka_error_name(exc))
             return
         self.tracker.committed(offsets)
         METRICS.commits.inc()
@@ -306,6 +403,11 @@ class Pipeline:
             assigned = self.source.assignment()
             self.source.pause(assigned)
             METRICS.paused.set(len(assigned))
+
+
+def _kafka_error_name(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.name() if isinstance(err, KafkaError) else type(exc).__name__
 
 
 def _only_target(outputs: list[Output], target: str | None) -> list[Output]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -82,9 +83,9 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
     return committed_offsets(bootstrap, group, topic, partitions)
 
 
-def settings_for(bootstrap: str, topic: str, group: str, graph_url: str,
-                 **overrides: Any) -> Settings:
-    """A full configuration for one segment source, with nested overrides merged in."""
+def config_for(bootstrap: str, topic: str, group: str, graph_url: str,
+               **overrides: Any) -> dict[str, Any]:
+    """A full configuration (as data) for one segment source, with section overrides merged in."""
     data: dict[str, Any] = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group,
                   "dead_letter_topic": f"{topic}.dlq"},
@@ -102,7 +103,17 @@ def settings_for(bootstrap: str, topic: str, group: str, graph_url: str,
             data[section] = {**data[section], **values}
         else:
             data[section] = values
-    return parse_settings(data, {})
+    return data
+
+
+def settings_for(bootstrap: str, topic: str, group: str, graph_url: str,
+                 **overrides: Any) -> Settings:
+    return parse_settings(config_for(bootstrap, topic, group, graph_url, **overrides), {})
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def track(i: int, event: str = "Order Completed", when: float | None = None,

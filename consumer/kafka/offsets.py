@@ -75,6 +75,11 @@ class OffsetTracker:
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
+    def uncommitted(self, tps: list[TopicPartition]) -> None:
+        """A commit failed: offer these partitions' watermarks again."""
+        for tp in tps:
+            self._committed.pop(tp, None)
+
     def forget(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
             self._parts.pop(tp, None)

@@ -1,0 +1,296 @@
+"""Fault tests: crashes, broker restarts, rebalances, slow and failing Graph API, secrets.
+
+Every test ends with the same check: every produced record delivered or dead-lettered, none
+missing, and the committed offsets at the log end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+
+from consumer.kafka.admin import end_offsets
+from consumer.kafka.deadletter import header, headers_of
+from consumer.sandbox import SandboxThread
+from consumer.service import serve
+from tests.fboc_process import FbocProcess
+from tests.helpers import (
+    avro,
+    committed,
+    config_for,
+    create_topic,
+    produce,
+    read_all,
+    sandbox_events,
+    sandbox_post,
+    settings_for,
+    track,
+    wait_until,
+)
+from tests.integration.test_pipeline import make_mix
+from tests.kafka_broker import Broker, start_broker_or_fail
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+FAST_SESSION = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def all_committed(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    return committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic,
+                                                                          partitions)
+
+
+def check_nothing_lost(bootstrap: str, topic: str, dlq: str, url: str,
+                       good_ids: set[str], bad_keys: set[bytes]) -> dict[str, list[bytes]]:
+    """Every good record reached the sandbox and every bad one the dead-letter topic.
+    Returns the sandbox's events by (event_id, event set) as canonical bytes."""
+    copies: dict[str, list[bytes]] = defaultdict(list)
+    for e in sandbox_events(url):
+        copies[f'{e["event"]["event_id"]}@{e["event_set_id"]}'].append(
+            orjson.dumps(e["event"], option=orjson.OPT_SORT_KEYS))
+    delivered = {k.split("@")[0] for k in copies}
+    missing = good_ids - delivered
+    assert not missing, f"{len(missing)} records never delivered, e.g. {sorted(missing)[:5]}"
+    assert delivered <= good_ids
+    dead = {m.key() for m in read_all(bootstrap, dlq, len(bad_keys), timeout=30)}
+    assert dead == bad_keys
+    return copies
+
+
+async def test_kill_9_five_times_loses_nothing_and_duplicates_are_identical(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    topic = new_topic(4)
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 100, "max_events": 250, "max_in_flight": 2})
+    # a killed member holds its partitions until its session expires: keep that short
+    config["kafka"]["options"] = FAST_SESSION
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    records, bad = make_mix(20_000, seed=11)
+    produce(kafka.bootstrap, topic, records)
+    # at most 2 x 250 events per 0.3 s: the stream outlasts the five kills
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 300}})
+    rng = random.Random(5)
+    fboc = FbocProcess(tmp_path, config)
+    try:
+        for _ in range(5):
+            fboc.start()
+            await asyncio.sleep(rng.uniform(4.0, 9.0))
+            assert fboc.running(), fboc.log_path.read_text()[-2000:]
+            fboc.kill9()
+        delivered_before_last_run = len(sandbox_events(sandbox.url))
+        assert delivered_before_last_run > 0, "the kills all landed before any delivery"
+        assert not all_committed(kafka.bootstrap, group_id, topic, 4), "no kill was mid-stream"
+        fboc.start()
+        await wait_until(lambda: any(line.get("event") == "started" for line in
+                                     fboc.log_lines()), 30, "the last run to start")
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 180,
+                         "all offsets committed after the restarts")
+        assert fboc.terminate() == 0
+    finally:
+        fboc.stop_quietly()
+    good = {f"m-{i}" for i in range(len(records)) if i not in bad}
+    copies = check_nothing_lost(kafka.bootstrap, topic, f"{topic}.dlq", sandbox.url, good,
+                                {f"k-{i}".encode() for i in bad})
+    repeated = {k: v for k, v in copies.items() if len(v) > 1}
+    for key, versions in repeated.items():
+        assert len(set(versions)) == 1, f"{key} was sent twice with different content"
+    # duplicates come only from records in flight at a kill: far fewer than the stream
+    assert len(repeated) < 5 * 8 * 250
+
+
+@pytest.fixture
+def own_broker() -> Iterator[Broker]:
+    broker = start_broker_or_fail()
+    yield broker
+    broker.remove()
+
+
+async def test_broker_restart_mid_stream_recovers_without_restarting_fboc(
+        own_broker: Broker, sandbox: SandboxThread) -> None:
+    topic, group = "restart-topic", "restart-group"
+    create_topic(own_broker.bootstrap, topic, 2)
+    create_topic(own_broker.bootstrap, f"{topic}.dlq", 1)
+    settings = settings_for(own_broker.bootstrap, topic, group, sandbox.url,
+                            kafka={"bootstrap_servers": own_broker.bootstrap, "group_id": group,
+                                   "dead_letter_topic": f"{topic}.dlq",
+                                   "unreachable_timeout_seconds": 120})
+    produce(own_broker.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 2)
+                                          for i in range(3000)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 200}})
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    try:
+        await wait_until(lambda: len(sandbox_events(sandbox.url)) > 0, 30, "first deliveries")
+        await asyncio.to_thread(own_broker.stop)
+        await asyncio.sleep(4)
+        await asyncio.to_thread(own_broker.start)
+        sandbox_post(sandbox.url, "/_sandbox/reset", {})  # faults off; deliveries recounted
+        produce(own_broker.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 2)
+                                              for i in range(3000, 3500)])
+        await wait_until(lambda: task.done() or all_committed(own_broker.bootstrap, group, topic,
+                                                              2), 120, "recovery")
+        assert not task.done(), "fboc exited instead of recovering"
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(task, 60)
+    assert code == 0
+    # everything not yet committed before the outage was sent again after it: the records
+    # produced after the restart all arrived
+    ids = {e["event"]["event_id"] for e in sandbox_events(sandbox.url)}
+    assert {f"m-{i}" for i in range(3000, 3500)} <= ids
+
+
+async def test_second_consumer_joins_then_leaves_nothing_lost(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    topic = new_topic(4)
+    # at most 2 x 100 events per 0.2 s, so the stream is still flowing when the second joins
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
+                                  "max_buffered_records": 400})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    records, bad = make_mix(8000, seed=3)
+    produce(kafka.bootstrap, topic, records)
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 200}})
+    first, second = FbocProcess(tmp_path, config, "a"), FbocProcess(tmp_path, config, "b")
+    try:
+        first.start()
+        await wait_until(lambda: len(sandbox_events(sandbox.url)) > 500, 60, "first progress")
+        second.start()
+        await wait_until(lambda: any(line.get("event") == "partitions_assigned"
+                                     and line["partitions"] for line in second.log_lines()),
+                         60, "the second consumer to get partitions")
+        await asyncio.sleep(2)
+        assert second.running()
+        assert second.terminate() == 0
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 120,
+                         "the first consumer to finish alone")
+        assert first.terminate() == 0
+    finally:
+        first.stop_quietly()
+        second.stop_quietly()
+    # the group really rebalanced: the first gave partitions to the second, and got them back
+    assert any(line.get("event") == "partitions_released" for line in first.log_lines())
+    assert len([line for line in first.log_lines() if line.get("event") == "partitions_assigned"
+                and line["partitions"]]) >= 2
+    check_nothing_lost(kafka.bootstrap, topic, f"{topic}.dlq", sandbox.url,
+                       {f"m-{i}" for i in range(8000) if i not in bad},
+                       {f"k-{i}".encode() for i in bad})
+
+
+async def test_sigterm_stops_cleanly_and_commits_only_delivered_records(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    topic = new_topic(1)
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 20, "max_events": 50, "max_in_flight": 2},
+                        service={"port": 0, "shutdown_deadline_seconds": 8})
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), 0) for i in range(2000)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 1000}})
+    fboc = FbocProcess(tmp_path, config).start()
+    try:
+        await wait_until(lambda: len(sandbox_events(sandbox.url)) >= 100, 30, "deliveries")
+        started = time.monotonic()
+        assert fboc.terminate(timeout=30) == 0
+        assert time.monotonic() - started < 8 + 5
+    finally:
+        fboc.stop_quietly()
+    mark = committed(kafka.bootstrap, group_id, topic, 1)[0]
+    delivered = {e["event"]["event_id"] for e in sandbox_events(sandbox.url)}
+    assert 100 <= mark < 2000
+    assert {f"m-{i}" for i in range(mark)} <= delivered  # nothing committed that was not sent
+    assert any(line.get("event") == "stopped" for line in fboc.log_lines())
+
+
+async def test_graph_faults_end_in_dead_letters_with_graph_headers(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread) -> None:
+    topic = new_topic(1)
+    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                            facebook={"graph_url": sandbox.url, "max_attempts": 3,
+                                      "timeout_seconds": 2})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    # record 3 is refused by Meta (code 100); event set 222 (AddToCart) always fails with 500
+    sandbox_post(sandbox.url, "/_sandbox/faults",
+                 {"match": {"event_ids": ["m-3"]}, "action": {"reject_events": True}})
+    sandbox_post(sandbox.url, "/_sandbox/faults",
+                 {"match": {"event_set_id": "222"}, "action": {"http_status": 500}})
+    names = ["Order Completed"] * 8 + ["Product Viewed"]  # Product Viewed → sets 111 and 222
+    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i, name)), 0)
+                                     for i, name in enumerate(names)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    try:
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 60,
+                         "all committed")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+    dead = read_all(kafka.bootstrap, f"{topic}.dlq", 2, timeout=20)
+    by_key = {m.key(): headers_of(m) for m in dead}
+    assert set(by_key) == {b"k-3", b"k-8"}
+    invalid, failed = by_key[b"k-3"], by_key[b"k-8"]
+    assert header(invalid, "fboc.error.reason") == "graph_invalid_event"
+    assert header(invalid, "fboc.graph.code") == "100"
+    assert header(invalid, "fboc.event_set_id") == "111"
+    assert header(invalid, "fboc.error.stage") == "deliver"
+    assert header(invalid, "fboc.graph.fbtrace_id")
+    assert header(failed, "fboc.error.reason") == "graph_retries_exhausted"
+    assert header(failed, "fboc.event_set_id") == "222"  # the 111 copy was delivered
+    assert header(failed, "fboc.attempts") == "3"
+    received = {(e["event"]["event_id"], e["event_set_id"]) for e in sandbox_events(sandbox.url)}
+    assert ("m-8", "111") in received
+    assert ("m-3", "111") not in received
+    requests = await asyncio.to_thread(
+        lambda: __import__("tests.unit.test_delivery", fromlist=["get"]).get(
+            sandbox.url, "/_sandbox/requests")["requests"])
+    assert len(requests) <= 12  # no retry storm: 1 + split 4 levels for 111, 3 attempts for 222
+
+
+async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    topic = new_topic(4)
+    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
+                                  "max_buffered_records": 1000},
+                        service={"port": port, "shutdown_deadline_seconds": 10})
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
+                                     for i in range(40_000)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 2000}})
+    fboc = FbocProcess(tmp_path, config).start()
+    rss: list[float] = []
+    paused_seen = []
+    try:
+        for _ in range(12):
+            await asyncio.sleep(1.5)
+            rss.append(psutil.Process(fboc.proc.pid).memory_info().rss / 2**20)  # type: ignore[union-attr]
+            paused_seen.append(await asyncio.to_thread(paused_partitions, port))
+        assert max(paused_seen) == 4, paused_seen
+        sandbox_post(sandbox.url, "/_sandbox/reset", {})  # fast again: the backlog drains
+        await wait_until(lambda: paused_partitions(port) == 0, 60, "partitions to resume")
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 180,
+                         "the backlog to drain")
+        assert fboc.terminate() == 0
+    finally:
+        fboc.stop_quietly()
+    # flat: the last samples are no higher than the early ones plus a small allowance
+    assert max(rss[6:]) - max(rss[:6]) < 15, rss
+
+
+def paused_partitions(port: int) -> float:
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("fboc_paused_partitions "):
+                return float(line.split()[1])
+    return -1.0
