@@ -47,6 +47,7 @@ class PendingRecord:
     msg: Message
     tp: TopicPartition
     offset: int
+    polled_at: float = field(default_factory=time.monotonic)
     parts: int = 0  # output events not yet delivered or failed
     failures: dict[str, Failure] = field(default_factory=dict)  # by event set id
     writes: int = 0  # dead-letter writes not yet acknowledged
@@ -310,6 +311,7 @@ class Pipeline:
 
     def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
         METRICS.record_outcomes.labels(outcome, reason).inc()
+        METRICS.record_ack_seconds.observe(time.monotonic() - record.polled_at)
         self.breaker.record(dead_lettered=outcome == "dead_lettered")
         self.tracker.done(record.tp, record.offset)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -16,13 +17,18 @@ _MISSING = object()
 
 def get(obj: Any, path: str) -> Any:
     """`get(p, "context.traits.email")`; None when any step is missing or not an object."""
-    for part in path.split("."):
-        if not isinstance(obj, Mapping):
+    for part in _split(path):
+        if not isinstance(obj, dict):  # decoded JSON and Avro are dicts (and dict is fast)
             return None
         obj = obj.get(part, _MISSING)
         if obj is _MISSING:
             return None
     return obj
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 def is_empty(value: Any) -> bool:

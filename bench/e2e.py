@@ -1,0 +1,238 @@
+"""End-to-end benchmark on a real local broker and the sandbox (a benchmark, not a test).
+
+    .venv/bin/python bench/e2e.py --quick --json         # 20,000 records, one JSON line
+    .venv/bin/python bench/e2e.py                         # 200,000 records, a table
+    .venv/bin/python bench/e2e.py --records 1000000       # memory flat as the backlog grows?
+    .venv/bin/python bench/e2e.py --latency-ms 500        # a slow Graph API
+    .venv/bin/python bench/e2e.py --consumers 2           # scaling on this machine
+
+It starts its own broker and `fboc sandbox`, produces N realistic Segment track calls (1 in 500
+bad), then measures in one run:
+- floor: a minimal loop on one core that only decodes each record's Avro, hashes its customer
+  fields and JSON-encodes one event (what any implementation must at least do);
+- fboc: `fboc run` in its own process(es), events/s from the first partition assignment to the
+  commit that reaches the log end, p50/p99 poll-to-outcome latency (from fboc's histogram), peak
+  RSS (VmHWM), and records lost (neither delivered nor dead-lettered: must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+import kafka_local  # noqa: E402
+import orjson  # noqa: E402
+import sample_events  # noqa: E402
+import yaml  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from fastavro import schemaless_reader  # noqa: E402
+
+from consumer.codec import AvroSchema  # noqa: E402
+from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
+
+PARTITIONS = 4
+TOPIC, DLQ, GROUP = "bench.track", "bench.dead-letter", "fboc-bench"
+FBOC = str(ROOT / ".venv" / "bin" / "fboc")
+
+
+def floor(values: list[bytes], schema: AvroSchema) -> float:
+    """Events/s of the least any consumer must do per record, on one core."""
+    started = time.perf_counter()
+    for value in values:
+        record = schemaless_reader(io.BytesIO(value), schema.parsed, None)
+        if not isinstance(record, dict) or record.get("context") is None:
+            continue
+        traits = orjson.loads(record["context"]).get("traits", {})
+        user = {k: [hashlib.sha256(str(traits.get(f, "")).strip().lower().encode()).hexdigest()]
+                for k, f in (("em", "email"), ("ph", "phone"), ("fn", "firstName"),
+                             ("ln", "lastName"))}
+        orjson.dumps({"event_name": record["event"], "event_time": 0,
+                      "event_id": record["messageId"], "action_source": "physical_store",
+                      "user_data": user, "custom_data": orjson.loads(record["properties"])})
+    return len(values) / (time.perf_counter() - started)
+
+
+def produce(bootstrap: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
+                         "batch.size": 1_000_000, "compression.type": "lz4"})
+    for i, (key, value) in enumerate(values):
+        while True:
+            try:
+                producer.produce(TOPIC, key=key, value=value, partition=i % PARTITIONS)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(120)
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        body = resp.read()
+    return orjson.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+
+
+def quantiles(metrics: list[str]) -> tuple[float, float]:
+    """p50 and p99 of fboc_record_ack_seconds, summed over processes, from bucket counts."""
+    buckets: dict[float, float] = {}
+    for text in metrics:
+        for line in text.splitlines():
+            if line.startswith("fboc_record_ack_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                buckets[bound] = buckets.get(bound, 0.0) + float(line.split()[-1])
+    total = buckets.get(float("inf"), 0.0)
+
+    def at(q: float) -> float:
+        return next((b for b, c in sorted(buckets.items()) if c >= q * total), float("nan"))
+
+    return at(0.5), at(0.99)
+
+
+def parse_ts(line: dict[str, Any]) -> float:
+    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--quick", action="store_true", help="20,000 records")
+    ap.add_argument("--json", action="store_true", help="print one JSON line")
+    ap.add_argument("--latency-ms", type=int, default=0, help="sandbox latency per request")
+    ap.add_argument("--consumers", type=int, default=1)
+    ap.add_argument("--max-in-flight", type=int, default=8)
+    args = ap.parse_args()
+    n = 20_000 if args.quick else args.records
+    work = Path(tempfile.mkdtemp(prefix="fboc-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        kport = kafka_local.free_port()
+        bootstrap = f"127.0.0.1:{kport}"
+        procs.append(kafka_local.start(work / "kafka", kport, kafka_local.free_port()))
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for f in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1), NewTopic(DLQ, 1, 1)]).values():
+            f.result(30)
+        sport = kafka_local.free_port()
+        sandbox = f"http://127.0.0.1:{sport}"
+        procs.append(subprocess.Popen([FBOC, "sandbox", "--port", str(sport)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        schema = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
+        samples = sample_events.generate(n, bad_every=500)
+        values = [(k, p if isinstance(p, bytes) else schema.encode(p)) for k, p, _ in samples]
+        bad = sum(1 for _k, _p, r in samples if r)
+        produce(bootstrap, values)
+        good = [v for (_k, v), (_k2, _p, reason) in zip(values, samples, strict=True)
+                if reason is None][:20_000]
+        floors = [floor(good, schema) for _ in range(3)]
+        floor_eps = statistics.median(floors)
+
+        for _ in range(50):
+            try:
+                get(sandbox + "/_sandbox/stats")
+                break
+            except OSError:
+                time.sleep(0.2)
+        if args.latency_ms:
+            req = urllib.request.Request(sandbox + "/_sandbox/faults", method="POST",
+                                         data=orjson.dumps({"action": {
+                                             "latency_ms": args.latency_ms}}))
+            urllib.request.urlopen(req, timeout=10).close()
+
+        fbocs = []
+        for i in range(args.consumers):
+            port = kafka_local.free_port()
+            config = {
+                "kafka": {"bootstrap_servers": bootstrap, "group_id": GROUP,
+                          "dead_letter_topic": DLQ},
+                "facebook": {"graph_url": sandbox, "timeout_seconds": 5 + args.latency_ms / 1000},
+                "batching": {"linger_ms": 200, "max_in_flight": args.max_in_flight},
+                "service": {"port": port, "log_format": "json", "commit_interval_ms": 500},
+                "sources": [{"name": "web", "topic": TOPIC, "dialect": "segment",
+                             "destination": "main",
+                             "schema": str(ROOT / "schemas" / "segment_track.avsc")}],
+                "destinations": [{"name": "main", "access_token": "sandbox-token",
+                                  "max_event_age_days": 62,
+                                  "event_mapping": {"Signed Up": ["Lead"]},
+                                  "event_sets": {"Purchase": ["111"], "AddToCart": ["222"],
+                                                 "ViewContent": ["333"]},
+                                  "default_event_sets": ["444"]}],
+            }
+            path = work / f"fboc-{i}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            log = open(work / f"fboc-{i}.log", "wb")  # noqa: SIM115
+            proc = subprocess.Popen([FBOC, "run", "--config", str(path)], stdout=log,
+                                    stderr=log, cwd=ROOT)
+            procs.append(proc)
+            fbocs.append((proc, port, work / f"fboc-{i}.log"))
+
+        ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
+        deadline = time.monotonic() + max(600, n / 200)
+        while time.monotonic() < deadline:
+            if committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS) == ends:
+                break
+            time.sleep(0.5)
+        metrics = [get(f"http://127.0.0.1:{port}/metrics") for _p, port, _l in fbocs]
+        peak_rss = [int(next(line.split()[1] for line in
+                             Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                             if line.startswith("VmHWM"))) / 1024 for p, _port, _l in fbocs]
+        for proc, _port, _log in fbocs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(60) for proc, _port, _log in fbocs]
+
+        lines = [orjson.loads(raw) for _p, _port, log_path in fbocs
+                 for raw in log_path.read_bytes().splitlines() if raw.startswith(b"{")]
+        start = min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned")
+        end = max(parse_ts(x) for x in lines if x["event"] == "committed")
+        stats = get(sandbox + "/_sandbox/stats")
+        # every good record gives exactly one event (one name, one event set) in this config
+        delivered = stats["accepted_events"]
+        dead = sum(float(line.split()[-1]) for text in metrics for line in text.splitlines()
+                   if line.startswith("fboc_dead_letter_writes_total{"))
+        lost = max(0, (n - bad) - delivered) + max(0, bad - int(dead))
+        p50, p99 = quantiles(metrics)
+        result = {
+            "records": n, "consumers": args.consumers, "sandbox_latency_ms": args.latency_ms,
+            "e2e_events_per_s": round(delivered / (end - start)),
+            "floor_events_per_s": round(floor_eps),
+            "ratio_to_floor": round(delivered / (end - start) / floor_eps, 3),
+            "p50_latency_s": p50, "p99_latency_s": p99,
+            "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
+        }
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for key, value in result.items():
+                print(f"{key:<22} {value}")
+        return 0 if lost == 0 and codes == [0] * len(codes) else 1
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if os.environ.get("FBOC_BENCH_KEEP") is None:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

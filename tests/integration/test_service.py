@@ -1,0 +1,117 @@
+"""The service's HTTP surface and start-up checks, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from consumer.checks import connection_problems
+from consumer.cli import main
+from consumer.sandbox import SandboxThread
+from consumer.service import health_app, serve, version_is_old
+from tests.helpers import (
+    avro,
+    config_for,
+    create_topic,
+    produce,
+    settings_for,
+    track,
+    wait_until,
+    write_config,
+)
+from tests.kafka_broker import Broker, kafka_local
+
+EXPECTED_METRICS = {
+    "fboc_records_consumed_total", "fboc_record_outcomes_total", "fboc_events_sent_total",
+    "fboc_batch_events", "fboc_graph_request_seconds", "fboc_graph_errors_total",
+    "fboc_graph_retries_total", "fboc_requests_in_flight", "fboc_buffered_records",
+    "fboc_paused_partitions", "fboc_commits_total", "fboc_consumer_lag_records",
+    "fboc_dead_letter_writes_total", "fboc_destination_halted", "fboc_normalization_dropped_total",
+    "fboc_record_ack_seconds",
+}
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:  # not listening yet
+        return 0, ""
+
+
+@pytest.mark.kafka
+async def test_metrics_health_and_readiness(kafka: Broker, new_topic: Any, group_id: str,
+                                            sandbox: SandboxThread) -> None:
+    topic = new_topic(2)
+    port = kafka_local.free_port()
+    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                            service={"port": port, "shutdown_deadline_seconds": 10,
+                                     "commit_interval_ms": 100})
+    produce(kafka.bootstrap, topic, [(b"k", avro(track(i)), i % 2) for i in range(20)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: fetch(base + "/readyz")[0] == 200, 30, "readiness")
+        await wait_until(lambda: "fboc_events_sent_total{" in fetch(base + "/metrics")[1], 30,
+                         "events sent")
+        assert await asyncio.to_thread(fetch, base + "/healthz") == (200, "ok\n")
+        status, text = await asyncio.to_thread(fetch, base + "/metrics")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+    assert status == 200
+    names = set(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    found = {name for name, _kind in names if name.startswith("fboc_")}
+    assert found == EXPECTED_METRICS
+    for name, kind in names:  # Prometheus conventions
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        if "seconds" in name:
+            assert name.endswith("_seconds"), name
+    assert 'fboc_events_sent_total{destination="main",event_name="Purchase",event_set_id="111"}' \
+        ' 20.0' in text
+
+
+async def test_healthz_fails_when_the_loop_is_wedged() -> None:
+    pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=False)
+    async with TestClient(TestServer(health_app(pipeline))) as client:  # type: ignore[arg-type]
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/readyz")).status == 503
+        pipeline.last_turn -= 120
+        assert (await client.get("/healthz")).status == 503
+
+
+def test_old_graph_versions_are_flagged() -> None:
+    today = date(2026, 11, 22)
+    assert not version_is_old("v26.0", today)
+    assert not version_is_old("v24.0", today)
+    assert version_is_old("v17.0", today)
+
+
+@pytest.mark.kafka
+def test_check_config_connect(kafka: Broker, new_topic: Any, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    topic = new_topic(1)
+    data = config_for(kafka.bootstrap, topic, "g", "http://127.0.0.1:1")
+    settings = settings_for(kafka.bootstrap, topic, "g", "http://127.0.0.1:1")
+    assert connection_problems(settings) == [
+        ("kafka.dead_letter_topic", f"topic '{topic}.dlq' does not exist")]
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    path = write_config(tmp_path / "ok.yaml", data)
+    assert main(["check-config", "--config", str(path), "--connect"]) == 0
+    data["kafka"]["bootstrap_servers"] = f"127.0.0.1:{kafka_local.free_port()}"
+    path = write_config(tmp_path / "down.yaml", data)
+    assert main(["check-config", "--config", str(path), "--connect"]) == 2
+    assert "kafka.bootstrap_servers: Kafka not reachable" in capsys.readouterr().err
