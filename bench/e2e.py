@@ -178,7 +178,9 @@ def main() -> int:
             path = work / f"fboc-{i}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = open(work / f"fboc-{i}.log", "wb")  # noqa: SIM115
-            proc = subprocess.Popen([FBOC, "run", "--config", str(path)], stdout=log,
+            # FBOC_BENCH_WRAP="py-spy record -f speedscope -o /tmp/p.json --" profiles fboc
+            wrap = os.environ.get("FBOC_BENCH_WRAP", "").split()
+            proc = subprocess.Popen([*wrap, FBOC, "run", "--config", str(path)], stdout=log,
                                     stderr=log, cwd=ROOT)
             procs.append(proc)
             fbocs.append((proc, port, work / f"fboc-{i}.log"))

@@ -188,6 +188,8 @@ class Pipeline:
                 messages = await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
                 for msg in messages:
                     self.process(msg)
+                    if self.breaker.tripped:  # stop at once: the rest stays uncommitted
+                        raise FatalError(self.breaker.tripped)
                 await self._check_brokers(bool(messages))
                 self._emit_groups()
                 for batch in self.batcher.due(time.monotonic()):
@@ -312,13 +314,16 @@ class Pipeline:
     def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
         METRICS.record_outcomes.labels(outcome, reason).inc()
         METRICS.record_ack_seconds.observe(time.monotonic() - record.polled_at)
-        self.breaker.record(dead_lettered=outcome == "dead_lettered")
+        if outcome != "dead_lettered":  # dead letters count when decided (_dead_letter)
+            self.breaker.record(dead_lettered=False)
         self.tracker.done(record.tp, record.offset)
 
     def _dead_letter(self, record: PendingRecord, dl: DeadLetter) -> None:
         METRICS.dead_letters.labels(dl.stage, dl.reason).inc()
         log.info("dead_letter", stage=dl.stage, reason=dl.reason, topic=record.tp[0],
                  partition=record.tp[1], offset=record.offset, event_set_id=dl.event_set_id)
+        if record.writes == 0:  # once per record, however many event sets failed
+            self.breaker.record(dead_lettered=True)
         record.writes += 1
 
         def acknowledged() -> None:

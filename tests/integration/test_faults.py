@@ -294,3 +294,33 @@ def paused_partitions(port: int) -> float:
             if line.startswith("fboc_paused_partitions "):
                 return float(line.split()[1])
     return -1.0
+
+
+async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group_id: str,
+                                            sandbox: SandboxThread) -> None:
+    topic = new_topic(1)
+    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                            dead_letter={"breaker": {"window_records": 1000, "max_ratio": 0.5,
+                                                     "max_consecutive": 50}})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), b"\x07garbage", 0) for i in range(500)])
+    code = await asyncio.wait_for(serve(settings, asyncio.Event()), 60)
+    assert code == 1  # stopped on the flood instead of dead-lettering the whole topic
+    mark = committed(kafka.bootstrap, group_id, topic, 1)[0]
+    assert mark < 500
+    assert len(read_all(kafka.bootstrap, f"{topic}.dlq", mark, timeout=10)) >= mark
+
+
+async def test_unreachable_brokers_exit_non_zero(sandbox: SandboxThread, tmp_path: Path) -> None:
+    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
+    config = config_for(f"127.0.0.1:{port}", "nowhere", "g", sandbox.url,
+                        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "group_id": "g",
+                               "dead_letter_topic": "dlq", "unreachable_timeout_seconds": 3})
+    fboc = FbocProcess(tmp_path, config).start()
+    try:
+        code = await asyncio.to_thread(fboc.proc.wait, 60)  # type: ignore[union-attr]
+    finally:
+        fboc.stop_quietly()
+    assert code == 1
+    assert any(line.get("event") == "fatal" and "unreachable" in line.get("error", "")
+               for line in fboc.log_lines())

@@ -1,0 +1,79 @@
+"""Amperity rows through the real pipeline: rows of one order become one event, a late row its
+own event, returns are filtered, bad rows dead-lettered; every offset committed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.codec import AvroSchema
+from consumer.config import parse_settings
+from consumer.kafka.admin import end_offsets
+from consumer.sandbox import SandboxThread
+from consumer.service import serve
+from tests.helpers import (
+    ROOT,
+    committed,
+    config_for,
+    create_topic,
+    produce,
+    read_all,
+    sandbox_events,
+    wait_until,
+)
+from tests.kafka_broker import Broker
+
+pytestmark = pytest.mark.kafka
+SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")
+
+
+def row(order: str, product: str, quantity: int, price: float, **extra: Any) -> bytes:
+    return SCHEMA.encode({
+        "external_id": "amp-1", "email": "pat@example.org", "order_id": order,
+        "quantity": quantity, "product_id": product, "timestamp": int(time.time()) - 3600,
+        "price": price, "currency": "USD", **extra})
+
+
+async def test_rows_of_an_order_become_one_event(kafka: Broker, new_topic: Any, group_id: str,
+                                                 sandbox: SandboxThread, tmp_path: Path) -> None:
+    topic = new_topic(1)
+    data = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
+    data["sources"] = [{"name": "rows", "topic": topic, "dialect": "amperity",
+                        "destination": "main", "schema": str(ROOT / "schemas" / "amperity_row.avsc")}]
+    data["destinations"][0].update({"group_window_ms": 300, "event_sets": {"Purchase": ["111"]}})
+    settings = parse_settings(data, {})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    produce(kafka.bootstrap, topic, [
+        (b"A", row("A", "sku-1", 2, 10.0), 0),
+        (b"A", row("A", "sku-2", 1, 5.5), 0),
+        (b"B", row("B", "sku-3", -1, 10.0), 0),           # a return: filtered
+        (b"C", row("C", "sku-4", 1, 3.0, currency=None), 0),  # no currency: dead letter
+    ])
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    try:
+        await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 4, 30,
+                         "the first rows final")
+        produce(kafka.bootstrap, topic, [(b"A", row("A", "sku-5", 1, 1.0), 0)])  # late row
+        await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)
+                         == end_offsets(kafka.bootstrap, topic, 1), 30, "the late row final")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+    events = [e["event"] for e in sandbox_events(sandbox.url)]
+    assert len(events) == 2
+    first, late = events
+    assert first["event_id"] == "A"
+    assert first["custom_data"]["value"] == 25.5
+    assert first["custom_data"]["num_items"] == 3
+    assert [c["id"] for c in first["custom_data"]["contents"]] == ["sku-1", "sku-2"]
+    assert "item_number" not in first["custom_data"]
+    assert late["custom_data"]["order_id"] == "A"
+    assert late["custom_data"]["item_number"]
+    assert late["event_id"] == f"A-{late['custom_data']['item_number']}"
+    dead = read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=15)
+    assert [m.key() for m in dead] == [b"C"]
