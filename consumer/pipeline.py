@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import structlog
@@ -87,6 +89,8 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._closing = False
+        self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
+        self._outcomes: dict[tuple[str, str], Any] = {}
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
@@ -239,7 +243,10 @@ class Pipeline:
             return
         tp, offset = position(msg)
         self.tracker.track(tp, offset)
-        METRICS.records_consumed.labels(tp[0]).inc()
+        consumed = self._consumed.get(tp[0])
+        if consumed is None:
+            consumed = self._consumed[tp[0]] = METRICS.records_consumed.labels(tp[0])
+        consumed.inc()
         record = PendingRecord(msg, tp, offset)
         route = self.routes[tp[0]]
         value = msg.value()
@@ -312,7 +319,11 @@ class Pipeline:
                 self._send(batch)
 
     def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
-        METRICS.record_outcomes.labels(outcome, reason).inc()
+        counter = self._outcomes.get((outcome, reason))
+        if counter is None:
+            counter = self._outcomes[(outcome, reason)] = METRICS.record_outcomes.labels(outcome,
+                                                                                        reason)
+        counter.inc()
         METRICS.record_ack_seconds.observe(time.monotonic() - record.polled_at)
         if outcome != "dead_lettered":  # dead letters count when decided (_dead_letter)
             self.breaker.record(dead_lettered=False)
@@ -358,15 +369,18 @@ class Pipeline:
         delivered = sum(1 for r in results if r is None)
         log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
                  events=len(batch), delivered=delivered, failed=len(batch) - delivered)
+        sent: Counter[str] = Counter()
         for (records, event_name), failure in zip(batch.owners, results, strict=True):
             if failure is None:
-                METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc()
+                sent[event_name] += 1
             for record in records:
                 if failure is not None:
                     record.failures[key.event_set_id] = failure
                 record.parts -= 1
                 if record.parts == 0:
                     self._delivered(record, key.destination)
+        for event_name, count in sent.items():
+            METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc(count)
 
     def _delivered(self, record: PendingRecord, destination: str) -> None:
         if not record.failures:
