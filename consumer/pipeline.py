@@ -30,6 +30,7 @@ from consumer.errors import Filtered, InvalidMessage, Rejected
 from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, header, headers_of
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
 from consumer.kafka.source import KafkaSource, position
+from consumer.kafka.watch import BrokersUnreachable, BrokerWatch
 from consumer.telemetry import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -37,7 +38,6 @@ log = structlog.get_logger("fboc.pipeline")
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05
 RESUME_RATIO = 0.5  # resume paused partitions below this share of max_buffered_records
-PROBE_INTERVAL_S = 5.0  # while every broker is down, ask for metadata this often
 
 
 class FatalError(Exception):
@@ -94,8 +94,7 @@ class Pipeline:
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
-        self._down_since: float | None = None
-        self._last_probe = 0.0
+        self.brokers = BrokerWatch(settings.kafka.unreachable_timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.source = make_source(self)
 
@@ -131,42 +130,6 @@ class Pipeline:
                         partitions=len(failed))
             self._loop.call_soon_threadsafe(self.tracker.uncommitted, failed)
 
-    def on_kafka_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning("brokers_down", error=err.name())
-        elif err.fatal():
-            log.error("kafka_fatal", error=err.name())
-
-    def on_stats(self, raw: str) -> None:
-        try:
-            stats = orjson.loads(raw)
-            for topic, data in stats.get("topics", {}).items():
-                for partition, p in data.get("partitions", {}).items():
-                    lag = p.get("consumer_lag", -1)
-                    if partition != "-1" and isinstance(lag, int) and lag >= 0:
-                        METRICS.consumer_lag.labels(topic, partition).set(lag)
-        except (orjson.JSONDecodeError, AttributeError):
-            log.debug("stats_unreadable")
-
-    async def _check_brokers(self, got_messages: bool) -> None:
-        """Recover silently from a broker outage, or stop non-zero when it lasts too long."""
-        if self._down_since is None:
-            return
-        now = time.monotonic()
-        back = got_messages
-        if not back and now - self._last_probe >= PROBE_INTERVAL_S:
-            self._last_probe = now
-            back = await self.source.reachable(2.0)
-        if back:
-            log.info("brokers_back", down_s=round(now - self._down_since, 1))
-            self._down_since = None
-            return
-        limit = self.settings.kafka.unreachable_timeout_seconds
-        if now - self._down_since > limit:
-            raise FatalError(f"no Kafka broker reachable for {limit:.0f}s "
-                             "(kafka.unreachable_timeout_seconds)")
-
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.tracker.forget(tps)
@@ -194,7 +157,10 @@ class Pipeline:
                     self.process(msg)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
                         raise FatalError(self.breaker.tripped)
-                await self._check_brokers(bool(messages))
+                try:
+                    await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
+                except BrokersUnreachable as exc:
+                    raise FatalError(str(exc)) from None
                 self._emit_groups()
                 for batch in self.batcher.due(time.monotonic()):
                     self._send(batch)

@@ -104,7 +104,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             settings, routes, clients, dead_letters,
             make_source=lambda p: KafkaSource(settings.kafka, list(routes), on_assign=p.on_assign,
                                               on_revoke=p.on_revoke, on_lost=p.on_lost,
-                                              on_error=p.on_kafka_error, on_stats=p.on_stats,
+                                              on_error=p.brokers.on_error, on_stats=p.brokers.on_stats,
                                               on_commit=p.on_commit))
         runner = web.AppRunner(health_app(pipeline), access_log=None)
         await runner.setup()
