@@ -123,6 +123,67 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq_stats(args: argparse.Namespace) -> int:
+    from consumer.dlq_stats import run_stats
+    from consumer.telemetry import configure_logging
+
+    settings = _load(args.config, for_run=False)
+    configure_logging(settings.service.log_format)
+    return run_stats(settings, as_json=args.json)
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from consumer.dlq_command import replay_command
+    from consumer.dlq_records import Filters, parse_rate, parse_time_arg
+    from consumer.replay import ReplayOptions
+    from consumer.telemetry import configure_logging
+
+    problems: list[tuple[str, str]] = []
+
+    def checked(flag: str, parse: Any, text: str | None) -> Any:
+        if text is None:
+            return None
+        try:
+            return parse(text)
+        except ValueError as exc:
+            problems.append((flag, str(exc)))
+            return None
+
+    since = checked("--since", parse_time_arg, args.since)
+    until = checked("--until", parse_time_arg, args.until)
+    rate = checked("--rate", parse_rate, args.rate)
+    if since is not None and until is not None and since >= until:
+        problems.append(("--until", "must be later than --since"))
+    if args.limit is not None and args.limit < 1:
+        problems.append(("--limit", "must be at least 1"))
+    if problems:
+        raise ConfigError(problems)
+    settings = _load(args.config, for_run=False)
+    configure_logging(settings.service.log_format)
+    options = ReplayOptions(
+        Filters(frozenset(r for arg in args.reason or () for r in arg.split(",") if r),
+                args.event_set, since, until),
+        limit=args.limit, rate=rate, dry_run=args.dry_run, to_topic=args.to, group=args.group)
+    return replay_command(settings, options, as_json=args.json)
+
+
+REPLAY_DESCRIPTION = """\
+Re-publishes the original key, value, headers and timestamp of dead letters to their original
+topic (or --to), with fboc.replay_count + 1 and the other fboc.* headers removed; a record that
+failed for one event set gets fboc.target.event_set_id, so fboc sends it to that set only.
+
+Reads the dead-letter topic up to the end offsets seen at start, in the consumer group
+<kafka.group_id>.replay (or --group), committing a record only once it is final: re-published
+and acknowledged, or skipped / parked / too old (those stay on the dead-letter topic). An
+interrupted replay resumes where it stopped. Records not matching --reason/--event-set/--since/
+--until are skipped and passed in the group too: a later replay with other filters needs another
+--group. --since/--until are times on the dead-letter topic (when a record was dead-lettered).
+
+Parked: replay_count >= dead_letter.max_replays. Too old: the original Kafka timestamp is older
+than the destination's window (max_event_age_days within Meta's 7 days, 62 for physical_store).
+Exit: 0 done, 1 error, 130 interrupted (SIGINT/SIGTERM; run again to resume)."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fboc", description="Offline conversions from Kafka to "
                                 "Meta's Conversions API")
@@ -140,6 +201,30 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--now", help="ISO 8601 time to judge event age against")
     preview.add_argument("input", nargs="?", default="-")
     preview.set_defaults(func=cmd_preview)
+    dlq = sub.add_parser("dlq", help="dead-letter topic: stats and replay")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    stats = dlq_sub.add_parser("stats", help="count the dead letters (reads, never commits)")
+    stats.add_argument("--config", required=True)
+    stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+    stats.set_defaults(func=cmd_dlq_stats)
+    replay = dlq_sub.add_parser(
+        "replay", help="re-publish dead letters to their original topic",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=REPLAY_DESCRIPTION)
+    replay.add_argument("--config", required=True)
+    replay.add_argument("--reason", action="append",
+                        help="only this fboc.error.reason (repeatable, or comma-separated)")
+    replay.add_argument("--since", help="dead-lettered at or after (ISO 8601 or unix ms)")
+    replay.add_argument("--until", help="dead-lettered before (ISO 8601 or unix ms)")
+    replay.add_argument("--event-set", help="only records dead-lettered for this event set")
+    replay.add_argument("--limit", type=int, help="re-publish at most N records in this run")
+    replay.add_argument("--rate", help="at most N re-publishes per second (N or N/s)")
+    replay.add_argument("--dry-run", action="store_true",
+                        help="count what would be re-published; write and commit nothing")
+    replay.add_argument("--to", help="re-publish to this topic instead of the original one")
+    replay.add_argument("--group", help="the replay's consumer group "
+                                        "(default: <kafka.group_id>.replay)")
+    replay.add_argument("--json", action="store_true", help="JSON summary instead of a table")
+    replay.set_defaults(func=cmd_dlq_replay)
     sandbox = sub.add_parser("sandbox", help="local Graph API stand-in")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
