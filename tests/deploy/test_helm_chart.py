@@ -418,7 +418,7 @@ def test_dlq_replay_job_runs_fboc_dlq_replay(helm: Helm) -> None:
     (container,) = containers(job)
     assert container["args"] == [
         "dlq", "replay", "--config", CONFIG_FILE,
-        "--reason", "graph_error", "--since", "2026-01-01T00:00:00Z",
+        "--reason", "graph_retries_exhausted", "--since", "2026-01-01T00:00:00Z",
         "--until", "2026-01-02T00:00:00Z", "--event-set", "111111111111111",
         "--limit", "10000", "--rate", "200/s", "--to", "events.track.replay", "--dry-run"]
     spec = pod_spec(job)
