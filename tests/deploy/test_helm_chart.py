@@ -421,6 +421,11 @@ def test_dlq_replay_job_runs_fboc_dlq_replay(helm: Helm) -> None:
         "--reason", "graph_retries_exhausted", "--since", "2026-01-01T00:00:00Z",
         "--until", "2026-01-02T00:00:00Z", "--event-set", "111111111111111",
         "--limit", "10000", "--rate", "200/s", "--to", "events.track.replay", "--dry-run"]
+    # the real command line accepts exactly these arguments
+    from consumer.cli import parser
+    parsed = parser().parse_args(container["args"])
+    assert (parsed.reason, parsed.rate, parsed.dry_run) == (["graph_retries_exhausted"], "200/s",
+                                                            True)
     spec = pod_spec(job)
     assert spec["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 3
