@@ -8,9 +8,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from consumer.capi.normalize import build_user_data, normalize_field
 from consumer.capi.rules import check_match_keys, check_time
 from consumer.config import DestinationSettings
+from consumer.telemetry import METRICS
+
+log = structlog.get_logger("fboc.dialects")
 
 _MISSING = object()
 
@@ -83,9 +88,12 @@ def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event
                   now: int, action_source: str, match_policy: str) -> dict[str, Any]:
     """Normalise and hash, then apply the checks Meta would otherwise fail a whole request on."""
     check_time(event_time, now, action_source, dest.max_event_age_days)
-    user_data, _dropped = build_user_data(
+    user_data, dropped = build_user_data(
         raw, hashing=dest.hashing, hash_external_id=dest.hash_external_id,
         default_country=dest.default_country, max_year=_year(event_time))
+    for key in dropped:  # a process counter, not I/O: the output stays a pure function
+        METRICS.normalization_dropped.labels(key).inc()
+        log.debug("field_not_normalisable", key=key)
     check_match_keys(user_data, match_policy)
     return user_data
 

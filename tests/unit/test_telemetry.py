@@ -17,3 +17,16 @@ def test_secrets_are_redacted_by_key_and_by_value(capsys: pytest.CaptureFixture[
         assert f'"{leaked}"' not in out
         assert leaked not in out.replace("[redacted]", "")
     assert out.count("[redacted]") == 4
+
+
+def test_unnormalisable_fields_are_counted_by_key_not_value() -> None:
+    from consumer.config import DestinationSettings
+    from consumer.dialects.common import user_data_for
+    from consumer.telemetry import METRICS
+
+    before = METRICS.normalization_dropped.labels("em")._value.get()
+    user = user_data_for({"em": ["not-an-email"], "external_id": ["u1"]},
+                         DestinationSettings(name="d"), 1_700_000_000, 1_700_000_000,
+                         "physical_store", "meta_baseline")
+    assert "em" not in user
+    assert METRICS.normalization_dropped.labels("em")._value.get() == before + 1
