@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from consumer.errors import Rejected
+
 ServerEvent = dict[str, Any]
 
 
@@ -32,7 +34,12 @@ class RecordContext:
         """A stable id for the record: sha256 of its canonical JSON, the same whether it came
         schemaless, through the registry, from `fboc preview`, or from a replay."""
         present = {k: v for k, v in self.payload.items() if v is not None}  # Avro fills in nulls
-        return hashlib.sha256(orjson.dumps(present, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        try:
+            canonical = orjson.dumps(present, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nested deeper than JSON allows: no stable id
+            raise Rejected("invalid_payload", "the record cannot be encoded as JSON to derive "
+                           "an event id") from None
+        return hashlib.sha256(canonical).hexdigest()
 
 
 def _is_empty(value: Any) -> bool:
@@ -49,8 +56,11 @@ def parse_time_ms(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
-        return int(number if number > 1e11 else number * 1000)
+        try:
+            number = float(value)
+            return int(number if number > 1e11 else number * 1000)
+        except (OverflowError, ValueError):  # beyond a float's range, inf or nan
+            return None
     if isinstance(value, str) and value.strip():
         text = value.strip()
         if text.isdigit():

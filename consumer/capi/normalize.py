@@ -225,6 +225,8 @@ def build_user_data(
     user_data: dict[str, Any] = {}
     dropped: list[str] = []
     for key in HASHED_KEYS:
+        if not raw.get(key):
+            continue
         hash_it = hash_external_id or key != "external_id"
         # Region and year only take part in the cache key where they change the result.
         key_region = region if key == "ph" else us_region if key in ("st", "zp") else ""
@@ -232,7 +234,7 @@ def build_user_data(
         out: list[str] = []
         for value in _values(raw, key):
             result: str | None
-            if _HEX64.fullmatch(value):
+            if len(value) == 64 and _HEX64.fullmatch(value):
                 result = value.lower()
             elif hashing or not hash_it:
                 result = _hashed(key, value, key_region, key_year, hash_it)

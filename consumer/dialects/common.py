@@ -19,6 +19,25 @@ log = structlog.get_logger("fboc.dialects")
 
 _MISSING = object()
 
+ZIP_NAMES = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
+# Property names holding PII: never copied into custom_data by any dialect.
+PII_PROPERTIES = frozenset({
+    "email", "phone", "name", "firstName", "firstname", "first_name", "lastName", "lastname",
+    "last_name", "birthday", "dateOfBirth", "dateofbirth", "dob", "DOB", "address", "street",
+    "city", "state", "country", *ZIP_NAMES, "gender",
+})
+# Compared without case, `_`, `-`, `$` or spaces ("E-mail", "Phone Number", "$zip"), with the
+# usual variants of the same data.
+PII_KEYS = frozenset("".join(c for c in k.casefold() if c.isalnum()) for k in PII_PROPERTIES) | {
+    "emailaddress", "phonenumber", "mobile", "mobilenumber", "fullname", "birthdate", "postcode",
+    "address1", "address2", "street1", "street2", "streetaddress",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def is_pii_key(key: str) -> bool:
+    return "".join(c for c in key.casefold() if c.isalnum()) in PII_KEYS
+
 
 def get(obj: Any, path: str) -> Any:
     """`get(p, "context.traits.email")`; None when any step is missing or not an object."""

@@ -28,8 +28,14 @@ from typing import Any
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.config import DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import get, ldu_from_location, number, text, user_data_for
-from consumer.dialects.segment import PII_PROPERTIES
+from consumer.dialects.common import (
+    get,
+    is_pii_key,
+    ldu_from_location,
+    number,
+    text,
+    user_data_for,
+)
 from consumer.errors import Filtered, Rejected
 from consumer.routing import fan_out
 
@@ -47,16 +53,6 @@ USER_ATTRIBUTES = {
     "zp": "$zip", "country": "$country", "ph": "$mobile",
 }
 ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
-def _squash(key: str) -> str:
-    return "".join(c for c in key.casefold() if c.isalnum())
-
-
-# Custom attribute keys holding PII, compared without case, `$`, `_` or spaces.
-PII_KEYS = frozenset({_squash(k) for k in PII_PROPERTIES} | {
-    "mobile", "mobilenumber", "phonenumber", "emailaddress", "birthdate", "fullname",
-})
-
-
 def _lookup(obj: Any, name: str) -> Any:
     """`obj[name]`, else the first key equal to `name` ignoring case; None if not an object."""
     if not isinstance(obj, Mapping):
@@ -65,13 +61,6 @@ def _lookup(obj: Any, name: str) -> Any:
         return obj[name]
     folded = name.casefold()
     return next((v for k, v in obj.items() if isinstance(k, str) and k.casefold() == folded), None)
-
-
-def _time_ms(value: Any) -> int | None:
-    try:
-        return None if isinstance(value, float) and not math.isfinite(value) else parse_time_ms(value)
-    except (OverflowError, ValueError):  # digits beyond a float's range
-        return None
 
 
 def _raw_user(batch: Mapping[str, Any], dest: DestinationSettings) -> dict[str, list[str]]:
@@ -141,7 +130,7 @@ def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(attributes, Mapping):
         return {}
     return {k: v for k, v in attributes.items()
-            if isinstance(k, str) and _squash(k) not in PII_KEYS and v is not None
+            if isinstance(k, str) and not is_pii_key(k) and v is not None
             and not (isinstance(v, float) and not math.isfinite(v))}  # JSON has no NaN
 
 
@@ -168,12 +157,12 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     raw = _raw_user(payload, dest)
     ldu = _ldu(payload, dest)
     policy = dest.match_policy or DIALECT.default_match_policy
-    batch_ms = _time_ms(payload.get("timestamp_unixtime_ms"))
+    batch_ms = parse_time_ms(payload.get("timestamp_unixtime_ms"))
     record_id = cache(ctx.digest)
 
     outputs: list[Output] = []
     for index, action, data in qualifying:
-        event_ms = _time_ms(data.get("timestamp_unixtime_ms"))
+        event_ms = parse_time_ms(data.get("timestamp_unixtime_ms"))
         if event_ms is None:
             event_ms = ctx.timestamp_ms if batch_ms is None else batch_ms
         event_id = text(data.get("source_message_id")) or hashlib.sha256(

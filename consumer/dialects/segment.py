@@ -1,18 +1,29 @@
-"""Segment / RudderStack `track` calls (SPEC §6 "segment / rudderstack")."""
+"""Segment / RudderStack `track` calls (SPEC §6 "segment / rudderstack", with §3 to §5 and §7).
+
+Paths are read from a handful of objects fetched once per record (traits, context.traits, their
+`address` objects, properties, the two integration keys) rather than through dotted-path lookups:
+that keeps a track call at a few dozen dict lookups. The first non-empty path wins (SPEC §6).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pycountry
 
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.config import ACTION_SOURCES, DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import first, get, number, text, under, user_data_for
+from consumer.dialects.common import ZIP_NAMES, is_empty, is_pii_key, number, text, user_data_for
 from consumer.errors import Rejected
 from consumer.routing import fan_out
 
+# `<FB>` in SPEC §6: Segment's key, then RudderStack's.
 INTEGRATION_KEYS = ("Facebook Offline Conversions", "FacebookOfflineConversions")
 
 BUILTIN_EVENTS = {
@@ -25,157 +36,294 @@ BUILTIN_EVENTS = {
     "Payment Info Entered": "AddPaymentInfo",
     "Order Completed": "Purchase",
 }
+PRODUCT_LIST_VIEWED = "Product List Viewed"
 
-TRAITS = ("traits", "context.traits")
-ZIP_NAMES = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
+ID_NAMES = ("userId", "id")
+BIRTHDAY_NAMES = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
+FIRST_NAMES = ("firstName", "firstname", "first_name")
+LAST_NAMES = ("lastName", "lastname", "last_name")
 ADDRESS = {"ct": ("city",), "st": ("state",), "zp": ZIP_NAMES, "country": ("country",)}
-PII_PROPERTIES = frozenset({
-    "email", "phone", "name", "firstName", "firstname", "first_name", "lastName", "lastname",
-    "last_name", "birthday", "dateOfBirth", "dateofbirth", "dob", "DOB", "address", "street",
-    "city", "state", "country", *ZIP_NAMES, "gender",
-})
+PRODUCT_ID_NAMES = ("product_id", "id", "sku")
+
+# Properties mapped to a field of their own (SPEC §6); the destination's value_field joins them.
 MAPPED_PROPERTIES = frozenset({
     "value", "revenue", "total", "price", "currency", "products", "order_id", "orderId",
     "item_number", "upload_tag", "url", "action_source",
 })
 PURCHASE_VALUE_FIELDS = ("revenue", "total", "value", "price")
 
-
-def _integration(payload: Mapping[str, Any], key: str) -> Any:
-    return first(payload, [f"integrations.{name}.{key}" for name in INTEGRATION_KEYS])
-
-
-def _external_ids(payload: Mapping[str, Any], id_type: str) -> list[str]:
-    entries = get(payload, "context.externalId")
-    if not isinstance(entries, list):
-        return []
-    out = []
-    for entry in entries:
-        if isinstance(entry, Mapping) and str(entry.get("type", "")).lower() == id_type.lower():
-            value = text(entry.get("id"))
-            if value:
-                out.append(value)
-    return out
+MAX_CUSTOM_DEPTH = 32  # deeper custom property values are dropped (orjson stops at 255)
+MAX_SAFE_INT = 2**53  # quantities and LDU codes beyond this are data errors
+_INT_RANGE = range(-(2**63), 2**64)  # what orjson can encode
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-def _raw_user(payload: Mapping[str, Any]) -> dict[str, list[str]]:
-    def values(*paths: str) -> list[str]:
-        found = (text(get(payload, p)) for p in paths)
-        return [v for v in found if v]
+@cache
+def iso_4217() -> frozenset[str]:
+    return frozenset(str(c.alpha_3) for c in pycountry.currencies)
 
+
+def _is_obj(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # dict first: no ABC check
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
+    return value if value is not None and isinstance(value, Mapping) else _EMPTY
+
+
+def _pick(objs: Iterable[Mapping[str, Any]], names: Sequence[str]) -> str | None:
+    """The first non-empty text among `obj.name` for each object, each name in turn."""
+    for obj in objs:
+        for name in names:
+            value = obj.get(name)
+            if value is None:
+                continue
+            found = value.strip() if type(value) is str else text(value)
+            if found:
+                return found
+    return None
+
+
+def _one(value: str | None) -> list[str]:
+    return [value] if value else []
+
+
+class _Track:
+    """The objects of one track call that the SPEC's paths run through."""
+
+    __slots__ = ("context", "ctraits", "fb", "places", "props", "traits", "traits_objs")
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        self.traits = traits = _obj(payload.get("traits"))
+        self.context = context = _obj(payload.get("context"))
+        self.ctraits = ctraits = _obj(context.get("traits"))
+        self.props = _obj(payload.get("properties"))
+        integrations = _obj(payload.get("integrations"))
+        self.fb = tuple(_obj(integrations.get(key)) for key in INTEGRATION_KEYS)
+        # traits, context.traits (the empty ones left out: fewer lookups), then their addresses
+        self.traits_objs = tuple(o for o in (traits, ctraits) if o)
+        self.places = self.traits_objs + tuple(
+            a for a in (_obj(traits.get("address")), _obj(ctraits.get("address"))) if a)
+
+    def integration(self, name: str) -> Any:
+        """`integrations.<FB>.<name>`, the first non-empty of the two keys."""
+        for fb in self.fb:
+            value = fb.get(name)
+            if not is_empty(value):
+                return value
+        return None
+
+    def external_ids(self, id_type: str) -> list[str]:
+        """ids of the `context.externalId` entries of type `id_type` (any case)."""
+        entries = self.context.get("externalId")
+        if not isinstance(entries, list):
+            return []
+        found = []
+        for entry in entries:
+            if isinstance(entry, Mapping) and str(entry.get("type", "")).lower() == id_type:
+                value = text(entry.get("id"))
+                if value:
+                    found.append(value)
+        return found
+
+
+def _raw_user(track: _Track, payload: Mapping[str, Any], event_ms: int) -> dict[str, list[str]]:
+    traits, ctraits, context = track.traits, track.ctraits, track.context
+    both = track.traits_objs
+    first_name, last_name = _pick(both, FIRST_NAMES), _pick(both, LAST_NAMES)
+    if not (first_name and last_name):  # else `name`: first word → fn, last word → ln
+        words = (_pick(both, ("name",)) or "").split()
+        first_name = first_name or (words[0] if words else None)
+        last_name = last_name or (words[-1] if len(words) > 1 else None)
+    email = _pick((traits, ctraits, track.props), ("email",))
     raw: dict[str, list[str]] = {
-        "external_id": values("userId", "traits.userId", "traits.id", "context.traits.userId",
-                              "context.traits.id", "anonymousId")[:1],
-        "em": values("traits.email", "context.traits.email", "properties.email")
-        + _external_ids(payload, "email"),
-        "ph": values("traits.phone", "context.traits.phone", "properties.phone"),
-        "ge": values(*under(TRAITS, ["gender"]))[:1],
-        "db": values(*under(TRAITS, ["birthday", "dateOfBirth", "dateofbirth", "dob", "DOB"]))[:1],
-        "fn": values(*under(TRAITS, ["firstName", "firstname", "first_name"]))[:1],
-        "ln": values(*under(TRAITS, ["lastName", "lastname", "last_name"]))[:1],
+        "external_id": _one(text(payload.get("userId")) or _pick(both, ID_NAMES)
+                            or text(payload.get("anonymousId"))),
+        "em": [email] if email else track.external_ids("email"),
+        "ph": _one(_pick((traits, ctraits, track.props), ("phone",))),
+        "ge": _one(_pick(both, ("gender",))),
+        "db": _one(_pick(both, BIRTHDAY_NAMES)),
+        "fn": _one(first_name),
+        "ln": _one(last_name),
     }
-    if not raw["fn"] and not raw["ln"]:
-        name = text(first(payload, under(TRAITS, ["name"])))
-        words = name.split() if name else []
-        if words:
-            raw["fn"], raw["ln"] = [words[0]], [words[-1]] if len(words) > 1 else []
-    prefixes = ("traits", "context.traits", "traits.address", "context.traits.address")
     for key, names in ADDRESS.items():
-        raw[key] = values(*under(prefixes, names))[:1]
-    for key, path in (("madid", "context.device.advertisingId"),
-                      ("client_user_agent", "context.userAgent"), ("client_ip_address", "context.ip"),
-                      ("fbp", "context.fbp"), ("fbc", "context.fbc")):
-        raw[key] = values(path)
-    raw["lead_id"] = _external_ids(payload, "LeadId") + values(
-        *[f"integrations.{n}.leadId" for n in INTEGRATION_KEYS])
+        raw[key] = _one(_pick(track.places, names))
+    raw["madid"] = _one(text(_obj(context.get("device")).get("advertisingId")))
+    raw["client_user_agent"] = _one(text(context.get("userAgent")))
+    raw["client_ip_address"] = _one(text(context.get("ip")))
+    raw["fbp"] = _one(text(context.get("fbp")))
+    raw["fbc"] = _one(text(context.get("fbc")) or _fbc_from_url(
+        _obj(context.get("page")).get("url"), event_ms))
+    lead_ids = track.external_ids("leadid")
+    raw["lead_id"] = lead_ids[:1] or _one(text(track.integration("leadId")))
     return raw
 
 
 def _fbc_from_url(url: Any, event_ms: int) -> str | None:
-    if not isinstance(url, str):
+    """`fb.1.<event ms>.<fbclid>` from the page URL's query; a malformed URL is ignored."""
+    if not isinstance(url, str) or "fbclid=" not in url:
         return None
     try:
         fbclid = parse_qs(urlsplit(url).query).get("fbclid")
-    except ValueError:  # a malformed URL is ignored, never an error
+    except ValueError:
         return None
-    return f"fb.1.{event_ms}.{fbclid[0]}" if fbclid else None
+    return f"fb.1.{event_ms}.{fbclid[0].strip()}" if fbclid and fbclid[0].strip() else None
 
 
-def _value(props: Mapping[str, Any], name: str, value_field: str) -> float | None:
-    if name == "Purchase":
-        fields: tuple[str, ...] = PURCHASE_VALUE_FIELDS
-    else:
-        fields = (value_field.removeprefix("properties."), "value", "price")
-    for field in fields:
-        found = number(props.get(field))
+def _event_ms(payload: Mapping[str, Any], ctx: RecordContext) -> int:
+    """timestamp, else originalTimestamp (the first that is a time), else the Kafka record's."""
+    for key in ("timestamp", "originalTimestamp"):
+        value = payload.get(key)
+        if value is None:
+            continue
+        try:
+            found = parse_time_ms(value)
+        except (OverflowError, ValueError):  # digits beyond a float, years beyond datetime
+            found = None
         if found is not None:
             return found
-    if name != "Purchase":
-        return None
-    products = props.get("products")
-    if not isinstance(products, list):
-        return None
-    prices = [(number(p.get("price")), number(p.get("quantity")) or 1.0)
-              for p in products if isinstance(p, Mapping)]
-    priced = [price * qty for price, qty in prices if price is not None]
-    return round(sum(priced), 2) if priced else None
+    return ctx.timestamp_ms
+
+
+def _currency(props: Mapping[str, Any]) -> str:
+    raw = props.get("currency")
+    if is_empty(raw):
+        return "USD"
+    code = (text(raw) or "").upper()
+    if code not in iso_4217():
+        raise Rejected("invalid_currency", "currency is not an ISO 4217 code")
+    return code
+
+
+def _quantity(value: Any) -> float | None:
+    found = number(value)
+    return found if found is not None and abs(found) < MAX_SAFE_INT else None
 
 
 def _contents(products: Any) -> list[dict[str, Any]]:
+    """`{id, quantity, item_price, brand, category}` per product with an id."""
     if not isinstance(products, list):
         return []
     contents = []
     for product in products:
-        if not isinstance(product, Mapping):
+        if not _is_obj(product):
             continue
-        pid = text(first(product, ("product_id", "id", "sku")))
+        pid = _pick((product,), PRODUCT_ID_NAMES)
         if not pid:
             continue
-        quantity = number(product.get("quantity"))
-        contents.append(compact({
-            "id": pid,
-            "quantity": int(quantity) if quantity is not None else 1,
-            "item_price": number(product.get("price")),
-            "brand": text(product.get("brand")),
-            "category": text(product.get("category")),
-        }))
+        quantity = _quantity(product.get("quantity"))
+        item: dict[str, Any] = {"id": pid, "quantity": 1 if quantity is None else int(quantity)}
+        price = number(product.get("price"))
+        if price is not None:
+            item["item_price"] = price
+        for key in ("brand", "category"):
+            found = text(product.get(key))
+            if found:
+                item[key] = found
+        contents.append(item)
     return contents
 
 
-def _content_type(payload: Mapping[str, Any], dest: DestinationSettings, name: str,
-                  via_mapping: bool, has_products: bool) -> str:
-    explicit = text(_integration(payload, "contentType"))
-    if explicit:
-        return explicit
-    category = text(get(payload, "properties.category")) or text(_first_category(payload))
-    if category and category in dest.category_content_types:
-        return dest.category_content_types[category]
-    if get(payload, "event") == "Product List Viewed" or (name == "ViewContent" and via_mapping):
-        return "product" if has_products else "product_group"
-    return "product"
+def _products_total(products: Any) -> float | None:
+    """The sum of price * quantity (quantity defaults to 1) over the products with a price."""
+    if not isinstance(products, list):
+        return None
+    total, priced = 0.0, False
+    for product in products:
+        if not _is_obj(product):
+            continue
+        price = number(product.get("price"))
+        if price is None:
+            continue
+        quantity = _quantity(product.get("quantity"))
+        total += price * (1.0 if quantity is None else quantity)
+        priced = True
+    if not priced:
+        return None
+    total = round(total, 2)
+    return total if math.isfinite(total) else None
 
 
-def _first_category(payload: Mapping[str, Any]) -> Any:
-    products = get(payload, "properties.products")
-    if isinstance(products, list) and products and isinstance(products[0], Mapping):
-        return products[0].get("category")
+def _value(props: Mapping[str, Any], purchase: bool, value_field: str) -> float | None:
+    """Purchase: revenue, total, value, price, else the products' sum of price * quantity.
+    Others: the destination's value_field, value, price; else no value."""
+    fields = PURCHASE_VALUE_FIELDS if purchase else (value_field, "value", "price")
+    for field in fields:
+        found = number(props.get(field))
+        if found is not None:
+            return found
+    return _products_total(props.get("products")) if purchase else None
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A custom property as orjson can encode it, without PII keys at any depth; None to drop."""
+    if isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        return value if value in _INT_RANGE else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_CUSTOM_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str) and not is_pii_key(key):
+                cleaned = _clean(item, depth + 1)
+                if cleaned is not None:
+                    out[key] = cleaned
+        return out
+    if isinstance(value, list):
+        return [_clean(item, depth + 1) for item in value]
     return None
 
 
-def _ldu(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[str, Any]:
-    if dest.limited_data_use is not True:
+def _custom_properties(props: Mapping[str, Any], value_field: str) -> dict[str, Any]:
+    """The remaining properties: not mapped to a field of their own, not PII (SPEC §6)."""
+    extra = {}
+    for key, value in props.items():
+        if (value is None or key in MAPPED_PROPERTIES or key == value_field
+                or not isinstance(key, str) or is_pii_key(key)):
+            continue
+        cleaned = _clean(value)
+        if cleaned is not None:
+            extra[key] = cleaned
+    return extra
+
+
+def _ldu_code(value: Any) -> int | None:
+    code = number(value)
+    return int(code) if code is not None and code.is_integer() and 0 <= code < MAX_SAFE_INT else None
+
+
+def _ldu(track: _Track, dest: DestinationSettings) -> dict[str, Any]:
+    """`[[options], country, state]` from integrations.<FB> or context, when LDU is on."""
+    mode = dest.limited_data_use
+    if mode is False or mode == "never":
         return {}
-    options = _integration(payload, "dataProcessingOptions") or get(
-        payload, "context.dataProcessingOptions")
+    options = track.integration("dataProcessingOptions")
+    if options is None:
+        options = track.context.get("dataProcessingOptions")
     if not isinstance(options, list) or not options:
-        return {"data_processing_options": []}
-    chosen = options[0] if isinstance(options[0], list) else [options[0]]
-    out: dict[str, Any] = {"data_processing_options": [str(o) for o in chosen]}
-    if len(options) > 1 and number(options[1]) is not None:
-        out["data_processing_options_country"] = int(number(options[1]) or 0)
-    if len(options) > 2 and number(options[2]) is not None:
-        out["data_processing_options_state"] = int(number(options[2]) or 0)
+        # on but absent: explicitly no LDU; `when_location_known` needs the location
+        return {} if mode == "when_location_known" else {"data_processing_options": []}
+    head = options[0]
+    chosen = head if isinstance(head, list) else [head]
+    out: dict[str, Any] = {"data_processing_options": [t for t in map(text, chosen) if t]}
+    for index, suffix in ((1, "country"), (2, "state")):
+        code = _ldu_code(options[index]) if len(options) > index else None
+        if code is not None:
+            out[f"data_processing_options_{suffix}"] = code
     return out
+
+
+def _event_id(payload: Mapping[str, Any], ctx: RecordContext) -> str:
+    message_id = text(payload.get("messageId"))
+    if message_id:
+        return message_id
+    return ctx.digest()
 
 
 def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
@@ -185,57 +333,65 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     source_name = text(payload.get("event"))
     if not source_name:
         raise Rejected("missing_event", "the track call has no event name")
-    props = payload.get("properties")
-    props = props if isinstance(props, Mapping) else {}
+    track = _Track(payload)
+    props = track.props
 
-    event_ms = parse_time_ms(first(payload, ("timestamp", "originalTimestamp")))
-    if event_ms is None:
-        event_ms = ctx.timestamp_ms
+    event_ms = _event_ms(payload, ctx)
     event_time = event_ms // 1000
-
-    action_source = text(first(payload, under(("traits", "context.traits", "properties"),
-                                              ["action_source"])))
-    if action_source not in ACTION_SOURCES:
-        action_source = dest.action_source
-
-    raw = _raw_user(payload)
-    if not raw["fbc"]:
-        fbc = _fbc_from_url(get(payload, "context.page.url"), event_ms)
-        raw["fbc"] = [fbc] if fbc else []
+    asked = _pick((track.traits, track.ctraits, props), ("action_source",))
+    action_source = asked if asked is not None and asked in ACTION_SOURCES else dest.action_source
     policy = dest.match_policy or DIALECT.default_match_policy
-    user_data = user_data_for(raw, dest, event_time, now, action_source, policy)
+    user_data = user_data_for(_raw_user(track, payload, event_ms), dest, event_time, now,
+                              action_source, policy)
 
-    currency = (text(props.get("currency")) or "USD").upper()
-    if len(currency) != 3 or not currency.isalpha():
-        raise Rejected("invalid_currency", "currency is not an ISO 4217 code")
-    contents = _contents(props.get("products"))
-    content_ids = [c["id"] for c in contents]
-    if not content_ids and source_name == "Product List Viewed" and text(props.get("category")):
-        content_ids = [text(props.get("category"))]
-    extra = {k: v for k, v in props.items()
-             if k not in PII_PROPERTIES and k not in MAPPED_PROPERTIES and v is not None}
-    base: ServerEvent = compact({
-        "event_time": event_time,
-        "event_id": text(payload.get("messageId")) or ctx.digest(),
-        "action_source": action_source,
-        "event_source_url": text(first(payload, ("context.page.url", "properties.url"))),
-        "user_data": user_data,
-    })
-    base.update(_ldu(payload, dest))
+    currency = _currency(props)
+    value_field = dest.value_field.removeprefix("properties.")
+    products = props.get("products")
+    contents = _contents(products)
+    content_ids = list(dict.fromkeys(c["id"] for c in contents))
+    category = text(props.get("category"))
+    if not content_ids and source_name == PRODUCT_LIST_VIEWED and category:
+        content_ids = [category]
+    if not category and isinstance(products, list) and products:
+        category = text(_obj(products[0]).get("category"))  # the first product's
+    explicit_type = text(track.integration("contentType"))
+    category_type = dest.category_content_types.get(category) if category else None
+    order_id = _pick((props,), ("order_id", "orderId"))
+    item_number = text(props.get("item_number"))
+    extra = _custom_properties(props, value_field)
+
+    base: ServerEvent = {"event_time": event_time, "event_id": _event_id(payload, ctx),
+                         "action_source": action_source}
+    url = text(_obj(track.context.get("page")).get("url")) or text(props.get("url"))
+    if url:
+        base["event_source_url"] = url
+    base["user_data"] = user_data
+    base.update(_ldu(track, dest))
+
+    def content_type(name: str, via_mapping: bool) -> str:
+        if explicit_type:
+            return explicit_type
+        if category_type:
+            return category_type
+        if source_name == PRODUCT_LIST_VIEWED or (name == "ViewContent" and via_mapping):
+            return "product" if contents else "product_group"
+        return "product"
 
     def build(name: str, via_mapping: bool) -> ServerEvent:
-        value = _value(props, name, dest.value_field)
-        if name == "Purchase" and value is None:
-            raise Rejected("missing_value", "a Purchase needs a value")
+        purchase = name == "Purchase"
+        value = _value(props, purchase, value_field)
+        if purchase and value is None:
+            raise Rejected("missing_value", "a Purchase needs revenue, total, value, price or "
+                           "priced products")
         custom = compact({
             **extra,
             "value": value,
             "currency": currency,
             "contents": contents,
             "content_ids": content_ids,
-            "content_type": _content_type(payload, dest, name, via_mapping, bool(contents)),
-            "order_id": text(first(props, ("order_id", "orderId"))),
-            "item_number": text(props.get("item_number")),
+            "content_type": content_type(name, via_mapping),
+            "order_id": order_id,
+            "item_number": item_number,
         })
         return {"event_name": name, **base, "custom_data": custom}
 

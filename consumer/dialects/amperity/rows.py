@@ -12,8 +12,7 @@ import orjson
 
 from consumer.capi.event import RecordContext, parse_time_ms
 from consumer.config import ACTION_SOURCES, DestinationSettings
-from consumer.dialects.common import is_empty, number, text, user_data_for
-from consumer.dialects.segment import PII_PROPERTIES
+from consumer.dialects.common import PII_PROPERTIES, is_empty, number, text, user_data_for
 from consumer.errors import Filtered, Rejected
 
 MATCH_POLICY = "meta_baseline"
