@@ -20,6 +20,7 @@ from consumer.config import DestinationSettings, parse_settings
 from consumer.dialects import get_dialect
 from consumer.dialects.commandersact import transform
 from consumer.errors import Filtered, Rejected
+from tests.fuzz import DELETE, mutate, paths
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "commandersact_event.avsc")
@@ -423,17 +424,6 @@ def test_fuzz_arbitrary_objects(base: dict[str, Any], payload: dict[str, Any],
     check_transform({**base, **payload}, d)
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += paths(v, (*prefix, i))
-    return out
-
-
 VALID_PATHS = paths(PROPERTY_TABLE_EVENT)
 
 
@@ -443,21 +433,7 @@ VALID_PATHS = paths(PROPERTY_TABLE_EVENT)
 def test_fuzz_mutations_of_a_valid_event(mutations: list[tuple[tuple[Any, ...], bool, Any]],
                                          d: DestinationSettings) -> None:
     payload = copy.deepcopy(PROPERTY_TABLE_EVENT)
-    for path, delete, value in mutations:
-        node: Any = payload
-        for step in path[:-1]:
-            try:
-                node = node[step]
-            except (KeyError, IndexError, TypeError):
-                break
-        else:
-            try:
-                if delete and isinstance(node, dict):
-                    node.pop(path[-1], None)
-                else:
-                    node[path[-1]] = value
-            except (IndexError, TypeError):
-                pass
+    mutate(payload, [(path, DELETE if delete else value) for path, delete, value in mutations])
     check_transform(payload, d)
 
 

@@ -27,6 +27,7 @@ from consumer.dialects import get_dialect
 from consumer.dialects.mparticle import transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import check_event
+from tests.fuzz import DELETE, mutate, paths
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "mparticle_batch.avsc")
@@ -537,18 +538,7 @@ DESTINATIONS = st.builds(
 )
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found += paths(child, (*prefix, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            found += paths(child, (*prefix, index))
-    return found
-
-
-SEED_PATHS = paths(seed_batch())[1:]
+SEED_PATHS = paths(seed_batch())
 
 
 def check_outcome(batch: Any, destination: DestinationSettings, now: int = NOW) -> None:
@@ -582,22 +572,7 @@ def test_fuzz_arbitrary_objects(batch: dict[str, Any], destination: DestinationS
 def test_fuzz_mutated_seed_batches(mutations: list[tuple[tuple[Any, ...], Any]],
                                    destination: DestinationSettings) -> None:
     batch = seed_batch()
-    for path, value in mutations:
-        node: Any = batch
-        for step in path[:-1]:
-            try:
-                node = node[step]
-            except (KeyError, IndexError, TypeError):
-                break
-        else:
-            if isinstance(node, dict | list):
-                try:
-                    if value is KeyError:
-                        del node[path[-1]]
-                    else:
-                        node[path[-1]] = value
-                except (KeyError, IndexError, TypeError):
-                    pass
+    mutate(batch, [(path, DELETE if value is KeyError else value) for path, value in mutations])
     check_outcome(batch, destination)
 
 

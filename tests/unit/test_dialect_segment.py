@@ -27,6 +27,7 @@ from consumer.dialects import get_dialect
 from consumer.dialects.segment import transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import SUB_MISSING, check_event
+from tests.fuzz import DELETE, mutate, paths
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "segment_track.avsc"
@@ -1022,17 +1023,6 @@ def test_fuzz_arbitrary_objects(base: dict[str, Any], payload: dict[str, Any],
     check_transform({**base, **payload}, d)
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += paths(v, (*prefix, i))
-    return out
-
-
 VALID = {**PROPERTY_TABLE, "integrations": {
     FB_SEGMENT: {"contentType": "product", "leadId": "l-1",
                  "dataProcessingOptions": [["LDU"], 1, 1000]}}}
@@ -1045,21 +1035,7 @@ VALID_PATHS = paths(VALID)
 def test_fuzz_mutations_of_a_valid_track_call(
         mutations: list[tuple[tuple[Any, ...], bool, Any]], d: DestinationSettings) -> None:
     payload = copy.deepcopy(VALID)
-    for path, delete, value in mutations:
-        node: Any = payload
-        for step in path[:-1]:
-            try:
-                node = node[step]
-            except (KeyError, IndexError, TypeError):
-                break
-        else:
-            try:
-                if delete and isinstance(node, dict):
-                    node.pop(path[-1], None)
-                else:
-                    node[path[-1]] = value
-            except (IndexError, TypeError):
-                pass
+    mutate(payload, [(path, DELETE if delete else value) for path, delete, value in mutations])
     check_transform(payload, d)
 
 
