@@ -27,9 +27,15 @@ from consumer.config import DestinationSettings, Settings, SourceSettings
 from consumer.delivery import Failure, GraphClient
 from consumer.dialects import Dialect
 from consumer.errors import Filtered, InvalidMessage, Rejected
-from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, header, headers_of
+from consumer.kafka.deadletter import (
+    TARGET_EVENT_SET,
+    DeadLetter,
+    DeadLetterWriter,
+    SourceRecord,
+    header,
+)
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
-from consumer.kafka.source import KafkaSource, position
+from consumer.kafka.source import KafkaSource
 from consumer.kafka.watch import BrokersUnreachable, BrokerWatch
 from consumer.telemetry import METRICS
 
@@ -46,7 +52,7 @@ class FatalError(Exception):
 
 @dataclass(slots=True, eq=False)
 class PendingRecord:
-    msg: Message
+    src: SourceRecord
     tp: TopicPartition
     offset: int
     polled_at: float = field(default_factory=time.monotonic)
@@ -207,15 +213,16 @@ class Pipeline:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume_error", error=err.name())
             return
-        tp, offset = position(msg)
+        src = SourceRecord.of(msg)
+        tp, offset = (src.topic, src.partition), src.offset
         self.tracker.track(tp, offset)
         consumed = self._consumed.get(tp[0])
         if consumed is None:
             consumed = self._consumed[tp[0]] = METRICS.records_consumed.labels(tp[0])
         consumed.inc()
-        record = PendingRecord(msg, tp, offset)
+        record = PendingRecord(src, tp, offset)
         route = self.routes[tp[0]]
-        value = msg.value()
+        value = src.value
         try:
             if not value:
                 raise InvalidMessage("empty_value", "the record has no value")
@@ -225,14 +232,14 @@ class Pipeline:
             return
         grouping = route.dialect.grouping
         try:
-            ctx = RecordContext(msg.timestamp()[1], payload)
+            ctx = RecordContext(src.timestamp_ms, payload)
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
                 self._groupers[tp[0]].add((route.destination.name, grouping.key(part)), part,
                                           record, time.monotonic() * 1000)
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
-            outputs = _only_target(outputs, header(headers_of(msg), TARGET_EVENT_SET))
+            outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
         except Filtered as exc:
             self._final(record, "filtered", exc.reason)
             return
@@ -256,7 +263,7 @@ class Pipeline:
                 try:
                     outputs = route.dialect.grouping.emit(parts, route.destination,
                                                           int(self.now()), late)
-                    outputs = _only_target(outputs, header(headers_of(records[0].msg),
+                    outputs = _only_target(outputs, header(records[0].src.headers,
                                                            TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
@@ -308,7 +315,7 @@ class Pipeline:
             if record.writes == 0:
                 self._final(record, "dead_lettered", dl.reason)
 
-        self.dead_letters.write(record.msg, dl, acknowledged)
+        self.dead_letters.write(record.src, dl, acknowledged)
 
     # -- delivery ------------------------------------------------------------------------------
 

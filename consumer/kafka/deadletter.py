@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from consumer.config import KafkaSettings
+from consumer.kafka.source import position
 
 HEADER_PREFIX = "fboc."
 REPLAY_COUNT = "fboc.replay_count"
@@ -52,20 +53,37 @@ def header(headers: Headers, name: str) -> str | None:
     return None
 
 
-def dead_letter_headers(msg: Message, dl: DeadLetter, group_id: str,
+class SourceRecord(NamedTuple):
+    """What a dead letter needs of a consumed record, copied out of the librdkafka message at
+    poll time: holding the `Message` itself would pin its whole fetch buffer in memory."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    @classmethod
+    def of(cls, msg: Message) -> SourceRecord:
+        (topic, partition), offset = position(msg)
+        return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(),
+                   headers_of(msg))
+
+
+def dead_letter_headers(src: SourceRecord, dl: DeadLetter, group_id: str,
                         failed_at: datetime) -> Headers:
-    headers = headers_of(msg)
-    original = [(k, v) for k, v in headers if not k.startswith(HEADER_PREFIX)]
-    replay_count = header(headers, REPLAY_COUNT) or "0"
-    _, timestamp = msg.timestamp()
+    original = [(k, v) for k, v in src.headers if not k.startswith(HEADER_PREFIX)]
+    replay_count = header(src.headers, REPLAY_COUNT) or "0"
     fields: dict[str, Any] = {
         "fboc.error.stage": dl.stage,
         "fboc.error.reason": dl.reason,
         "fboc.error.message": dl.message,
-        "fboc.original.topic": msg.topic(),
-        "fboc.original.partition": msg.partition(),
-        "fboc.original.offset": msg.offset(),
-        "fboc.original.timestamp": timestamp,
+        "fboc.original.topic": src.topic,
+        "fboc.original.partition": src.partition,
+        "fboc.original.offset": src.offset,
+        "fboc.original.timestamp": src.timestamp_ms,
         "fboc.consumer_group": group_id,
         "fboc.failed_at": failed_at.isoformat(timespec="milliseconds"),
         "fboc.attempts": dl.attempts,
@@ -95,7 +113,7 @@ class DeadLetterWriter:
         self.fatal: str | None = None  # set when a write failed for good
         self.pending = 0
 
-    def write(self, msg: Message, dl: DeadLetter, on_done: Callable[[], None]) -> None:
+    def write(self, src: SourceRecord, dl: DeadLetter, on_done: Callable[[], None]) -> None:
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             self.pending -= 1
             if err is not None:
@@ -104,8 +122,8 @@ class DeadLetterWriter:
             on_done()
 
         self.pending += 1
-        self._producer.produce(self.topic, key=msg.key(), value=msg.value(),
-                               headers=dead_letter_headers(msg, dl, self._group, self._clock()),
+        self._producer.produce(self.topic, key=src.key, value=src.value,
+                               headers=dead_letter_headers(src, dl, self._group, self._clock()),
                                on_delivery=delivered)
         self._producer.poll(0)
 
