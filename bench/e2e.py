@@ -118,6 +118,7 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=int, default=0, help="sandbox latency per request")
     ap.add_argument("--consumers", type=int, default=1)
     ap.add_argument("--max-in-flight", type=int, default=8)
+    ap.add_argument("--linger-ms", type=int, default=200, help="batching.linger_ms")
     ap.add_argument("--max-buffered", type=int, default=50_000, help="batching.max_buffered_records")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.records
@@ -164,7 +165,7 @@ def main() -> int:
                 "kafka": {"bootstrap_servers": bootstrap, "group_id": GROUP,
                           "dead_letter_topic": DLQ},
                 "facebook": {"graph_url": sandbox, "timeout_seconds": 5 + args.latency_ms / 1000},
-                "batching": {"linger_ms": 200, "max_in_flight": args.max_in_flight,
+                "batching": {"linger_ms": args.linger_ms, "max_in_flight": args.max_in_flight,
                              "max_buffered_records": args.max_buffered},
                 "service": {"port": port, "log_format": "json", "commit_interval_ms": 500},
                 "sources": [{"name": "web", "topic": TOPIC, "dialect": "segment",

@@ -27,6 +27,7 @@ from consumer.config import DestinationSettings, Settings, SourceSettings
 from consumer.delivery import Failure, GraphClient
 from consumer.dialects import Dialect
 from consumer.errors import Filtered, InvalidMessage, Rejected
+from consumer.kafka.backpressure import Backpressure
 from consumer.kafka.deadletter import (
     TARGET_EVENT_SET,
     DeadLetter,
@@ -43,7 +44,6 @@ log = structlog.get_logger("fboc.pipeline")
 
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05
-RESUME_RATIO = 0.5  # resume paused partitions below this share of max_buffered_records
 
 
 class FatalError(Exception):
@@ -93,7 +93,6 @@ class Pipeline:
                           for topic, route in routes.items() if route.dialect.grouping}
         self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._paused = False
         self._closing = False
         self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
         self._outcomes: dict[tuple[str, str], Any] = {}
@@ -103,6 +102,7 @@ class Pipeline:
         self.brokers = BrokerWatch(settings.kafka.unreachable_timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.source = make_source(self)
+        self.backpressure = Backpressure(batching.max_buffered_records, self.source)
 
     # -- rebalance callbacks: called from the poll thread inside consume() --------------------
 
@@ -172,7 +172,7 @@ class Pipeline:
                     self._send(batch)
                 self.dead_letters.poll()
                 self._check_fatal()
-                self._backpressure()
+                self.backpressure.update(self.tracker.pending())
                 if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
                     self._commit()
         finally:
@@ -364,7 +364,7 @@ class Pipeline:
                 "deliver", f.reason, f.message, f.attempts, destination, event_set_id,
                 f.code, f.subcode, f.fbtrace_id))
 
-    # -- commits and backpressure --------------------------------------------------------------
+    # -- commits --------------------------------------------------------------
 
     def _commit(self) -> None:
         """Asynchronous: the loop never waits for the coordinator (it may be down)."""
@@ -380,23 +380,6 @@ class Pipeline:
         self.tracker.committed(offsets)
         METRICS.commits.inc()
         log.info("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
-
-    def _backpressure(self) -> None:
-        buffered = self.tracker.pending()
-        METRICS.buffered.set(buffered)
-        limit = self.settings.batching.max_buffered_records
-        if not self._paused and buffered >= limit:
-            self._paused = True
-            log.info("backpressure_pause", buffered=buffered)
-        elif self._paused and buffered <= limit * RESUME_RATIO:
-            self._paused = False
-            self.source.resume(self.source.assignment())
-            METRICS.paused.set(0)
-            log.info("backpressure_resume", buffered=buffered)
-        if self._paused:  # reconcile every turn: a rebalance may have added partitions
-            assigned = self.source.assignment()
-            self.source.pause(assigned)
-            METRICS.paused.set(len(assigned))
 
 
 def _kafka_error_name(exc: KafkaException) -> str:

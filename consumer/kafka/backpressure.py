@@ -1,0 +1,36 @@
+"""Bounded memory (DESIGN invariant 3): pause every assigned partition when too many records are
+not final yet, resume below half. Polling goes on while paused (group membership), and the pause
+is re-applied every turn because a rebalance may have added partitions."""
+
+from __future__ import annotations
+
+import structlog
+
+from consumer.kafka.source import KafkaSource
+from consumer.telemetry import METRICS
+
+log = structlog.get_logger("fboc.backpressure")
+
+RESUME_RATIO = 0.5
+
+
+class Backpressure:
+    def __init__(self, limit: int, source: KafkaSource) -> None:
+        self.limit = limit
+        self._source = source
+        self.paused = False
+
+    def update(self, buffered: int) -> None:
+        METRICS.buffered.set(buffered)
+        if not self.paused and buffered >= self.limit:
+            self.paused = True
+            log.info("backpressure_pause", buffered=buffered)
+        elif self.paused and buffered <= self.limit * RESUME_RATIO:
+            self.paused = False
+            self._source.resume(self._source.assignment())
+            METRICS.paused.set(0)
+            log.info("backpressure_resume", buffered=buffered)
+        if self.paused:
+            assigned = self._source.assignment()
+            self._source.pause(assigned)
+            METRICS.paused.set(len(assigned))
