@@ -73,10 +73,6 @@ class AvroSchema:
         return buf.getvalue()
 
 
-def schemaless_decoder(schema: AvroSchema) -> Decoder:
-    return schema.decode_body
-
-
 class RegistryDecoder:
     """Confluent wire format; schemas looked up by id through the Schema Registry client."""
 

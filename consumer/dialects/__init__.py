@@ -60,6 +60,3 @@ def get_dialect(name: str) -> Dialect:
     dialect: Dialect = module.DIALECT
     return dialect
 
-
-def available() -> list[str]:
-    return sorted(_MODULES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,11 +66,6 @@ def _texts(value: Any) -> list[str]:
     return [t for t in (text(v) for v in values) if t]
 
 
-def _finite(value: Any) -> float | None:
-    found = number(value)
-    return found if found is not None and math.isfinite(found) else None
-
-
 def _consented(payload: Mapping[str, Any], category: str) -> bool:
     categories = first(payload, ("user.consent_categories", "consent_categories"))
     if isinstance(categories, str):  # "1,3" from CSV imports
@@ -104,10 +98,10 @@ def _item(item: Any) -> tuple[str | None, int | None, float | None]:
     """(id, quantity, item_price) of one entry of `items`; None where it has none."""
     if not isinstance(item, Mapping):
         return None, None, None
-    quantity = _finite(item.get("quantity"))
+    quantity = number(item.get("quantity"))
     return (text(first(item, ("id", "product.id"))),
             int(quantity) if quantity is not None and quantity.is_integer() else None,
-            _finite(first(item, ("price", "product.price"))))
+            number(first(item, ("price", "product.price"))))
 
 
 def _products(items: list[Any]) -> dict[str, Any]:
@@ -131,7 +125,7 @@ def _custom_data(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[
     items = items if isinstance(items, list) else []
     category = text(payload.get("category")) or _first_in_items(items, CATEGORY_FIELDS)
     custom: dict[str, Any] = {
-        "value": _finite(payload.get("amount")),
+        "value": number(payload.get("amount")),
         "currency": text(payload.get("currency")),
         **_products(items),
         "content_name": text(payload.get("name")) or _first_in_items(items, ("product.name",)),
@@ -144,7 +138,7 @@ def _custom_data(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[
     overrides = get(payload, f"{FB}.custom_data")
     if isinstance(overrides, Mapping):
         custom.update({str(k): v for k, v in overrides.items()})
-        custom["value"] = _finite(custom.get("value"))
+        custom["value"] = number(custom.get("value"))
         custom["currency"] = text(custom.get("currency"))
     if custom["currency"] is not None or custom["value"] is not None:
         currency = (custom["currency"] or "USD").upper()  # Meta needs a currency with a value
@@ -160,7 +154,7 @@ def _ldu(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[str, Any
     options = get(payload, f"{FB}.data_processing_options")
     out: dict[str, Any] = {"data_processing_options": _texts(options)}
     for suffix in ("country", "state"):
-        code = _finite(get(payload, f"{FB}.data_processing_options_{suffix}"))
+        code = number(get(payload, f"{FB}.data_processing_options_{suffix}"))
         if code is not None and out["data_processing_options"]:
             out[f"data_processing_options_{suffix}"] = int(code)
     return out

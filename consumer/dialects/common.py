@@ -97,12 +97,6 @@ def number(value: Any) -> float | None:
     return found if math.isfinite(found) else None
 
 
-def under(prefixes: Iterable[str], names: Iterable[str]) -> list[str]:
-    """Every `prefix.name` path, prefixes first: under(["traits"], ["email"])."""
-    names = list(names)
-    return [f"{p}.{n}" if p else n for p in prefixes for n in names]
-
-
 def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event_time: int,
                   now: int, action_source: str, match_policy: str) -> dict[str, Any]:
     """Normalise and hash, then apply the checks Meta would otherwise fail a whole request on."""
