@@ -108,6 +108,7 @@ class Pipeline:
 
     def on_assign(self, tps: list[TopicPartition]) -> None:
         self.ready = True
+        self.backpressure.assigned(tps)
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
 
     def on_revoke(self, tps: list[TopicPartition]) -> None:
