@@ -44,6 +44,9 @@ log = structlog.get_logger("fboc.pipeline")
 
 POLL_BATCH = 500
 POLL_TIMEOUT_S = 0.05
+# While deliveries are saturated, poll one record this often: the consumer stays in its group
+# (rebalance callbacks only run inside a poll) without growing the buffer.
+SATURATED_POLL_INTERVAL_S = 1.0
 
 
 class FatalError(Exception):
@@ -93,6 +96,8 @@ class Pipeline:
                           for topic, route in routes.items() if route.dialect.grouping}
         self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outstanding: Counter[str] = Counter()  # batches handed to delivery, per destination
+        self._last_poll = 0.0
         self._closing = False
         self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
         self._outcomes: dict[tuple[str, str], Any] = {}
@@ -158,8 +163,7 @@ class Pipeline:
         try:
             while not stop.is_set():
                 self.last_turn = time.monotonic()
-                room = self.settings.batching.max_buffered_records - self.tracker.pending()
-                messages = await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
+                messages = await self._next_messages()
                 for msg in messages:
                     self.process(msg)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
@@ -178,6 +182,24 @@ class Pipeline:
                     self._commit()
         finally:
             await self._shutdown()
+
+    async def _next_messages(self) -> list[Message]:
+        """The records to process this turn. While every in-flight slot is taken and a batch
+        already waits for one, reading more would only grow the buffer and the latency (the
+        `MessageRejected` of stream processors): wait for a delivery instead, and let the
+        records stay in Kafka. The buffer cap (Backpressure) still bounds everything else."""
+        now = time.monotonic()
+        limit = self.settings.batching.max_in_flight
+        if self._tasks and any(n > limit for n in self._outstanding.values()):
+            if now - self._last_poll < SATURATED_POLL_INTERVAL_S:
+                await asyncio.wait(set(self._tasks), timeout=POLL_TIMEOUT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                return []
+            room = 1
+        else:
+            room = self.settings.batching.max_buffered_records - self.tracker.pending()
+        self._last_poll = now
+        return await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
 
     def _check_fatal(self) -> None:
         if self.dead_letters.fatal:
@@ -326,9 +348,16 @@ class Pipeline:
             self._send(batch)
 
     def _send(self, batch: Batch[Owner]) -> None:
+        destination = batch.key.destination
+        self._outstanding[destination] += 1
         task = asyncio.create_task(self._deliver(batch))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            self._outstanding[destination] -= 1
+
+        task.add_done_callback(finished)
 
     async def _deliver(self, batch: Batch[Owner]) -> None:
         key = batch.key

@@ -138,8 +138,8 @@ def sandbox_events(url: str) -> list[dict[str, Any]]:
     return events
 
 
-def sandbox_post(url: str, path: str, body: Any) -> Any:
-    req = urllib.request.Request(f"{url}{path}", data=orjson.dumps(body), method="POST",
+def sandbox_post(url: str, path: str, body: Any, method: str = "POST") -> Any:
+    req = urllib.request.Request(f"{url}{path}", data=orjson.dumps(body), method=method,
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return orjson.loads(resp.read() or b"null")

@@ -262,7 +262,7 @@ async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
     port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
     config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
                         batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
-                                  "max_buffered_records": 1000},
+                                  "max_buffered_records": 300},
                         service={"port": port, "shutdown_deadline_seconds": 10})
     produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
                                      for i in range(40_000)])
@@ -287,13 +287,51 @@ async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
     assert max(rss[6:]) - max(rss[:6]) < 15, rss
 
 
-def paused_partitions(port: int) -> float:
+def gauge(port: int, name: str) -> float:
+    """An unlabelled gauge from fboc's /metrics; -1 when absent."""
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
-            if line.startswith("fboc_paused_partitions "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
     return -1.0
+
+
+def paused_partitions(port: int) -> float:
+    return gauge(port, "fboc_paused_partitions")
+
+
+async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    """One request in flight at 400 ms and a large buffer cap: fboc reads one poll's worth,
+    then waits for deliveries instead of filling the buffer up to the cap."""
+    topic = new_topic(4)
+    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
+                                  "max_buffered_records": 5000},
+                        service={"port": port, "shutdown_deadline_seconds": 10})
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
+                                     for i in range(3000)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 400}})
+    fboc = FbocProcess(tmp_path, config).start()
+    buffered: list[float] = []
+    try:
+        await wait_until(lambda: len(sandbox_events(sandbox.url)) >= 50, 60, "first delivery")
+        for _ in range(16):
+            buffered.append(await asyncio.to_thread(gauge, port, "fboc_buffered_records"))
+            await asyncio.sleep(0.25)
+        sandbox_post(sandbox.url, "/_sandbox/faults", {}, method="DELETE")  # fast again
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 120,
+                         "the backlog to drain")
+        assert fboc.terminate() == 0
+    finally:
+        fboc.stop_quietly()
+    # one poll is at most 500 records; reading on would have buffered all 3,000
+    assert 0 < max(buffered) <= 520, buffered
+    assert {e["event"]["event_id"] for e in sandbox_events(sandbox.url)} == {
+        f"m-{i}" for i in range(3000)}
 
 
 async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group_id: str,
