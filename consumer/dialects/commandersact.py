@@ -8,7 +8,7 @@ from typing import Any
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.config import STANDARD_EVENTS, DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import first, get, is_empty, number, text, user_data_for
+from consumer.dialects.common import first, get, is_empty, number, quantity, text, user_data_for
 from consumer.errors import Filtered, Rejected
 from consumer.routing import fan_out
 
@@ -98,9 +98,9 @@ def _item(item: Any) -> tuple[str | None, int | None, float | None]:
     """(id, quantity, item_price) of one entry of `items`; None where it has none."""
     if not isinstance(item, Mapping):
         return None, None, None
-    quantity = number(item.get("quantity"))
+    count = quantity(item.get("quantity"))
     return (text(first(item, ("id", "product.id"))),
-            int(quantity) if quantity is not None and quantity.is_integer() else None,
+            int(count) if count is not None and count.is_integer() else None,
             number(first(item, ("price", "product.price"))))
 
 

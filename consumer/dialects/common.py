@@ -97,6 +97,15 @@ def number(value: Any) -> float | None:
     return found if math.isfinite(found) else None
 
 
+MAX_SAFE_INT = 2**53  # quantities and codes beyond this are data errors (and beyond exact JSON)
+
+
+def quantity(value: Any) -> float | None:
+    """A number usable as a count: finite and within ±2**53 (an int of it is always encodable)."""
+    found = number(value)
+    return found if found is not None and abs(found) < MAX_SAFE_INT else None
+
+
 def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event_time: int,
                   now: int, action_source: str, match_policy: str) -> dict[str, Any]:
     """Normalise and hash, then apply the checks Meta would otherwise fail a whole request on."""

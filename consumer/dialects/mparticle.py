@@ -33,6 +33,7 @@ from consumer.dialects.common import (
     is_pii_key,
     ldu_from_location,
     number,
+    quantity,
     text,
     user_data_for,
 )
@@ -94,10 +95,10 @@ def _contents(products: Any) -> list[dict[str, Any]]:
         pid = text(get(product, "id"))
         if not pid:  # products without an id are skipped (also non-objects: get gives None)
             continue
-        quantity = number(product.get("quantity"))
+        count = quantity(product.get("quantity"))
         contents.append(compact({
             "id": pid,
-            "quantity": int(quantity) if quantity is not None and abs(quantity) < 2**53 else 1,
+            "quantity": 1 if count is None else int(count),
             "item_price": number(product.get("price")),
             "brand": text(product.get("brand")),
             "category": text(product.get("category")),

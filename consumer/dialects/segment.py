@@ -19,7 +19,16 @@ import pycountry
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.config import ACTION_SOURCES, DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import ZIP_NAMES, is_empty, is_pii_key, number, text, user_data_for
+from consumer.dialects.common import (
+    MAX_SAFE_INT,
+    ZIP_NAMES,
+    is_empty,
+    is_pii_key,
+    number,
+    quantity,
+    text,
+    user_data_for,
+)
 from consumer.errors import Rejected
 from consumer.routing import fan_out
 
@@ -53,7 +62,6 @@ MAPPED_PROPERTIES = frozenset({
 PURCHASE_VALUE_FIELDS = ("revenue", "total", "value", "price")
 
 MAX_CUSTOM_DEPTH = 32  # deeper custom property values are dropped (orjson stops at 255)
-MAX_SAFE_INT = 2**53  # quantities and LDU codes beyond this are data errors
 _INT_RANGE = range(-(2**63), 2**64)  # what orjson can encode
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -197,11 +205,6 @@ def _currency(props: Mapping[str, Any]) -> str:
     return code
 
 
-def _quantity(value: Any) -> float | None:
-    found = number(value)
-    return found if found is not None and abs(found) < MAX_SAFE_INT else None
-
-
 def _contents(products: Any) -> list[dict[str, Any]]:
     """`{id, quantity, item_price, brand, category}` per product with an id."""
     if not isinstance(products, list):
@@ -213,8 +216,8 @@ def _contents(products: Any) -> list[dict[str, Any]]:
         pid = _pick((product,), PRODUCT_ID_NAMES)
         if not pid:
             continue
-        quantity = _quantity(product.get("quantity"))
-        item: dict[str, Any] = {"id": pid, "quantity": 1 if quantity is None else int(quantity)}
+        count = quantity(product.get("quantity"))
+        item: dict[str, Any] = {"id": pid, "quantity": 1 if count is None else int(count)}
         price = number(product.get("price"))
         if price is not None:
             item["item_price"] = price
@@ -237,8 +240,8 @@ def _products_total(products: Any) -> float | None:
         price = number(product.get("price"))
         if price is None:
             continue
-        quantity = _quantity(product.get("quantity"))
-        total += price * (1.0 if quantity is None else quantity)
+        count = quantity(product.get("quantity"))
+        total += price * (1.0 if count is None else count)
         priced = True
     if not priced:
         return None

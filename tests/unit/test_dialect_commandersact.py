@@ -168,6 +168,16 @@ def test_contents_only_when_every_item_is_complete_else_content_ids() -> None:
         {"id": "P1", "quantity": 3, "item_price": 2.5}]
 
 
+def test_a_quantity_beyond_2_to_53_is_not_a_count() -> None:
+    """Found by the fuzz test: 1.8e19 is a whole float, but int() of it is beyond what JSON (and
+    orjson) can encode, so the whole batch would fail to serialise."""
+    items = [{"id": "A", "quantity": 1.8446744073709552e19, "price": 5}]
+    ev = one(event("add_to_cart", items=items))
+    assert ev["custom_data"]["content_ids"] == ["A"]
+    assert "contents" not in ev["custom_data"]
+    orjson.dumps(ev)
+
+
 def test_overrides_from_integrations_facebook() -> None:
     payload = event("add_to_cart", amount=10, currency="EUR", id="O-1",
                     user={"email": "old@domain.fr", "phone": "+33 6 12 34 56 78"})
