@@ -26,6 +26,7 @@ PLAIN_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 
 CACHE_SIZE = 65536
+CUSTOMER_CACHE_SIZE = 16384  # whole customers (their hashed keys), see _hashed_user_data
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
@@ -193,11 +194,17 @@ def _hashed(key: str, value: str, region: str, max_year: int, hash_it: bool) -> 
 def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
     """Non-empty stripped string values of ``raw[key]``; a bare string counts as one value."""
     values: object = raw.get(key)
+    if not values:  # the common case: most keys are empty
+        return []
     if isinstance(values, str):
         values = (values,)
-    if not isinstance(values, (list, tuple)):
+    elif not isinstance(values, (list, tuple)):
         return []
-    return [s for v in values if isinstance(v, str) and (s := v.strip())]
+    out = []
+    for value in values:
+        if isinstance(value, str) and (stripped := value.strip()):
+            out.append(stripped)
+    return out
 
 
 def build_user_data(
@@ -215,24 +222,39 @@ def build_user_data(
     ``dropped`` names (once each) the keys that had a value that could not be normalised.
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
+    customer = tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+    hashed, dropped = _hashed_user_data(customer, hashing, hash_external_id, default_country,
+                                        max_year)
+    user_data: dict[str, Any] = {key: list(values) for key, values in hashed}  # fresh lists
+    for key in PLAIN_KEYS:
+        if values := _values(raw, key):
+            user_data[key] = values[0]
+    return user_data, dropped
+
+
+@lru_cache(maxsize=CUSTOMER_CACHE_SIZE)
+def _hashed_user_data(customer: tuple[tuple[str, ...], ...], hashing: bool, hash_external_id: bool,
+                      default_country: str, max_year: int,
+                      ) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """The hashed keys of one customer (values in HASHED_KEYS order), cached: customers recur,
+    and their plain keys (IP, user agent, click ids) are what changes from event to event."""
+    raw = dict(zip(HASHED_KEYS, customer, strict=True))
     region = default_country.strip().upper()
     if hashing:
-        for value in _values(raw, "country"):
+        for value in raw["country"]:
             if not _HEX64.fullmatch(value) and (code := _country(value)):
                 region = code.upper()
                 break
     us_region = "US" if region == "US" else ""
-    user_data: dict[str, Any] = {}
+    hashed: list[tuple[str, tuple[str, ...]]] = []
     dropped: list[str] = []
     for key in HASHED_KEYS:
-        if not raw.get(key):
-            continue
         hash_it = hash_external_id or key != "external_id"
-        # Region and year only take part in the cache key where they change the result.
+        # Region and year only take part in the value cache key where they change the result.
         key_region = region if key == "ph" else us_region if key in ("st", "zp") else ""
         key_year = max_year if key == "db" else 0
         out: list[str] = []
-        for value in _values(raw, key):
+        for value in raw[key]:
             result: str | None
             if len(value) == 64 and _HEX64.fullmatch(value):
                 result = value.lower()
@@ -246,8 +268,5 @@ def build_user_data(
             elif result not in out:
                 out.append(result)
         if out:
-            user_data[key] = out
-    for key in PLAIN_KEYS:
-        if values := _values(raw, key):
-            user_data[key] = values[0]
-    return user_data, tuple(dropped)
+            hashed.append((key, tuple(out)))
+    return tuple(hashed), tuple(dropped)

@@ -337,12 +337,27 @@ def test_hash_external_id_off_sends_it_trimmed() -> None:
 
 def test_results_are_cached_and_the_cache_is_bounded() -> None:
     nz._hashed.cache_clear()
+    nz._hashed_user_data.cache_clear()
     raw = {"em": ["cache.probe@example.com"], "ph": ["+1 650 555 1212"]}
-    first = build_user_data(raw, max_year=YEAR)
-    second = build_user_data(raw, max_year=YEAR)
-    assert first == second
-    info = nz._hashed.cache_info()
-    assert (info.hits, info.misses, info.maxsize) == (2, 2, 65536)
+    first, _ = build_user_data(raw, max_year=YEAR)
+    second, _ = build_user_data({**raw, "client_ip_address": ["10.0.0.1"]}, max_year=YEAR)
+    assert second == {**first, "client_ip_address": "10.0.0.1"}
+    # the same customer again: one hit on the customer cache, the values not hashed again
+    customers = nz._hashed_user_data.cache_info()
+    assert (customers.hits, customers.misses, customers.maxsize) == (1, 1, 16384)
+    assert nz._hashed.cache_info().misses == 2
+    # another customer with the same email: the value cache answers for it
+    build_user_data({"em": ["cache.probe@example.com"], "fn": ["Ann"]}, max_year=YEAR)
+    values = nz._hashed.cache_info()
+    assert (values.hits, values.misses, values.maxsize) == (1, 3, 65536)
+
+
+def test_a_cached_customer_comes_back_as_fresh_lists() -> None:
+    raw = {"em": ["fresh.lists@example.com"]}
+    first, _ = build_user_data(raw, max_year=YEAR)
+    first["em"].append("changed by a caller")
+    second, _ = build_user_data(raw, max_year=YEAR)
+    assert second == {"em": [hashlib.sha256(b"fresh.lists@example.com").hexdigest()]}
 
 
 # --- properties -----------------------------------------------------------------------------------
