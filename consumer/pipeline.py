@@ -1,17 +1,17 @@
 """The pipeline loop: source → decode → dialect → route → batch → deliver → commit.
 
 Every consumed record becomes a `PendingRecord` tracked by the offset tracker; it is marked done
-only once its outcome is final (delivered, filtered, or dead-lettered and acknowledged), and
-commits never pass a record that is not done (DESIGN invariant 1).
+only once its outcome is final (`outcomes.py`: delivered, filtered, or dead-lettered and
+acknowledged), and commits never pass a record that is not done (DESIGN invariant 1). Closed
+batches go to `dispatch.py`, which sends them and settles their records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,25 +19,21 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from consumer.batching import Batch, Batcher, BatchKey
+from consumer.batching import Batcher, BatchKey
 from consumer.breaker import DeadLetterBreaker
 from consumer.capi.event import Output, RecordContext
 from consumer.codec import Decoder
 from consumer.config import DestinationSettings, Settings, SourceSettings
-from consumer.delivery import Failure, GraphClient
+from consumer.delivery import GraphClient
 from consumer.dialects import Dialect
+from consumer.dispatch import Dispatch, Owner
 from consumer.errors import Filtered, InvalidMessage, Rejected
 from consumer.kafka.backpressure import Backpressure
-from consumer.kafka.deadletter import (
-    TARGET_EVENT_SET,
-    DeadLetter,
-    DeadLetterWriter,
-    SourceRecord,
-    header,
-)
+from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, SourceRecord, header
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
 from consumer.kafka.source import KafkaSource
 from consumer.kafka.watch import BrokersUnreachable, BrokerWatch
+from consumer.outcomes import Outcomes, PendingRecord
 from consumer.telemetry import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -51,20 +47,6 @@ SATURATED_POLL_INTERVAL_S = 1.0
 
 class FatalError(Exception):
     """fboc must stop: continuing would lose records or flood the dead-letter topic."""
-
-
-@dataclass(slots=True, eq=False)
-class PendingRecord:
-    src: SourceRecord
-    tp: TopicPartition
-    offset: int
-    polled_at: float = field(default_factory=time.monotonic)
-    parts: int = 0  # output events not yet delivered or failed
-    failures: dict[str, Failure] = field(default_factory=dict)  # by event set id
-    writes: int = 0  # dead-letter writes not yet acknowledged
-
-
-Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +76,11 @@ class Pipeline:
         self.breaker = DeadLetterBreaker(settings.dead_letter.breaker)
         self._groupers = {topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
                           for topic, route in routes.items() if route.dialect.grouping}
-        self._limits = {name: asyncio.Semaphore(batching.max_in_flight) for name in clients}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._outstanding: Counter[str] = Counter()  # batches handed to delivery, per destination
+        self.outcomes = Outcomes(self.tracker, self.breaker, dead_letters)
+        self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
         self._last_poll = 0.0
         self._closing = False
         self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
-        self._outcomes: dict[tuple[str, str], Any] = {}
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
@@ -174,7 +154,7 @@ class Pipeline:
                     raise FatalError(str(exc)) from None
                 self._emit_groups()
                 for batch in self.batcher.due(time.monotonic()):
-                    self._send(batch)
+                    self.dispatch.send(batch)
                 self.dead_letters.poll()
                 self._check_fatal()
                 self.backpressure.update(self.tracker.pending())
@@ -189,11 +169,9 @@ class Pipeline:
         `MessageRejected` of stream processors): wait for a delivery instead, and let the
         records stay in Kafka. The buffer cap (Backpressure) still bounds everything else."""
         now = time.monotonic()
-        limit = self.settings.batching.max_in_flight
-        if self._tasks and any(n > limit for n in self._outstanding.values()):
+        if self.dispatch.saturated():
             if now - self._last_poll < SATURATED_POLL_INTERVAL_S:
-                await asyncio.wait(set(self._tasks), timeout=POLL_TIMEOUT_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await self.dispatch.wait_any(POLL_TIMEOUT_S)
                 return []
             room = 1
         else:
@@ -211,16 +189,14 @@ class Pipeline:
         """Clean stop (DESIGN invariant 6): flush, wait up to the deadline, commit, close."""
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds
         self._flush_all()
-        while self._tasks or self.dead_letters.pending:
+        while self.dispatch.busy or self.dead_letters.pending:
             if time.monotonic() >= deadline:
                 break
-            if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=0.05)
+            await self.dispatch.wait_any(0.05)
             self.dead_letters.poll()
             await asyncio.sleep(0)
         self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        for task in list(self._tasks):
-            task.cancel()
+        self.dispatch.cancel()
         self._closing = True
         offsets = self.tracker.to_commit()
         if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
@@ -251,7 +227,7 @@ class Pipeline:
                 raise InvalidMessage("empty_value", "the record has no value")
             payload = route.decoder(value)
         except InvalidMessage as exc:
-            self._dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
+            self.outcomes.dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
             return
         grouping = route.dialect.grouping
         try:
@@ -264,14 +240,14 @@ class Pipeline:
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
         except Filtered as exc:
-            self._final(record, "filtered", exc.reason)
+            self.outcomes.final(record, "filtered", exc.reason)
             return
         except Rejected as exc:
-            self._dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+            self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
         except Exception as exc:  # a dialect bug must not stop the partition; no PII in the type
             log.exception("dialect_error", topic=tp[0], partition=tp[1], offset=offset)
-            self._dead_letter(record, DeadLetter("transform", "transform_error",
+            self.outcomes.dead_letter(record, DeadLetter("transform", "transform_error",
                                                  f"unexpected {type(exc).__name__}"))
             return
         self._batch((record,), route.destination.name, outputs)
@@ -290,12 +266,12 @@ class Pipeline:
                                                            TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
-                        self._dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+                        self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
                     continue
                 except Exception as exc:  # as in process(): never stop the partition
                     log.exception("dialect_error", topic=topic, records=len(records))
                     for record in records:
-                        self._dead_letter(record, DeadLetter("transform", "transform_error",
+                        self.outcomes.dead_letter(record, DeadLetter("transform", "transform_error",
                                                              f"unexpected {type(exc).__name__}"))
                     continue
                 self._batch(tuple(records), route.destination.name, outputs)
@@ -312,87 +288,14 @@ class Pipeline:
                 data = encoded[id(out.event)] = orjson.dumps(out.event)
             key = BatchKey(destination, out.event_set_id, out.upload_tag)
             for batch in self.batcher.add(key, data, (records, out.event["event_name"]), now):
-                self._send(batch)
-
-    def _final(self, record: PendingRecord, outcome: str, reason: str) -> None:
-        counter = self._outcomes.get((outcome, reason))
-        if counter is None:
-            counter = self._outcomes[(outcome, reason)] = METRICS.record_outcomes.labels(outcome,
-                                                                                        reason)
-        counter.inc()
-        METRICS.record_ack_seconds.observe(time.monotonic() - record.polled_at)
-        if outcome != "dead_lettered":  # dead letters count when decided (_dead_letter)
-            self.breaker.record(dead_lettered=False)
-        self.tracker.done(record.tp, record.offset)
-
-    def _dead_letter(self, record: PendingRecord, dl: DeadLetter) -> None:
-        METRICS.dead_letters.labels(dl.stage, dl.reason).inc()
-        log.info("dead_letter", stage=dl.stage, reason=dl.reason, topic=record.tp[0],
-                 partition=record.tp[1], offset=record.offset, event_set_id=dl.event_set_id)
-        if record.writes == 0:  # once per record, however many event sets failed
-            self.breaker.record(dead_lettered=True)
-        record.writes += 1
-
-        def acknowledged() -> None:
-            record.writes -= 1
-            if record.writes == 0:
-                self._final(record, "dead_lettered", dl.reason)
-
-        self.dead_letters.write(record.src, dl, acknowledged)
+                self.dispatch.send(batch)
 
     # -- delivery ------------------------------------------------------------------------------
 
     def _flush_all(self) -> None:
         self._emit_groups(drain=True)
         for batch in self.batcher.drain():
-            self._send(batch)
-
-    def _send(self, batch: Batch[Owner]) -> None:
-        destination = batch.key.destination
-        self._outstanding[destination] += 1
-        task = asyncio.create_task(self._deliver(batch))
-        self._tasks.add(task)
-
-        def finished(done: asyncio.Task[None]) -> None:
-            self._tasks.discard(done)
-            self._outstanding[destination] -= 1
-
-        task.add_done_callback(finished)
-
-    async def _deliver(self, batch: Batch[Owner]) -> None:
-        key = batch.key
-        async with self._limits[key.destination]:
-            METRICS.in_flight.labels(key.destination).inc()
-            try:
-                results = await self.clients[key.destination].deliver(
-                    key.event_set_id, key.upload_tag, batch.events)
-            finally:
-                METRICS.in_flight.labels(key.destination).dec()
-        METRICS.batch_events.observe(len(batch))
-        delivered = sum(1 for r in results if r is None)
-        log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
-                 events=len(batch), delivered=delivered, failed=len(batch) - delivered)
-        sent: Counter[str] = Counter()
-        for (records, event_name), failure in zip(batch.owners, results, strict=True):
-            if failure is None:
-                sent[event_name] += 1
-            for record in records:
-                if failure is not None:
-                    record.failures[key.event_set_id] = failure
-                record.parts -= 1
-                if record.parts == 0:
-                    self._delivered(record, key.destination)
-        for event_name, count in sent.items():
-            METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc(count)
-
-    def _delivered(self, record: PendingRecord, destination: str) -> None:
-        if not record.failures:
-            self._final(record, "delivered", "ok")
-            return
-        for event_set_id, f in record.failures.items():
-            self._dead_letter(record, DeadLetter(
-                "deliver", f.reason, f.message, f.attempts, destination, event_set_id,
-                f.code, f.subcode, f.fbtrace_id))
+            self.dispatch.send(batch)
 
     # -- commits --------------------------------------------------------------
 

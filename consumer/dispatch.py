@@ -1,0 +1,85 @@
+"""The deliver stage: closed batches go to the Graph API, at most `max_in_flight` requests at
+once per destination, each answer settling the records its events came from."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import structlog
+
+from consumer.batching import Batch
+from consumer.delivery import GraphClient
+from consumer.outcomes import Outcomes, PendingRecord
+from consumer.telemetry import METRICS
+
+log = structlog.get_logger("fboc.pipeline")
+
+Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
+
+
+class Dispatch:
+    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int,
+                 outcomes: Outcomes) -> None:
+        self._clients = clients
+        self._max_in_flight = max_in_flight
+        self._outcomes = outcomes
+        self._slots = {name: asyncio.Semaphore(max_in_flight) for name in clients}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outstanding: Counter[str] = Counter()  # batches handed over, per destination
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def saturated(self) -> bool:
+        """Some destination has more batches than in-flight slots: reading on would only queue."""
+        return any(n > self._max_in_flight for n in self._outstanding.values())
+
+    async def wait_any(self, wait_s: float) -> None:
+        """Until one batch is settled, or the timeout."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=wait_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def send(self, batch: Batch[Owner]) -> None:
+        destination = batch.key.destination
+        self._outstanding[destination] += 1
+        task = asyncio.create_task(self._deliver(batch))
+        self._tasks.add(task)
+
+        def settled(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            self._outstanding[destination] -= 1
+
+        task.add_done_callback(settled)
+
+    async def _deliver(self, batch: Batch[Owner]) -> None:
+        key = batch.key
+        async with self._slots[key.destination]:
+            METRICS.in_flight.labels(key.destination).inc()
+            try:
+                results = await self._clients[key.destination].deliver(
+                    key.event_set_id, key.upload_tag, batch.events)
+            finally:
+                METRICS.in_flight.labels(key.destination).dec()
+        METRICS.batch_events.observe(len(batch))
+        delivered = sum(1 for r in results if r is None)
+        log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
+                 events=len(batch), delivered=delivered, failed=len(batch) - delivered)
+        sent: Counter[str] = Counter()
+        for (records, event_name), failure in zip(batch.owners, results, strict=True):
+            if failure is None:
+                sent[event_name] += 1
+            for record in records:
+                if failure is not None:
+                    record.failed(key.event_set_id, failure)
+                record.parts -= 1
+                if record.parts == 0:
+                    self._outcomes.delivered(record, key.destination)
+        for event_name, count in sent.items():
+            METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc(count)
