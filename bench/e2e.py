@@ -122,6 +122,9 @@ def main() -> int:
     ap.add_argument("--max-buffered", type=int, default=50_000, help="batching.max_buffered_records")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.records
+    # killed with SIGTERM: still run the `finally` below, or the broker, the sandbox and fboc
+    # outlive the benchmark and skew every later measurement
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="fboc-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
