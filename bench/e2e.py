@@ -184,7 +184,9 @@ def main() -> int:
             path = work / f"fboc-{i}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = open(work / f"fboc-{i}.log", "wb")  # noqa: SIM115
-            # FBOC_BENCH_WRAP="py-spy record -f speedscope -o /tmp/p.json --" profiles fboc
+            # FBOC_BENCH_WRAP prefixes the command ("env PYTHONPATH=/other/checkout" runs another
+            # version). To profile, attach instead: py-spy record --pid <fboc> --duration 15
+            # (a wrapping py-spy dies on the SIGTERM below without writing its profile)
             wrap = os.environ.get("FBOC_BENCH_WRAP", "").split()
             proc = subprocess.Popen([*wrap, FBOC, "run", "--config", str(path)], stdout=log,
                                     stderr=log, cwd=ROOT)
