@@ -63,10 +63,5 @@ class Batcher(Generic[T]):
         self._open.clear()
         return batches
 
-    def next_deadline(self) -> float | None:
-        if not self._open:
-            return None
-        return min(b.opened_at for b in self._open.values()) + self.linger_s
-
     def __len__(self) -> int:
         return sum(len(b) for b in self._open.values())
