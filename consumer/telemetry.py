@@ -43,6 +43,12 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on sys.stderr as it is when the line is written, not as it was when logging was
+    configured: a stream swapped out since (test capture, a closed pipe) must not break logging."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(log_format: str = "json", level: int = logging.INFO) -> None:
     renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
@@ -56,7 +62,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 import structlog
 
@@ -30,3 +33,16 @@ def test_unnormalisable_fields_are_counted_by_key_not_value() -> None:
                          "physical_store", "meta_baseline")
     assert "em" not in user
     assert METRICS.normalization_dropped.labels("em")._value.get() == before + 1
+
+
+def test_logging_follows_stderr_swapped_after_configuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream that was stderr when logging was configured, and is closed since, must not make
+    every later log line fail (seen as "I/O operation on closed file" in the next test)."""
+    old = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", old)
+    configure_logging("json")
+    old.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    structlog.get_logger("t").info("after_swap")
+    assert '"event": "after_swap"' in now.getvalue()
