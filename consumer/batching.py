@@ -7,6 +7,7 @@ so a batch never copies or re-encodes them.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
@@ -54,8 +55,10 @@ class Batcher(Generic[T]):
             closed.append(self._open.pop(key))
         return closed
 
-    def due(self, now: float) -> list[Batch[T]]:
-        ready = [k for k, b in self._open.items() if now - b.opened_at >= self.linger_s]
+    def due(self, now: float, held: Container[str] = ()) -> list[Batch[T]]:
+        """Batches open for linger_s or longer, except for the `held` destinations."""
+        ready = [k for k, b in self._open.items()
+                 if now - b.opened_at >= self.linger_s and k.destination not in held]
         return [self._open.pop(k) for k in ready]
 
     def drain(self) -> list[Batch[T]]:

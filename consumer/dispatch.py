@@ -32,9 +32,9 @@ class Dispatch:
     def busy(self) -> bool:
         return bool(self._tasks)
 
-    def saturated(self) -> bool:
-        """Some destination has more batches than in-flight slots: reading on would only queue."""
-        return any(n > self._max_in_flight for n in self._outstanding.values())
+    def saturated(self) -> frozenset[str]:
+        """Destinations with more batches than in-flight slots: a batch already waits for one."""
+        return frozenset(d for d, n in self._outstanding.items() if n > self._max_in_flight)
 
     async def wait_any(self, wait_s: float) -> None:
         """Until one batch is settled, or the timeout."""

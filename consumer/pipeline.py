@@ -143,7 +143,8 @@ class Pipeline:
         try:
             while not stop.is_set():
                 self.last_turn = time.monotonic()
-                messages = await self._next_messages()
+                saturated = self.dispatch.saturated()
+                messages = await self._next_messages(saturated)
                 for msg in messages:
                     self.process(msg)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
@@ -153,7 +154,11 @@ class Pipeline:
                 except BrokersUnreachable as exc:
                     raise FatalError(str(exc)) from None
                 self._emit_groups()
-                for batch in self.batcher.due(time.monotonic()):
+                # A saturated destination's open batches keep filling instead of queueing half
+                # full behind the batch that already waits for a slot; so does one that was
+                # saturated when this turn began (nothing was read for it yet).
+                held = saturated | self.dispatch.saturated()
+                for batch in self.batcher.due(time.monotonic(), held=held):
                     self.dispatch.send(batch)
                 self.dead_letters.poll()
                 self._check_fatal()
@@ -163,13 +168,13 @@ class Pipeline:
         finally:
             await self._shutdown()
 
-    async def _next_messages(self) -> list[Message]:
+    async def _next_messages(self, saturated: frozenset[str]) -> list[Message]:
         """The records to process this turn. While every in-flight slot is taken and a batch
         already waits for one, reading more would only grow the buffer and the latency (the
         `MessageRejected` of stream processors): wait for a delivery instead, and let the
         records stay in Kafka. The buffer cap (Backpressure) still bounds everything else."""
         now = time.monotonic()
-        if self.dispatch.saturated():
+        if saturated:
             if now - self._last_poll < SATURATED_POLL_INTERVAL_S:
                 await self.dispatch.wait_any(POLL_TIMEOUT_S)
                 return []

@@ -328,10 +328,41 @@ async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
-    # one poll is at most 500 records; reading on would have buffered all 3,000
-    assert 0 < max(buffered) <= 520, buffered
+    # at most one poll (500 records), the open batch held while saturated (max_events 50) and
+    # the one-record polls that keep the consumer in its group; reading on would buffer 3,000
+    assert 0 < max(buffered) <= 500 + 50 + 10, buffered
     assert {e["event"]["event_id"] for e in sandbox_events(sandbox.url)} == {
         f"m-{i}" for i in range(3000)}
+
+
+async def test_a_saturated_destination_keeps_filling_its_other_batches(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    """Two event sets share the stream and one request is in flight at a time: while a batch
+    waits for the slot, the other set's open batch is held past linger_ms and keeps filling,
+    instead of queueing half full behind it."""
+    topic = new_topic(1)
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
+                        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
+                                  "max_buffered_records": 5000})
+    names = ("Order Completed", "Product Added")  # Purchase -> 111, AddToCart -> 222
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i, names[i % 2])), 0)
+                                     for i in range(2000)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 300}})
+    fboc = FbocProcess(tmp_path, config).start()
+    try:
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 120,
+                         "every record delivered")
+        assert fboc.terminate() == 0
+    finally:
+        fboc.stop_quietly()
+    requests = await asyncio.to_thread(
+        lambda: __import__("tests.unit.test_delivery", fromlist=["get"]).get(
+            sandbox.url, "/_sandbox/requests")["requests"])
+    sizes = [r["events"] for r in requests]
+    assert sum(sizes) == 2000
+    # 1,000 events per set make 20 full requests each; at most the last of each may be partial
+    assert sum(1 for n in sizes if n < 50) <= 2, sizes
 
 
 async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group_id: str,

@@ -38,3 +38,12 @@ def test_linger_makes_a_batch_due() -> None:
     batcher.add(KEY, b"{}", 1, 10.0)
     assert batcher.due(10.4) == []
     assert [b.owners for b in batcher.due(10.5)] == [[1]]
+
+
+def test_held_destinations_keep_their_batches_open_past_linger() -> None:
+    batcher: Batcher[int] = Batcher(max_events=1000, max_bytes=10_000, linger_s=0.5)
+    other = BatchKey("other", "222", None)
+    batcher.add(KEY, b"{}", 1, 10.0)
+    batcher.add(other, b"{}", 2, 10.0)
+    assert [b.key for b in batcher.due(11.0, held={KEY.destination})] == [other]
+    assert [b.owners for b in batcher.due(11.0)] == [[1]]
