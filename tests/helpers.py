@@ -138,6 +138,12 @@ def sandbox_events(url: str) -> list[dict[str, Any]]:
     return events
 
 
+def sandbox_requests(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/_sandbox/requests", timeout=10) as resp:
+        requests: list[dict[str, Any]] = orjson.loads(resp.read())["requests"]
+    return requests
+
+
 def sandbox_post(url: str, path: str, body: Any, method: str = "POST") -> Any:
     req = urllib.request.Request(f"{url}{path}", data=orjson.dumps(body), method=method,
                                  headers={"Content-Type": "application/json"})

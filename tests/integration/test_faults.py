@@ -32,12 +32,13 @@ from tests.helpers import (
     read_all,
     sandbox_events,
     sandbox_post,
+    sandbox_requests,
     settings_for,
     track,
     wait_until,
 )
 from tests.integration.test_pipeline import make_mix
-from tests.kafka_broker import Broker, start_broker_or_fail
+from tests.kafka_broker import Broker, kafka_local, start_broker_or_fail
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 FAST_SESSION = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
@@ -249,25 +250,32 @@ async def test_graph_faults_end_in_dead_letters_with_graph_headers(
     received = {(e["event"]["event_id"], e["event_set_id"]) for e in sandbox_events(sandbox.url)}
     assert ("m-8", "111") in received
     assert ("m-3", "111") not in received
-    requests = await asyncio.to_thread(
-        lambda: __import__("tests.unit.test_delivery", fromlist=["get"]).get(
-            sandbox.url, "/_sandbox/requests")["requests"])
+    requests = await asyncio.to_thread(sandbox_requests, sandbox.url)
     assert len(requests) <= 12  # no retry storm: 1 + split 4 levels for 111, 3 attempts for 222
+
+
+def start_against_slow_api(kafka: Broker, topic: str, group_id: str, sandbox: SandboxThread,
+                           tmp_path: Path, records: int, latency_ms: int,
+                           batching: dict[str, Any]) -> tuple[FbocProcess, int]:
+    """`records` track calls over 4 partitions, a sandbox answering in `latency_ms`, and fboc
+    started on them with its metrics on the returned port."""
+    port = kafka_local.free_port()
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url, batching=batching,
+                        service={"port": port, "shutdown_deadline_seconds": 10})
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
+                                     for i in range(records)])
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": latency_ms}})
+    return FbocProcess(tmp_path, config).start(), port
 
 
 async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
         kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
         tmp_path: Path) -> None:
     topic = new_topic(4)
-    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
-                                  "max_buffered_records": 300},
-                        service={"port": port, "shutdown_deadline_seconds": 10})
-    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
-                                     for i in range(40_000)])
-    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 2000}})
-    fboc = FbocProcess(tmp_path, config).start()
+    fboc, port = start_against_slow_api(
+        kafka, topic, group_id, sandbox, tmp_path, records=40_000, latency_ms=2000,
+        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
+                  "max_buffered_records": 300})
     rss: list[float] = []
     paused_seen = []
     try:
@@ -307,15 +315,10 @@ async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
     """One request in flight at 400 ms and a large buffer cap: fboc reads one poll's worth,
     then waits for deliveries instead of filling the buffer up to the cap."""
     topic = new_topic(4)
-    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
-                                  "max_buffered_records": 5000},
-                        service={"port": port, "shutdown_deadline_seconds": 10})
-    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
-                                     for i in range(3000)])
-    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 400}})
-    fboc = FbocProcess(tmp_path, config).start()
+    fboc, port = start_against_slow_api(
+        kafka, topic, group_id, sandbox, tmp_path, records=3000, latency_ms=400,
+        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
+                  "max_buffered_records": 5000})
     buffered: list[float] = []
     try:
         await wait_until(lambda: len(sandbox_events(sandbox.url)) >= 50, 60, "first delivery")
@@ -356,9 +359,7 @@ async def test_a_saturated_destination_keeps_filling_its_other_batches(
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
-    requests = await asyncio.to_thread(
-        lambda: __import__("tests.unit.test_delivery", fromlist=["get"]).get(
-            sandbox.url, "/_sandbox/requests")["requests"])
+    requests = await asyncio.to_thread(sandbox_requests, sandbox.url)
     sizes = [r["events"] for r in requests]
     assert sum(sizes) == 2000
     # 1,000 events per set make 20 full requests each; at most the last of each may be partial
@@ -381,7 +382,7 @@ async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group
 
 
 async def test_unreachable_brokers_exit_non_zero(sandbox: SandboxThread, tmp_path: Path) -> None:
-    port = __import__("tests.kafka_broker", fromlist=["kafka_local"]).kafka_local.free_port()
+    port = kafka_local.free_port()
     config = config_for(f"127.0.0.1:{port}", "nowhere", "g", sandbox.url,
                         kafka={"bootstrap_servers": f"127.0.0.1:{port}", "group_id": "g",
                                "dead_letter_topic": "dlq", "unreachable_timeout_seconds": 3})
