@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -39,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _load(args.config, for_run=True)
     configure_logging(settings.service.log_format)
+    # What is loaded by now (modules, schemas, pycountry's tables) lives as long as the process:
+    # keep it out of the collector's full passes, which would otherwise rescan all of it.
+    gc.freeze()
     code = asyncio.run(serve(settings))
     if code != 0:
         # a broker that vanished can leave librdkafka's close blocked on the poll thread:
