@@ -7,7 +7,7 @@ so a batch never copies or re-encodes them.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
@@ -55,11 +55,21 @@ class Batcher(Generic[T]):
             closed.append(self._open.pop(key))
         return closed
 
-    def due(self, now: float, held: Container[str] = ()) -> list[Batch[T]]:
-        """Batches open for linger_s or longer, except for the `held` destinations."""
-        ready = [k for k, b in self._open.items()
-                 if now - b.opened_at >= self.linger_s and k.destination not in held]
-        return [self._open.pop(k) for k in ready]
+    def due(self, now: float, room: Mapping[str, int] | None = None) -> list[Batch[T]]:
+        """Batches open for linger_s or longer, oldest first. With `room` (free request slots
+        per destination), at most that many of a destination's: the others stay open and keep
+        filling, since sent now they would only wait for a slot, part full."""
+        ready = sorted((b for b in self._open.values() if now - b.opened_at >= self.linger_s),
+                       key=lambda b: b.opened_at)
+        if room is not None:
+            left = dict(room)
+            kept = []
+            for batch in ready:
+                if left.get(batch.key.destination, 0) > 0:
+                    left[batch.key.destination] -= 1
+                    kept.append(batch)
+            ready = kept
+        return [self._open.pop(b.key) for b in ready]
 
     def drain(self) -> list[Batch[T]]:
         batches = list(self._open.values())

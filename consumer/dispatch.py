@@ -33,8 +33,14 @@ class Dispatch:
         return bool(self._tasks)
 
     def saturated(self) -> frozenset[str]:
-        """Destinations with more batches than in-flight slots: a batch already waits for one."""
-        return frozenset(d for d, n in self._outstanding.items() if n > self._max_in_flight)
+        """Destinations whose every slot is taken and a full round of batches (one per slot)
+        waits behind them: reading on would only grow the buffer. One round, not one batch, so
+        that slots freeing at once each find a batch ready."""
+        return frozenset(d for d, n in self._outstanding.items() if n >= 2 * self._max_in_flight)
+
+    def free_slots(self) -> dict[str, int]:
+        """In-flight slots per destination that no batch has taken or waits for."""
+        return {d: max(0, self._max_in_flight - self._outstanding[d]) for d in self._clients}
 
     async def wait_any(self, wait_s: float) -> None:
         """Until one batch is settled, or the timeout."""

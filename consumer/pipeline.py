@@ -154,11 +154,9 @@ class Pipeline:
                 except BrokersUnreachable as exc:
                     raise FatalError(str(exc)) from None
                 self._emit_groups()
-                # A saturated destination's open batches keep filling instead of queueing half
-                # full behind the batch that already waits for a slot; so does one that was
-                # saturated when this turn began (nothing was read for it yet).
-                held = saturated | self.dispatch.saturated()
-                for batch in self.batcher.due(time.monotonic(), held=held):
+                # Lingered batches go only into free request slots; the rest keep filling
+                # (full ones were sent as they closed).
+                for batch in self.batcher.due(time.monotonic(), room=self.dispatch.free_slots()):
                     self.dispatch.send(batch)
                 self.dead_letters.poll()
                 self._check_fatal()
@@ -169,8 +167,8 @@ class Pipeline:
             await self._shutdown()
 
     async def _next_messages(self, saturated: frozenset[str]) -> list[Message]:
-        """The records to process this turn. While every in-flight slot is taken and a batch
-        already waits for one, reading more would only grow the buffer and the latency (the
+        """The records to process this turn. While every in-flight slot is taken and a round of
+        batches already waits for them, reading more would only grow the buffer and the latency (the
         `MessageRejected` of stream processors): wait for a delivery instead, and let the
         records stay in Kafka. The buffer cap (Backpressure) still bounds everything else."""
         now = time.monotonic()

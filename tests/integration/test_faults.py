@@ -338,19 +338,20 @@ async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
         f"m-{i}" for i in range(3000)}
 
 
-async def test_a_saturated_destination_keeps_filling_its_other_batches(
+async def test_lingered_batches_wait_for_a_free_slot_and_keep_filling(
         kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
         tmp_path: Path) -> None:
-    """Two event sets share the stream and one request is in flight at a time: while a batch
-    waits for the slot, the other set's open batch is held past linger_ms and keeps filling,
-    instead of queueing half full behind it."""
+    """Two event sets share the stream and one request is in flight at a time. A batch that
+    has lingered is sent only when the slot is free; until then it keeps filling, instead of
+    going out part full as soon as the batch ahead of it took the slot. A batch holds 400
+    events, a poll brings at most 250 of each set."""
     topic = new_topic(1)
     config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
+                        batching={"linger_ms": 50, "max_events": 400, "max_in_flight": 1,
                                   "max_buffered_records": 5000})
     names = ("Order Completed", "Product Added")  # Purchase -> 111, AddToCart -> 222
     produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i, names[i % 2])), 0)
-                                     for i in range(2000)])
+                                     for i in range(4000)])
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 300}})
     fboc = FbocProcess(tmp_path, config).start()
     try:
@@ -361,9 +362,10 @@ async def test_a_saturated_destination_keeps_filling_its_other_batches(
         fboc.stop_quietly()
     requests = await asyncio.to_thread(sandbox_requests, sandbox.url)
     sizes = [r["events"] for r in requests]
-    assert sum(sizes) == 2000
-    # 1,000 events per set make 20 full requests each; at most the last of each may be partial
-    assert sum(1 for n in sizes if n < 50) <= 2, sizes
+    assert sum(sizes) == 4000
+    # 2,000 events per set make 5 full requests each. Part full: the first one (the slot was
+    # free when it lingered) and the last of each set.
+    assert sum(1 for n in sizes if n < 400) <= 3, sizes
 
 
 async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group_id: str,

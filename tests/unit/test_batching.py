@@ -40,10 +40,14 @@ def test_linger_makes_a_batch_due() -> None:
     assert [b.owners for b in batcher.due(10.5)] == [[1]]
 
 
-def test_held_destinations_keep_their_batches_open_past_linger() -> None:
+def test_lingered_batches_go_only_into_free_slots_oldest_first() -> None:
     batcher: Batcher[int] = Batcher(max_events=1000, max_bytes=10_000, linger_s=0.5)
-    other = BatchKey("other", "222", None)
-    batcher.add(KEY, b"{}", 1, 10.0)
-    batcher.add(other, b"{}", 2, 10.0)
-    assert [b.key for b in batcher.due(11.0, held={KEY.destination})] == [other]
-    assert [b.owners for b in batcher.due(11.0)] == [[1]]
+    newer, other = BatchKey("main", "222", None), BatchKey("other", "111", None)
+    batcher.add(newer, b"{}", 1, 10.2)
+    batcher.add(KEY, b"{}", 2, 10.0)
+    batcher.add(other, b"{}", 3, 10.0)
+    # one free slot for main, none for other: main's oldest batch goes, the rest stay open
+    assert [b.key for b in batcher.due(11.0, room={"main": 1, "other": 0})] == [KEY]
+    batcher.add(newer, b"{}", 4, 11.0)
+    assert [b.owners for b in batcher.due(11.0, room={"main": 2})] == [[1, 4]]
+    assert [b.key for b in batcher.due(11.0)] == [other]

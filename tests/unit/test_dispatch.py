@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from consumer.batching import Batch, BatchKey
+from consumer.delivery import Failure, GraphClient
+from consumer.dispatch import Dispatch, Owner
+from consumer.outcomes import Outcomes
+
+
+class HeldClient:
+    """Answers every request once `answer` is set (no events, so no records to settle)."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.requests = 0
+
+    async def deliver(self, event_set_id: str, upload_tag: str | None,
+                      events: list[bytes]) -> list[Failure | None]:
+        self.requests += 1
+        await self.answer.wait()
+        return [None for _ in events]
+
+
+def empty_batch() -> Batch[Owner]:
+    return Batch(BatchKey("main", "111", None), 0.0)
+
+
+async def test_one_round_of_batches_may_wait_behind_those_in_flight() -> None:
+    client = HeldClient()
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=2,
+                        outcomes=cast(Outcomes, None))
+    assert dispatch.free_slots() == {"main": 2}
+    for sent in range(1, 5):
+        dispatch.send(empty_batch())
+        await asyncio.sleep(0)
+        # two in flight, then up to two waiting; the loop stops reading once both wait
+        assert dispatch.free_slots() == {"main": max(0, 2 - sent)}
+        assert dispatch.saturated() == (frozenset({"main"}) if sent == 4 else frozenset())
+    assert client.requests == 2
+    client.answer.set()
+    while dispatch.busy:
+        await dispatch.wait_any(1.0)
+    assert client.requests == 4
+    assert (dispatch.saturated(), dispatch.free_slots()) == (frozenset(), {"main": 2})
+
