@@ -23,6 +23,7 @@ class Dispatch:
                  outcomes: Outcomes) -> None:
         self._clients = clients
         self._max_in_flight = max_in_flight
+        self._full_at = max_in_flight + (max_in_flight + 1) // 2  # see saturated()
         self._outcomes = outcomes
         self._slots = {name: asyncio.Semaphore(max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -33,10 +34,12 @@ class Dispatch:
         return bool(self._tasks)
 
     def saturated(self) -> frozenset[str]:
-        """Destinations whose every slot is taken and a full round of batches (one per slot)
-        waits behind them: reading on would only grow the buffer. One round, not one batch, so
-        that slots freeing at once each find a batch ready."""
-        return frozenset(d for d, n in self._outstanding.items() if n >= 2 * self._max_in_flight)
+        """Destinations whose every slot is taken and half a round of batches (one per two
+        slots, rounded up) waits behind them: reading on would only grow the buffer. More than
+        one batch waits so that slots freeing together find batches ready (500 ms requests, 4
+        in flight: 5,848 events/s with one waiting, 5,973 with two); a full round cost ~25 MB
+        more peak RSS at the default of 8 in flight."""
+        return frozenset(d for d, n in self._outstanding.items() if n >= self._full_at)
 
     def free_slots(self) -> dict[str, int]:
         """In-flight slots per destination that no batch has taken or waits for."""

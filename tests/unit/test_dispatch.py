@@ -27,21 +27,21 @@ def empty_batch() -> Batch[Owner]:
     return Batch(BatchKey("main", "111", None), 0.0)
 
 
-async def test_one_round_of_batches_may_wait_behind_those_in_flight() -> None:
+async def test_half_a_round_of_batches_may_wait_behind_those_in_flight() -> None:
     client = HeldClient()
-    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=2,
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=4,
                         outcomes=cast(Outcomes, None))
-    assert dispatch.free_slots() == {"main": 2}
-    for sent in range(1, 5):
+    assert dispatch.free_slots() == {"main": 4}
+    for sent in range(1, 7):
         dispatch.send(empty_batch())
         await asyncio.sleep(0)
-        # two in flight, then up to two waiting; the loop stops reading once both wait
-        assert dispatch.free_slots() == {"main": max(0, 2 - sent)}
-        assert dispatch.saturated() == (frozenset({"main"}) if sent == 4 else frozenset())
-    assert client.requests == 2
+        # four in flight, then up to two waiting; the loop stops reading once two wait
+        assert dispatch.free_slots() == {"main": max(0, 4 - sent)}
+        assert dispatch.saturated() == (frozenset({"main"}) if sent == 6 else frozenset())
+    assert client.requests == 4
     client.answer.set()
     while dispatch.busy:
         await dispatch.wait_any(1.0)
-    assert client.requests == 4
-    assert (dispatch.saturated(), dispatch.free_slots()) == (frozenset(), {"main": 2})
+    assert client.requests == 6
+    assert (dispatch.saturated(), dispatch.free_slots()) == (frozenset(), {"main": 4})
 
