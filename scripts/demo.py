@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,14 +27,16 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from consumer.codec import AvroSchema  # noqa: E402
 from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
+from consumer.kafka.deadletter import header, headers_of  # noqa: E402
 
 TOPIC, DLQ, GROUP, N = "events.track", "fboc.dead-letter", "fboc-demo", 2000
 FBOC = str(ROOT / ".venv" / "bin" / "fboc")
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -116,8 +119,8 @@ def main() -> int:
         dead: Counter[str] = Counter()
         for msg in reader.consume(1000, 5):
             if msg.error() is None:
-                headers = dict(msg.headers() or [])
-                dead[f"{headers['fboc.error.stage'].decode()}/{headers['fboc.error.reason'].decode()}"] += 1
+                h = headers_of(msg)
+                dead[f"{header(h, 'fboc.error.stage')}/{header(h, 'fboc.error.reason')}"] += 1
         reader.close()
         print(f"6. the dead-letter topic {DLQ} holds {sum(dead.values())} records:")
         for reason, count in sorted(dead.items()):

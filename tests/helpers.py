@@ -79,6 +79,27 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> 
     return out
 
 
+def key_of(msg: Message) -> bytes:
+    """A consumed record's key; every record these tests produce has one."""
+    key = msg.key()
+    assert key is not None, f"a record without a key: {msg.topic()} {msg.partition()} {msg.offset()}"
+    return key
+
+
+def partition_of(msg: Message) -> int:
+    """A consumed record's partition (only a produced, not yet delivered, message has none)."""
+    partition = msg.partition()
+    assert partition is not None
+    return partition
+
+
+def offset_of(msg: Message) -> int:
+    """A consumed record's offset (only a produced, not yet delivered, message has none)."""
+    offset = msg.offset()
+    assert offset is not None
+    return offset
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     return committed_offsets(bootstrap, group, topic, partitions)
 

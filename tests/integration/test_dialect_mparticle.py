@@ -20,6 +20,7 @@ from tests.helpers import (
     TOKEN,
     committed,
     create_topic,
+    key_of,
     produce,
     read_all,
     sandbox_events,
@@ -121,8 +122,8 @@ async def test_mparticle_batches_are_delivered_filtered_or_dead_lettered(
     reasons = {}
     for msg in dead:
         h = headers_of(msg)
-        assert msg.value() == originals[msg.key()]  # byte for byte, so a replay re-decodes it
-        reasons[msg.key()] = (header(h, "fboc.error.stage"), header(h, "fboc.error.reason"))
+        assert msg.value() == originals[key_of(msg)]  # byte for byte, so a replay re-decodes it
+        reasons[key_of(msg)] = (header(h, "fboc.error.stage"), header(h, "fboc.error.reason"))
     assert reasons == {b"b3": ("transform", "event_too_old"),
                        b"b4": ("transform", "missing_value"),
                        b"b5": ("decode", "undecodable")}

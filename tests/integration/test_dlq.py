@@ -30,6 +30,9 @@ from tests.helpers import (
     committed,
     config_for,
     create_topic,
+    key_of,
+    offset_of,
+    partition_of,
     read_all,
     sandbox_events,
     sandbox_post,
@@ -161,7 +164,7 @@ def dlq_json(config: Path, *args: str, code: int = 0) -> dict[str, Any]:
 def records_after(bootstrap: str, topic: str, before: dict[int, int]) -> list[Message]:
     total = sum(end_offsets(bootstrap, topic, len(before)).values())
     return [m for m in read_all(bootstrap, topic, total, timeout=30)
-            if m.offset() >= before[m.partition()]]
+            if offset_of(m) >= before[partition_of(m)]]
 
 
 def fboc_headers(msg: Message) -> list[tuple[str, Any]]:
@@ -256,9 +259,9 @@ async def test_replay_by_reason_republishes_exactly_those_and_fboc_delivers_to_t
     assert sum(src2.values()) == sum(src.values()) + 3
     missing = records_after(scene.bootstrap, scene.topic, src)
     missing = [m for m in missing if m.key() != b"r-0"]
-    assert sorted(m.key() for m in missing) == [b"v-20", b"v-21"]
+    assert sorted(key_of(m) for m in missing) == [b"v-20", b"v-21"]
     for msg in missing:
-        key, value, partition, headers, _ts = scene.originals[msg.key()]
+        key, value, partition, headers, _ts = scene.originals[key_of(msg)]
         assert (msg.value(), msg.partition()) == (value, partition)
         assert headers_of(msg) == [*headers, ("fboc.replay_count", b"1")]  # no target: all sets
 
@@ -270,7 +273,7 @@ async def test_replay_by_reason_republishes_exactly_those_and_fboc_delivers_to_t
                        for e in sandbox_events(sandbox.url))
     assert received == Counter({("m-50", "222"): 1})
     redead = records_after(scene.bootstrap, scene.dlq, dead)
-    assert sorted(m.key() for m in redead) == [b"v-20", b"v-21"]
+    assert sorted(key_of(m) for m in redead) == [b"v-20", b"v-21"]
     for msg in redead:
         assert header(headers_of(msg), "fboc.replay_count") == "1"
         assert header(headers_of(msg), "fboc.error.reason") == "missing_value"
@@ -312,7 +315,7 @@ async def test_interrupted_replay_resumes_without_repeating_or_skipping(
     keys = Counter(m.key() for m in replayed)
     assert keys == Counter({f"u-{i}".encode(): 1 for i in range(n)})
     for msg in replayed:
-        assert msg.value() == scene.originals[msg.key()][1]
+        assert msg.value() == scene.originals[key_of(msg)][1]
         assert fboc_headers(msg) == [("fboc.replay_count", b"1")]
     assert dlq_json(scene.config_path, *args)["replayed"] == 0  # finished: nothing left
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
 import orjson
 import psutil
 import pytest
@@ -38,7 +39,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.integration.test_pipeline import make_mix
-from tests.kafka_broker import Broker, kafka_local, start_broker_or_fail
+from tests.kafka_broker import Broker, start_broker_or_fail
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 FAST_SESSION = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}

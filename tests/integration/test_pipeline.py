@@ -17,6 +17,7 @@ from consumer.service import serve
 from tests.helpers import (
     avro,
     committed,
+    key_of,
     produce,
     read_all,
     sandbox_events,
@@ -105,8 +106,8 @@ async def test_ten_thousand_records_every_one_delivered_or_dead_lettered(
     for msg in dead:
         h = headers_of(msg)
         part = int(header(h, "fboc.original.partition") or -1)
-        assert originals[(part, msg.key())] == msg.value()
-        index = int(msg.key().decode().split("-")[1])
+        assert originals[(part, key_of(msg))] == msg.value()
+        index = int(key_of(msg).decode().split("-")[1])
         assert header(h, "fboc.error.reason") == bad[index]
         assert header(h, "fboc.error.stage") == ("decode" if bad[index] == "undecodable"
                                                  else "transform")

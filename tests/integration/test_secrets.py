@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
 import pytest
 
 from consumer.kafka.deadletter import headers_of
@@ -24,7 +25,7 @@ from tests.helpers import (
     track,
     wait_until,
 )
-from tests.kafka_broker import Broker, kafka_local
+from tests.kafka_broker import Broker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -29,7 +30,7 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
-from tests.kafka_broker import Broker, kafka_local
+from tests.kafka_broker import Broker
 
 EXPECTED_METRICS = {
     "fboc_records_consumed_total", "fboc_record_outcomes_total", "fboc_events_sent_total",

@@ -50,7 +50,9 @@ def dead_letter(stage: str = "deliver", reason: str = "graph_invalid_event", **e
     return original + [(k, v.encode()) for k, v in fields.items()]
 
 
-def view(headers: Headers | None = None, timestamp_ms: int = NOW, **extra: str) -> DeadLetterView:
+def view(headers: Headers | None = None, timestamp_ms: int = NOW, /, **extra: str) -> DeadLetterView:
+    """A dead letter's view: of `headers`, else of `dead_letter(**extra)` (positional-only, so an
+    `**{"fboc.<name>": "..."}` header can never land on `headers` or `timestamp_ms`)."""
     return DeadLetterView.of(headers if headers is not None else dead_letter(**extra), timestamp_ms)
 
 
@@ -80,7 +82,7 @@ def test_view_reads_the_fboc_headers() -> None:
 
 
 def test_view_of_a_record_without_fboc_headers_falls_back_to_its_own_timestamp() -> None:
-    v = view([("traceparent", b"x"), ("fboc.replay_count", b"not-a-number")], timestamp_ms=123)
+    v = view([("traceparent", b"x"), ("fboc.replay_count", b"not-a-number")], 123)
     assert (v.reason, v.stage, v.destination, v.event_set_id) == ("unknown", "unknown", None, None)
     assert v.replay_count == 0
     assert v.event_time_proxy_ms == 123
@@ -103,7 +105,7 @@ def test_replay_headers_of_a_decode_or_transform_failure_have_no_target() -> Non
 
 
 def test_replay_headers_keep_a_target_the_dead_letter_still_carries() -> None:
-    headers = [("fboc.error.stage", b"transform"), ("fboc.target.event_set_id", b"333")]
+    headers: Headers = [("fboc.error.stage", b"transform"), ("fboc.target.event_set_id", b"333")]
     assert replay_headers(headers) == [("fboc.replay_count", b"1"),
                                        ("fboc.target.event_set_id", b"333")]
 
@@ -151,7 +153,7 @@ def test_bad_replay_arguments_exit_2_naming_the_flag(argv: list[str], flag: str,
 # -- filters, windows, verdicts -------------------------------------------------------------------
 
 def test_filters_match_reason_event_set_and_the_half_open_time_range() -> None:
-    v = view(timestamp_ms=NOW)
+    v = view(None, NOW)
     assert Filters().matches(v)
     assert Filters(frozenset({"graph_invalid_event", "undecodable"})).matches(v)
     assert not Filters(frozenset({"undecodable"})).matches(v)
