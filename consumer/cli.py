@@ -119,11 +119,17 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from consumer.sandbox import run_sandbox
+    from consumer.sandbox.state import DEFAULT_MAX_STORED_EVENTS
     from consumer.telemetry import configure_logging
 
+    stored = args.max_stored_events
+    stored = DEFAULT_MAX_STORED_EVENTS if stored is None else stored
+    if stored < 0:
+        print("fboc sandbox: --max-stored-events must be 0 or more", file=sys.stderr)
+        return 2
     configure_logging("console")
     run_sandbox(args.host, args.port, tokens=args.token or ("sandbox-token",),
-                app_secret=args.app_secret)
+                app_secret=args.app_secret, max_stored_events=stored)
     return 0
 
 
@@ -234,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8090)
     sandbox.add_argument("--token", action="append", help="accepted access token (repeatable)")
     sandbox.add_argument("--app-secret", help="require appsecret_proof for this secret")
+    sandbox.add_argument("--max-stored-events", type=int, metavar="N",
+                         help="keep the latest N accepted events for /_sandbox/events (its "
+                         "stats count them all; default 100,000)")
     sandbox.set_defaults(func=cmd_sandbox)
     return p
 

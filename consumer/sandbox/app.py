@@ -19,7 +19,13 @@ from consumer.sandbox import errors
 from consumer.sandbox.errors import GraphError, json_response
 from consumer.sandbox.faults import DEFAULT_TIMEOUT_SECONDS, FaultRule
 from consumer.sandbox.inspection import add_inspection_routes
-from consumer.sandbox.state import STATE, RequestRecord, SandboxState, new_state
+from consumer.sandbox.state import (
+    DEFAULT_MAX_STORED_EVENTS,
+    STATE,
+    RequestRecord,
+    SandboxState,
+    new_state,
+)
 from consumer.sandbox.validate import SUB_INVALID, SUB_REQUEST, validate_request
 
 log = structlog.get_logger("fboc.sandbox")
@@ -36,9 +42,10 @@ def create_app(
     tokens: Collection[str] = ("sandbox-token",),
     app_secret: str | None = None,
     now: Callable[[], float] = time.time,
+    max_stored_events: int = DEFAULT_MAX_STORED_EVENTS,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[STATE] = new_state(tokens, app_secret, now)
+    app[STATE] = new_state(tokens, app_secret, now, max_stored_events)
     app.on_shutdown.append(_release_held_requests)
     add_inspection_routes(app)
     app.router.add_post("/{version}/{event_set_id}/events", _post_events)

@@ -11,6 +11,7 @@ from types import TracebackType
 from aiohttp import web
 
 from consumer.sandbox.app import create_app
+from consumer.sandbox.state import DEFAULT_MAX_STORED_EVENTS
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
@@ -21,6 +22,7 @@ def run_sandbox(
     *,
     tokens: Collection[str] = ("sandbox-token",),
     app_secret: str | None = None,
+    max_stored_events: int = DEFAULT_MAX_STORED_EVENTS,
 ) -> None:
     """Serve until interrupted.
 
@@ -28,7 +30,8 @@ def run_sandbox(
     have put a token). A handler whose client disconnects is cancelled, as under aiohttp's
     TestServer, so a held request ends when the client gives up.
     """
-    web.run_app(create_app(tokens=tokens, app_secret=app_secret), host=host, port=port,
+    web.run_app(create_app(tokens=tokens, app_secret=app_secret,
+                           max_stored_events=max_stored_events), host=host, port=port,
                 access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
                 handler_cancellation=True)
 

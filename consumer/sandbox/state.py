@@ -1,10 +1,11 @@
-"""What the sandbox remembers: accepted events, every request, fault rules. One event loop only."""
+"""What the sandbox remembers: accepted events (the latest `max_stored_events`), every request,
+fault rules. One event loop only."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from consumer.sandbox.faults import FaultBook
+
+DEFAULT_MAX_STORED_EVENTS = 100_000
 
 
 @dataclass
@@ -56,11 +59,17 @@ class SandboxState:
     tokens: frozenset[str]
     app_secret: str | None
     now: Callable[[], float]
-    events: list[StoredEvent] = field(default_factory=list)
+    # Bounded so that a long load test does not grow the sandbox without end (and its garbage
+    # collector's pauses with it); the counts in stats() cover every accepted event.
+    max_stored_events: int = DEFAULT_MAX_STORED_EVENTS
+    events: deque[StoredEvent] = field(init=False)
     requests: list[RequestRecord] = field(default_factory=list)
     faults: FaultBook = field(default_factory=FaultBook)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.events = deque(maxlen=self.max_stored_events)
 
     def open_request(self, api_version: str, event_set_id: str) -> RequestRecord:
         record = RequestRecord(f"req-{next(self._ids):06d}", self.now(), api_version, event_set_id)
@@ -96,7 +105,8 @@ class SandboxState:
             "accepted_requests": accepted,
             "rejected_requests": len(self.requests) - accepted - in_progress,
             "in_progress": in_progress,
-            "accepted_events": len(self.events),
+            "accepted_events": sum(r.accepted_events for r in self.requests),
+            "stored_events": len(self.events),
             "faults_applied": sum(r.fault is not None for r in self.requests),
             "by_status": dict(statuses),
             "by_error_code": dict(codes),
@@ -106,11 +116,13 @@ class SandboxState:
 STATE = web.AppKey("sandbox_state", SandboxState)
 
 
-def new_state(tokens: Collection[str], app_secret: str | None,
-              now: Callable[[], float]) -> SandboxState:
+def new_state(tokens: Collection[str], app_secret: str | None, now: Callable[[], float],
+              max_stored_events: int = DEFAULT_MAX_STORED_EVENTS) -> SandboxState:
     if isinstance(tokens, str):
         raise TypeError("tokens must be a collection of strings, not one string")
-    return SandboxState(frozenset(tokens), app_secret, now)
+    if max_stored_events < 0:
+        raise ValueError("max_stored_events must be 0 or more")
+    return SandboxState(frozenset(tokens), app_secret, now, max_stored_events)
 
 
 def _str_or_none(value: object) -> str | None:

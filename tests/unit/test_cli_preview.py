@@ -51,3 +51,8 @@ def test_preview_judges_age_against_now(tmp_path: Path,
     assert main(["preview", "--config", str(config), "--source", "web",
                  "--now", "2026-11-22T00:00:00Z", str(lines)]) == 0
     assert orjson.loads(capsys.readouterr().out)["rejected"]["reason"] == "event_too_old"
+
+
+def test_sandbox_refuses_a_negative_event_store(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--max-stored-events", "-1"]) == 2
+    assert "--max-stored-events must be 0 or more" in capsys.readouterr().err

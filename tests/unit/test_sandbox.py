@@ -364,10 +364,21 @@ async def test_stats_count_requests_events_and_statuses(client: TestClient[Any, 
         "rejected_requests": 2,
         "in_progress": 0,
         "accepted_events": 3,
+        "stored_events": 3,
         "faults_applied": 1,
         "by_status": {"200": 2, "400": 1, "503": 1},
         "by_error_code": {"100": 1, "2": 1},
     }
+
+
+async def test_only_the_latest_events_are_kept_but_stats_count_every_one() -> None:
+    async with sandbox(max_stored_events=2) as client:
+        await post(client, [event(0), event(1)])
+        await post(client, [event(2)])
+        stored = (await get_json(client, "/_sandbox/events"))["events"]
+        assert [e["event"]["event_id"] for e in stored] == ["e1", "e2"]
+        stats = await get_json(client, "/_sandbox/stats")
+        assert (stats["accepted_events"], stats["stored_events"]) == (3, 2)
 
 
 async def test_reset_clears_events_requests_and_faults(client: TestClient[Any, Any]) -> None:
