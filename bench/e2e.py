@@ -13,7 +13,9 @@ bad), then measures in one run:
   any implementation must at least do);
 - fboc: `fboc run` in its own process(es), events/s from the first partition assignment to the
   commit that reaches the log end, p50/p99 poll-to-outcome latency (from fboc's histogram), peak
-  RSS (VmHWM), and records lost (neither delivered nor dead-lettered: must be 0).
+  RSS (VmHWM), records lost (neither delivered nor dead-lettered: must be 0), events per
+  request (how full the batches went out) and the share of a core fboc used.
+The sandbox keeps only the latest 1,000 events (its stats count them all).
 """
 
 from __future__ import annotations
