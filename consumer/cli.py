@@ -123,7 +123,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from consumer.telemetry import configure_logging
 
     stored = args.max_stored_events
-    stored = DEFAULT_MAX_STORED_EVENTS if stored is None else stored
+    if stored is None:
+        stored = DEFAULT_MAX_STORED_EVENTS
     if stored < 0:
         print("fboc sandbox: --max-stored-events must be 0 or more", file=sys.stderr)
         return 2

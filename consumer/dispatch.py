@@ -35,10 +35,9 @@ class Dispatch:
 
     def saturated(self) -> frozenset[str]:
         """Destinations whose every slot is taken and half a round of batches (one per two
-        slots, rounded up) waits behind them: reading on would only grow the buffer. More than
-        one batch waits so that slots freeing together find batches ready (500 ms requests, 4
-        in flight: 5,848 events/s with one waiting, 5,973 with two); a full round cost ~25 MB
-        more peak RSS at the default of 8 in flight."""
+        slots, rounded up) waits behind them: reading on would only grow the buffer. Several
+        may wait so that slots freeing together each find a batch ready; a full round cost
+        more peak memory than it gained (README, Performance)."""
         return frozenset(d for d, n in self._outstanding.items() if n >= self._full_at)
 
     def free_slots(self) -> dict[str, int]:

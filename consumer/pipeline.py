@@ -167,10 +167,10 @@ class Pipeline:
             await self._shutdown()
 
     async def _next_messages(self, saturated: frozenset[str]) -> list[Message]:
-        """The records to process this turn. While every in-flight slot is taken and a round of
-        batches already waits for them, reading more would only grow the buffer and the latency (the
-        `MessageRejected` of stream processors): wait for a delivery instead, and let the
-        records stay in Kafka. The buffer cap (Backpressure) still bounds everything else."""
+        """The records to process this turn. While a destination is saturated (every slot taken,
+        batches waiting: Dispatch.saturated), reading more would only grow the buffer and the
+        latency (the `MessageRejected` of stream processors): wait for a delivery instead, and
+        let the records stay in Kafka. The buffer cap (Backpressure) still bounds the rest."""
         now = time.monotonic()
         if saturated:
             if now - self._last_poll < SATURATED_POLL_INTERVAL_S:

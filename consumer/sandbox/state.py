@@ -59,8 +59,8 @@ class SandboxState:
     tokens: frozenset[str]
     app_secret: str | None
     now: Callable[[], float]
-    # Bounded so that a long load test does not grow the sandbox without end (and its garbage
-    # collector's pauses with it); the counts in stats() cover every accepted event.
+    # Bounded so that a long load test does not grow the sandbox without end (a million stored
+    # events slowed its answers); the counts in stats() cover every accepted event.
     max_stored_events: int = DEFAULT_MAX_STORED_EVENTS
     events: deque[StoredEvent] = field(init=False)
     requests: list[RequestRecord] = field(default_factory=list)
