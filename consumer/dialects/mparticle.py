@@ -54,37 +54,46 @@ USER_ATTRIBUTES = {
     "zp": "$zip", "country": "$country", "ph": "$mobile",
 }
 ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
-def _lookup(obj: Any, name: str) -> Any:
-    """`obj[name]`, else the first key equal to `name` ignoring case; None if not an object."""
-    if not isinstance(obj, Mapping):
-        return None
-    if name in obj:
-        return obj[name]
-    folded = name.casefold()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.casefold() == folded), None)
+class _Fields:
+    """An object's fields by name: the exact key, else the first key equal to it ignoring case
+    (mParticle writes "$FirstName"). The case-folded index is built once per object."""
+
+    __slots__ = ("_exact", "_folded")
+
+    def __init__(self, obj: Any) -> None:
+        self._exact: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
+        self._folded: dict[str, Any] = {}
+        for key, value in self._exact.items():
+            if isinstance(key, str):
+                self._folded.setdefault(key.casefold(), value)
+
+    def get(self, name: str) -> Any:
+        if name in self._exact:
+            return self._exact[name]
+        return self._folded.get(name.casefold())
 
 
-def _raw_user(batch: Mapping[str, Any], dest: DestinationSettings) -> dict[str, list[str]]:
-    identities, attributes = batch.get("user_identities"), batch.get("user_attributes")
+def _raw_user(batch: Mapping[str, Any], attributes: _Fields,
+              dest: DestinationSettings) -> dict[str, list[str]]:
+    identities = _Fields(batch.get("user_identities"))
 
     def one(value: Any) -> list[str]:
         found = text(value)
         return [found] if found else []
 
-    raw = {key: one(_lookup(attributes, name)) for key, name in USER_ATTRIBUTES.items()}
-    raw["em"] = one(_lookup(identities, dest.email_identity_type))
-    raw["external_id"] = one(_lookup(identities, "customer_id"))
-    device = batch.get("device_info")
-    ids = (text(_lookup(device, name)) for name in ADVERTISING_IDS)
+    raw = {key: one(attributes.get(name)) for key, name in USER_ATTRIBUTES.items()}
+    raw["em"] = one(identities.get(dest.email_identity_type))
+    raw["external_id"] = one(identities.get("customer_id"))
+    device = _Fields(batch.get("device_info"))
+    ids = (text(device.get(name)) for name in ADVERTISING_IDS)
     # an all-zero id is what devices report when ad tracking is limited: it matches no one
     raw["madid"] = [v for v in ids if v and v.strip("0-")][:1]
     return raw
 
 
-def _ldu(batch: Mapping[str, Any], dest: DestinationSettings) -> dict[str, Any]:
-    attributes = batch.get("user_attributes")
-    return ldu_from_location(dest.limited_data_use, text(_lookup(attributes, "$country")),
-                             text(_lookup(attributes, "$state")))
+def _ldu(attributes: _Fields, dest: DestinationSettings) -> dict[str, Any]:
+    return ldu_from_location(dest.limited_data_use, text(attributes.get("$country")),
+                             text(attributes.get("$state")))
 
 
 def _contents(products: Any) -> list[dict[str, Any]]:
@@ -155,8 +164,9 @@ def _qualifying(batch: Mapping[str, Any]) -> list[tuple[int, str, Mapping[str, A
 def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
               now: int) -> list[Output]:
     qualifying = _qualifying(payload)
-    raw = _raw_user(payload, dest)
-    ldu = _ldu(payload, dest)
+    attributes = _Fields(payload.get("user_attributes"))
+    raw = _raw_user(payload, attributes, dest)
+    ldu = _ldu(attributes, dest)
     policy = dest.match_policy or DIALECT.default_match_policy
     batch_ms = parse_time_ms(payload.get("timestamp_unixtime_ms"))
     record_id = cache(ctx.digest)

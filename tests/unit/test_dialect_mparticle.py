@@ -232,6 +232,11 @@ def test_user_attribute_and_identity_keys_match_without_case() -> None:
     assert user_data["fn"] == [sha("jane")]
     assert user_data["ln"] == [sha("doe")]
     assert user_data["em"] == [sha("jane@example.com")]
+    # the exact key wins over a case variant; among case variants, the first one
+    batch["user_attributes"] = {"$FIRSTNAME": "Ann", "$firstname": "Jane",
+                                "$LastName": "Doe", "$LASTNAME": "Roe"}
+    user_data = run(batch)[0].event["user_data"]
+    assert (user_data["fn"], user_data["ln"]) == ([sha("jane")], [sha("doe")])
 
 
 def test_email_identity_type_picks_the_identity_and_still_hashes_it() -> None:
