@@ -143,8 +143,7 @@ class Pipeline:
         try:
             while not stop.is_set():
                 self.last_turn = time.monotonic()
-                saturated = self.dispatch.saturated()
-                messages = await self._next_messages(saturated)
+                messages = await self._next_messages()
                 for msg in messages:
                     self.process(msg)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
@@ -166,13 +165,13 @@ class Pipeline:
         finally:
             await self._shutdown()
 
-    async def _next_messages(self, saturated: frozenset[str]) -> list[Message]:
+    async def _next_messages(self) -> list[Message]:
         """The records to process this turn. While a destination is saturated (every slot taken,
         batches waiting: Dispatch.saturated), reading more would only grow the buffer and the
         latency (the `MessageRejected` of stream processors): wait for a delivery instead, and
         let the records stay in Kafka. The buffer cap (Backpressure) still bounds the rest."""
         now = time.monotonic()
-        if saturated:
+        if self.dispatch.saturated():
             if now - self._last_poll < SATURATED_POLL_INTERVAL_S:
                 await self.dispatch.wait_any(POLL_TIMEOUT_S)
                 return []
