@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -247,10 +249,9 @@ class Pipeline:
         except Rejected as exc:
             self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
-        except Exception as exc:  # a dialect bug must not stop the partition; no PII in the type
-            log.exception("dialect_error", topic=tp[0], partition=tp[1], offset=offset)
-            self.outcomes.dead_letter(record, DeadLetter("transform", "transform_error",
-                                                 f"unexpected {type(exc).__name__}"))
+        except Exception as exc:  # a dialect bug must not stop the partition
+            self.outcomes.dead_letter(record, _dialect_error(exc, topic=tp[0], partition=tp[1],
+                                                             offset=offset))
             return
         self._batch((record,), route.destination.name, outputs)
 
@@ -271,10 +272,9 @@ class Pipeline:
                         self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
                     continue
                 except Exception as exc:  # as in process(): never stop the partition
-                    log.exception("dialect_error", topic=topic, records=len(records))
+                    dl = _dialect_error(exc, topic=topic, records=len(records))
                     for record in records:
-                        self.outcomes.dead_letter(record, DeadLetter("transform", "transform_error",
-                                                             f"unexpected {type(exc).__name__}"))
+                        self.outcomes.dead_letter(record, dl)
                     continue
                 self._batch(tuple(records), route.destination.name, outputs)
 
@@ -320,6 +320,16 @@ class Pipeline:
 def _kafka_error_name(exc: KafkaException) -> str:
     err = exc.args[0] if exc.args else None
     return err.name() if isinstance(err, KafkaError) else type(exc).__name__
+
+
+def _dialect_error(exc: Exception, **where: Any) -> DeadLetter:
+    """A dialect raised something unexpected: logged by the exception's type and the line that
+    raised it, dead-lettered by its type. Never its message or traceback: they can hold the
+    customer values the dialect was working on (DESIGN invariant 5)."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    at = f"{last[0].name} ({Path(last[0].filename).name}:{last[0].lineno})" if last else None
+    log.error("dialect_error", error=type(exc).__name__, at=at, **where)
+    return DeadLetter("transform", "transform_error", f"unexpected {type(exc).__name__}")
 
 
 def _only_target(outputs: list[Output], target: str | None) -> list[Output]:

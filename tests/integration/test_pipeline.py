@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib
 import random
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
 
 from consumer.config import Settings
@@ -14,9 +17,11 @@ from consumer.kafka.admin import end_offsets
 from consumer.kafka.deadletter import header, headers_of
 from consumer.sandbox import SandboxThread
 from consumer.service import serve
+from consumer.telemetry import configure_logging
 from tests.helpers import (
     avro,
     committed,
+    create_topic,
     key_of,
     produce,
     read_all,
@@ -70,7 +75,6 @@ async def test_ten_thousand_records_every_one_delivered_or_dead_lettered(
     topic = new_topic(4)
     settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url)
     dlq = settings.kafka.dead_letter_topic
-    from tests.helpers import create_topic
     create_topic(kafka.bootstrap, dlq, 1)
     records, bad = make_mix(10_000)
     assert 60 < len(bad) < 140
@@ -165,3 +169,39 @@ async def test_restarted_consumer_resends_nothing_already_committed(
     ids = Counter(e["event"]["event_id"] for e in sandbox_events(sandbox.url))
     assert len(ids) == 300
     assert max(ids.values()) == 1, "an event committed by the first run was sent again"
+
+
+async def test_a_dialect_bug_dead_letters_the_record_by_type_only_and_the_rest_goes_on(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unexpected exception in a dialect must not stop the partition: the record goes to the
+    dead-letter topic as transform_error, and the records around it are delivered. The log and
+    the dead letter name the exception's type only: its message (here an email address) could
+    hold customer data."""
+    configure_logging("json")
+    segment = importlib.import_module("consumer.dialects.segment")
+
+    def transform(payload: Any, *args: Any) -> Any:
+        if payload.get("messageId") == "m-1":
+            raise KeyError("pat@example.org")
+        return segment.transform(payload, *args)
+
+    monkeypatch.setattr(segment, "DIALECT", dataclasses.replace(segment.DIALECT,
+                                                                 transform=transform))
+    topic = new_topic(1)
+    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url)
+    create_topic(kafka.bootstrap, settings.kafka.dead_letter_topic, 1)
+    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i)), 0) for i in range(3)])
+    await run_until(settings, lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 3,
+                    60, "all three records committed")
+    assert sorted(e["event"]["event_id"] for e in sandbox_events(sandbox.url)) == ["m-0", "m-2"]
+    (dead,) = read_all(kafka.bootstrap, settings.kafka.dead_letter_topic, 1)
+    h = headers_of(dead)
+    assert (key_of(dead), header(h, "fboc.error.stage"), header(h, "fboc.error.reason"),
+            header(h, "fboc.error.message")) == (b"k-1", "transform", "transform_error",
+                                                 "unexpected KeyError")
+    logged = capsys.readouterr().err
+    assert "pat@example.org" not in logged
+    (line,) = [orjson.loads(x) for x in logged.splitlines() if '"dialect_error"' in x]
+    assert (line["error"], line["offset"]) == ("KeyError", 1)
+    assert line["at"].startswith("transform (test_pipeline.py:")
