@@ -233,6 +233,11 @@ def main() -> int:
         deadline = time.monotonic() + max(600, n / 200)
         first_cpu: tuple[float, list[float]] | None = None  # at the first commit: start-up is over
         while time.monotonic() < deadline:
+            for proc, _port, log_path in fbocs:
+                if proc.poll() is not None:  # it crashed: say why rather than wait for the deadline
+                    tail = log_path.read_bytes().decode(errors="replace").splitlines()[-15:]
+                    print("\n".join(tail), file=sys.stderr)
+                    sys.exit(f"fboc exited with {proc.returncode} before the end ({log_path.name})")
             committed = committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS)
             if first_cpu is None and any(o > 0 for o in committed.values()):
                 first_cpu = (time.monotonic(), [cpu_seconds(p.pid) for p, _port, _l in fbocs])
