@@ -107,13 +107,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_share(first: tuple[float, list[float]] | None,
-              last: tuple[float, list[float]]) -> float | None:
-    """Mean over the processes of CPU seconds per wall second between two samples."""
+def cpu_shares(first: tuple[float, list[float]] | None,
+               last: tuple[float, list[float]]) -> list[float] | None:
+    """Per process, CPU seconds per wall second between two samples."""
     if first is None or last[0] <= first[0]:
         return None
-    shares = [(b - a) / (last[0] - first[0]) for a, b in zip(first[1], last[1], strict=True)]
-    return round(sum(shares) / len(shares), 2)
+    return [round((b - a) / (last[0] - first[0]), 2)
+            for a, b in zip(first[1], last[1], strict=True)]
 
 
 def get(url: str) -> Any:
@@ -232,6 +232,8 @@ def main() -> int:
         ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
         deadline = time.monotonic() + max(600, n / 200)
         first_cpu: tuple[float, list[float]] | None = None  # at the first commit: start-up is over
+        # CPU of each fboc, then of the broker and the sandbox, which share the machine's cores
+        watched = [p.pid for p, _port, _l in fbocs] + [procs[0].pid, procs[1].pid]
         while time.monotonic() < deadline:
             for proc, _port, log_path in fbocs:
                 if proc.poll() is not None:  # it crashed: say why rather than wait for the deadline
@@ -240,11 +242,12 @@ def main() -> int:
                     sys.exit(f"fboc exited with {proc.returncode} before the end ({log_path.name})")
             committed = committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS)
             if first_cpu is None and any(o > 0 for o in committed.values()):
-                first_cpu = (time.monotonic(), [cpu_seconds(p.pid) for p, _port, _l in fbocs])
+                first_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
             if committed == ends:
                 break
             time.sleep(0.5)
-        last_cpu = (time.monotonic(), [cpu_seconds(p.pid) for p, _port, _l in fbocs])
+        last_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
+        shares = cpu_shares(first_cpu, last_cpu)
         metrics = [get(f"http://127.0.0.1:{port}/metrics") for _p, port, _l in fbocs]
         peak_rss = [int(next(line.split()[1] for line in
                              Path(f"/proc/{p.pid}/status").read_text().splitlines()
@@ -275,7 +278,10 @@ def main() -> int:
             "events_per_request": round(delivered / max(1, stats["accepted_requests"])),
             # share of one core each fboc process used between its first and its last commit:
             # near 1.0 the CPU is the limit, well below it something else is (the API, Kafka)
-            "fboc_cpu_share": cpu_share(first_cpu, last_cpu),
+            "fboc_cpu_share": round(statistics.mean(shares[:-2]), 2) if shares else None,
+            # the same for the broker and the sandbox: what else the cores did meanwhile
+            "broker_cpu_share": shares[-2] if shares else None,
+            "sandbox_cpu_share": shares[-1] if shares else None,
         }
         if args.json:
             print(json.dumps(result))
