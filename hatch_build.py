@@ -29,7 +29,8 @@ class CompileHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or os.environ.get(ENABLE) != "1":
+        # editable installs (scripts/setup) stay plain: their sources are the code that runs
+        if self.target_name != "wheel" or version == "editable" or os.environ.get(ENABLE) != "1":
             return
         modules = [str(m) for m in self.config["compile"]]
         self._scratch = Path(tempfile.mkdtemp(prefix="fboc-mypyc-"))
