@@ -14,8 +14,11 @@ bad), then measures in one run:
 - fboc: `fboc run` in its own process(es), events/s from the first partition assignment to the
   commit that reaches the log end, p50/p99 poll-to-outcome latency (from fboc's histogram), peak
   RSS (VmHWM), records lost (neither delivered nor dead-lettered: must be 0), events per
-  request (how full the batches went out) and the share of a core fboc used.
-The sandbox keeps only the latest 1,000 events (its stats count them all).
+  request (how full the batches went out) and the share of a core fboc used (and the broker
+  and the sandbox, which share the machine).
+The sandbox keeps only the latest 1,000 events (its stats count them all). fboc runs the
+checkout's plain Python; FBOC_BENCH_WRAP="env PYTHONPATH=<scripts/compiled-tree DIR>" runs the
+compiled build instead (bench/README.md).
 """
 
 from __future__ import annotations
