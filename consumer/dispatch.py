@@ -33,12 +33,12 @@ class Dispatch:
     def busy(self) -> bool:
         return bool(self._tasks)
 
-    def saturated(self) -> frozenset[str]:
-        """Destinations whose every slot is taken and half a round of batches (one per two
-        slots, rounded up) waits behind them: reading on would only grow the buffer. Several
+    def saturated(self) -> bool:
+        """Some destination has every slot taken and half a round of batches (one per two
+        slots, rounded up) waiting behind them: reading on would only grow the buffer. Several
         may wait so that slots freeing together each find a batch ready; a full round cost
         more peak memory than it gained (README, Performance)."""
-        return frozenset(d for d, n in self._outstanding.items() if n >= self._full_at)
+        return any(n >= self._full_at for n in self._outstanding.values())
 
     def free_slots(self) -> dict[str, int]:
         """In-flight slots per destination that no batch has taken or waits for."""
