@@ -81,6 +81,11 @@ def text(value: Any) -> str | None:
     return None
 
 
+def one(value: str | None) -> list[str]:
+    """A raw user_data value list: the value, or nothing when it is empty."""
+    return [value] if value else []
+
+
 def number(value: Any) -> float | None:
     """A finite number from a number or numeric text; None otherwise (nan and inf too)."""
     if isinstance(value, bool):

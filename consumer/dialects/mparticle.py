@@ -33,6 +33,7 @@ from consumer.dialects.common import (
     is_pii_key,
     ldu_from_location,
     number,
+    one,
     quantity,
     text,
     user_data_for,
@@ -76,16 +77,11 @@ class _Fields:
 def _raw_user(batch: Mapping[str, Any], attributes: _Fields,
               dest: DestinationSettings) -> dict[str, list[str]]:
     identities = _Fields(batch.get("user_identities"))
-
-    def one(value: Any) -> list[str]:
-        found = text(value)
-        return [found] if found else []
-
-    raw = {key: one(attributes.get(name)) for key, name in USER_ATTRIBUTES.items()}
-    raw["em"] = one(identities.get(dest.email_identity_type))
-    raw["external_id"] = one(identities.get("customer_id"))
+    raw = {key: one(text(attributes.get(name))) for key, name in USER_ATTRIBUTES.items()}
+    raw["em"] = one(text(identities.get(dest.email_identity_type)))
+    raw["external_id"] = one(text(identities.get("customer_id")))
     device = _Fields(batch.get("device_info"))
-    ids = (text(device.get(name)) for name in ADVERTISING_IDS)
+    ids = [text(device.get(name)) for name in ADVERTISING_IDS]
     # an all-zero id is what devices report when ad tracking is limited: it matches no one
     raw["madid"] = [v for v in ids if v and v.strip("0-")][:1]
     return raw

@@ -35,6 +35,7 @@ from consumer.dialects.amperity import (
     transform_rows,
 )
 from consumer.errors import Filtered, RecordOutcome, Rejected
+from tests.garbage import cyclic_garbage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")
@@ -136,6 +137,12 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
             "num_items": 5,
         },
     }, None)]
+
+
+def test_a_transform_leaves_no_cyclic_garbage() -> None:
+    d = dest()
+    assert cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW,
+                                                 late=False)) == 0
 
 
 def test_seed_minimal_row_through_the_registry() -> None:

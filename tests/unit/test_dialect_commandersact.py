@@ -21,6 +21,7 @@ from consumer.dialects import get_dialect
 from consumer.dialects.commandersact import transform
 from consumer.errors import Filtered, Rejected
 from tests.fuzz import DELETE, mutate, paths
+from tests.garbage import cyclic_garbage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "commandersact_event.avsc")
@@ -146,6 +147,10 @@ PROPERTY_TABLE_OUTPUT: ServerEvent = {
 
 def test_seed_property_table() -> None:
     assert one(PROPERTY_TABLE_EVENT) == PROPERTY_TABLE_OUTPUT
+
+
+def test_a_transform_leaves_no_cyclic_garbage() -> None:
+    assert cyclic_garbage(lambda: run(PROPERTY_TABLE_EVENT)) == 0
 
 
 def test_email_sha256_is_already_hashed() -> None:

@@ -28,6 +28,7 @@ from consumer.dialects.mparticle import transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import check_event
 from tests.fuzz import DELETE, mutate, paths
+from tests.garbage import cyclic_garbage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "mparticle_batch.avsc")
@@ -171,6 +172,11 @@ def test_golden_purchase_event() -> None:
             "order_id": "order-1001",  # transaction_id
         },
     }
+
+
+def test_a_transform_leaves_no_cyclic_garbage() -> None:
+    batch = seed_batch()
+    assert cyclic_garbage(lambda: run(batch)) == 0
 
 
 def test_golden_other_events_of_the_seed_batch() -> None:

@@ -28,6 +28,7 @@ from consumer.dialects.segment import transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import SUB_MISSING, check_event
 from tests.fuzz import DELETE, mutate, paths
+from tests.garbage import cyclic_garbage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "segment_track.avsc"
@@ -147,6 +148,11 @@ def test_rudderstack_sample_track_call() -> None:
     outputs = run(RUDDERSTACK_TRACK, dest(limited_data_use=True))
     assert outputs == [Output("111", RUDDERSTACK_OUTPUT, None)]
     assert check_event(outputs[0].event, NOW) is None  # Meta would accept it
+
+
+def test_a_transform_leaves_no_cyclic_garbage() -> None:
+    # the segment transform's closures once kept every record alive until the collector ran
+    assert cyclic_garbage(lambda: run(RUDDERSTACK_TRACK, dest(limited_data_use=True))) == 0
 
 
 def test_rudderstack_sample_without_limited_data_use() -> None:

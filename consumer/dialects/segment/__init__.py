@@ -40,6 +40,13 @@ def _event_id(payload: Mapping[str, Any], ctx: RecordContext) -> str:
     return ctx.digest()
 
 
+def _content_type(source_name: str, name: str, via_mapping: bool, has_contents: bool) -> str:
+    """content_type when neither integrations.<FB>.contentType nor the category's type sets it."""
+    if source_name == PRODUCT_LIST_VIEWED or (name == "ViewContent" and via_mapping):
+        return "product" if has_contents else "product_group"
+    return "product"
+
+
 def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
               now: int) -> list[Output]:
     if payload.get("type") != "track":
@@ -82,15 +89,8 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     base["user_data"] = user_data
     base.update(ldu(track, dest))
 
-    def content_type(name: str, via_mapping: bool) -> str:
-        if explicit_type:
-            return explicit_type
-        if category_type:
-            return category_type
-        if source_name == PRODUCT_LIST_VIEWED or (name == "ViewContent" and via_mapping):
-            return "product" if contents else "product_group"
-        return "product"
-
+    # `build` is the only nested function: compiled by mypyc, nested functions that call each other
+    # form a reference cycle holding the whole record until the cyclic collector runs.
     def build(name: str, via_mapping: bool) -> ServerEvent:
         purchase = name == "Purchase"
         value = value_of(props, purchase, value_field)
@@ -103,7 +103,8 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
             "currency": currency,
             "contents": contents,
             "content_ids": content_ids,
-            "content_type": content_type(name, via_mapping),
+            "content_type": explicit_type or category_type or _content_type(
+                source_name, name, via_mapping, bool(contents)),
             "order_id": order_id,
             "item_number": item_number,
         })

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from consumer.capi.event import RecordContext, parse_time_ms
 from consumer.config import DestinationSettings
-from consumer.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, text
+from consumer.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
 
 # `<FB>` in SPEC §6: Segment's key, then RudderStack's.
 INTEGRATION_KEYS = ("Facebook Offline Conversions", "FacebookOfflineConversions")
@@ -49,10 +49,6 @@ def pick(objs: Iterable[Mapping[str, Any]], names: Sequence[str]) -> str | None:
             if found:
                 return found
     return None
-
-
-def one(value: str | None) -> list[str]:
-    return [value] if value else []
 
 
 class Track:
