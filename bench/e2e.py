@@ -142,6 +142,20 @@ def quantiles(metrics: list[str]) -> tuple[float, float]:
     return at(0.5), at(0.99)
 
 
+def steady_rate(logs: list[list[dict[str, Any]]], progress: list[tuple[float, int]], total: int,
+                end: float) -> tuple[int | None, float]:
+    """Records/s from the moment every process holds partitions (its last non-empty
+    `partitions_assigned`) to the last commit, from the committed offsets sampled every ~0.5 s,
+    and that moment. None when the run ended too soon after it to measure."""
+    settled = max(max((parse_ts(x) for x in own if x["event"] == "partitions_assigned"
+                       and x["partitions"]), default=end) for own in logs)
+    after = [(t, done) for t, done in progress if t >= settled]
+    if not after or end - after[0][0] < 1:
+        return None, settled
+    t0, done0 = after[0]
+    return round((total - done0) / (end - t0)), settled
+
+
 def parse_ts(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -235,6 +249,7 @@ def main() -> int:
         ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
         deadline = time.monotonic() + max(600, n / 200)
         first_cpu: tuple[float, list[float]] | None = None  # at the first commit: start-up is over
+        progress: list[tuple[float, int]] = []  # (wall time, records committed so far)
         # CPU of each fboc, then of the broker and the sandbox, which share the machine's cores
         watched = [p.pid for p, _port, _l in fbocs] + [procs[0].pid, procs[1].pid]
         while time.monotonic() < deadline:
@@ -244,6 +259,7 @@ def main() -> int:
                     print("\n".join(tail), file=sys.stderr)
                     sys.exit(f"fboc exited with {proc.returncode} before the end ({log_path.name})")
             committed = committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS)
+            progress.append((time.time(), sum(max(0, o) for o in committed.values())))
             if first_cpu is None and any(o > 0 for o in committed.values()):
                 first_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
             if committed == ends:
@@ -259,10 +275,12 @@ def main() -> int:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(60) for proc, _port, _log in fbocs]
 
-        lines = [orjson.loads(raw) for _p, _port, log_path in fbocs
-                 for raw in log_path.read_bytes().splitlines() if raw.startswith(b"{")]
+        logs = [[orjson.loads(raw) for raw in log_path.read_bytes().splitlines()
+                 if raw.startswith(b"{")] for _p, _port, log_path in fbocs]
+        lines = [x for own in logs for x in own]
         start = min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned")
         end = max(parse_ts(x) for x in lines if x["event"] == "committed")
+        steady, settled = steady_rate(logs, progress, sum(ends.values()), end)
         stats = get(sandbox + "/_sandbox/stats")
         # every good record gives exactly one event (one name, one event set) in this config
         delivered = stats["accepted_events"]
@@ -274,6 +292,10 @@ def main() -> int:
             "records": n, "consumers": args.consumers, "sandbox_latency_ms": args.latency_ms,
             "e2e_events_per_s": round(delivered / (end - start)),
             "floor_events_per_s": round(floor_eps),
+            # with two or more processes the first one reads alone until the group's rebalance
+            # hands the others their partitions: the steady rate is the scaling measure
+            "rebalance_s": round(settled - start, 1),
+            "steady_records_per_s": steady,
             "ratio_to_floor": round(delivered / (end - start) / floor_eps, 3),
             "p50_latency_s": p50, "p99_latency_s": p99,
             "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
