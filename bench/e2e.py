@@ -15,7 +15,11 @@ bad), then measures in one run:
   commit that reaches the log end, p50/p99 poll-to-outcome latency (from fboc's histogram), peak
   RSS (VmHWM), records lost (neither delivered nor dead-lettered: must be 0), events per
   request (how full the batches went out) and the share of a core fboc used (and the broker
-  and the sandbox, which share the machine).
+  and the sandbox, which share the machine);
+- with --consumers 2 or more: how long the group took to give every process partitions
+  (rebalance_s) and the records/s from then on (steady_records_per_s), since a process that
+  joins a moment late waits out two cooperative rebalance rounds (~6 s here) while the first
+  one reads alone.
 The sandbox keeps only the latest 1,000 events (its stats count them all). fboc runs the
 checkout's plain Python; FBOC_BENCH_WRAP="env PYTHONPATH=<scripts/compiled-tree DIR>" runs the
 compiled build instead (bench/README.md).
