@@ -14,7 +14,8 @@ bad), then measures in one run:
 - fboc: `fboc run` in its own process(es), events/s from the first partition assignment to the
   commit that reaches the log end, p50/p99 poll-to-outcome latency (from fboc's histogram), peak
   RSS (VmHWM), records lost (neither delivered nor dead-lettered: must be 0), events per
-  request (how full the batches went out) and the share of a core fboc used (and the broker
+  request (how full the batches went out), the mean request time as fboc saw it and the share
+  of the time its request slots were taken, and the share of a core fboc used (and the broker
   and the sandbox, which share the machine);
 - with --consumers 2 or more: how long the group took to give every process partitions
   (rebalance_s) and the records/s from then on (steady_records_per_s), since a process that
@@ -160,6 +161,12 @@ def steady_rate(logs: list[list[dict[str, Any]]], progress: list[tuple[float, in
     return round((total - done0) / (end - t0)), settled
 
 
+def metric_total(metrics: list[str], name: str) -> float:
+    """A metric's value summed over its label sets and the processes."""
+    return sum(float(line.split()[-1]) for text in metrics for line in text.splitlines()
+               if line.startswith((name + " ", name + "{")))
+
+
 def parse_ts(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -288,10 +295,11 @@ def main() -> int:
         stats = get(sandbox + "/_sandbox/stats")
         # every good record gives exactly one event (one name, one event set) in this config
         delivered = stats["accepted_events"]
-        dead = sum(float(line.split()[-1]) for text in metrics for line in text.splitlines()
-                   if line.startswith("fboc_dead_letter_writes_total{"))
+        dead = metric_total(metrics, "fboc_dead_letter_writes_total")
         lost = max(0, (n - bad) - delivered) + max(0, bad - int(dead))
         p50, p99 = quantiles(metrics)
+        requests = metric_total(metrics, "fboc_graph_request_seconds_count")
+        request_s = metric_total(metrics, "fboc_graph_request_seconds_sum")
         result = {
             "records": n, "consumers": args.consumers, "sandbox_latency_ms": args.latency_ms,
             "e2e_events_per_s": round(delivered / (end - start)),
@@ -305,6 +313,12 @@ def main() -> int:
             "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
             # how full the requests were: 1,000 is a full batch (META_API's limit)
             "events_per_request": round(delivered / max(1, stats["accepted_requests"])),
+            # a request as fboc timed it: encode, send, the API's latency and validation, read
+            "request_mean_s": round(request_s / max(1, requests), 3),
+            # the share of the time fboc's request slots were taken: near 1.0 the API's time,
+            # not fboc, sets the pace
+            "slots_busy_share": round(request_s / ((end - start) * args.max_in_flight
+                                                   * args.consumers), 2),
             # share of one core each fboc process used between its first and its last commit:
             # near 1.0 the CPU is the limit, well below it something else is (the API, Kafka)
             "fboc_cpu_share": round(statistics.mean(shares[:-2]), 2) if shares else None,
