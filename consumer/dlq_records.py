@@ -25,6 +25,7 @@ from consumer.kafka.deadletter import (
     HEADER_PREFIX,
     REPLAY_COUNT,
     TARGET_EVENT_SET,
+    HeaderPairs,
     Headers,
     header,
 )
@@ -78,7 +79,7 @@ class DeadLetterView:
     timestamp_ms: int  # the dead letter's own Kafka timestamp (when it was written)
 
     @classmethod
-    def of(cls, headers: Headers, timestamp_ms: int) -> DeadLetterView:
+    def of(cls, headers: HeaderPairs, timestamp_ms: int) -> DeadLetterView:
         return cls(
             reason=header(headers, REASON) or UNKNOWN,
             stage=header(headers, STAGE) or UNKNOWN,
@@ -110,7 +111,7 @@ def age_bucket(age_ms: int) -> str:
     return OLDER
 
 
-def replay_headers(headers: Headers) -> Headers:
+def replay_headers(headers: HeaderPairs) -> Headers:
     """The original headers (order and bytes kept), `fboc.replay_count` + 1 and, for a record
     dead-lettered for one event set, `fboc.target.event_set_id`; every other `fboc.*` removed."""
     count = max(0, _int(header(headers, REPLAY_COUNT)) or 0)

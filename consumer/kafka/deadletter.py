@@ -7,7 +7,7 @@ commit past a record it could not keep.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -37,6 +37,7 @@ class DeadLetter:
 
 
 Headers = list[tuple[str, str | bytes | None]]
+HeaderPairs = Sequence[tuple[str, str | bytes | None]]  # what reading headers accepts
 
 
 def headers_of(msg: Message) -> Headers:
@@ -46,7 +47,7 @@ def headers_of(msg: Message) -> Headers:
     return list(raw or [])
 
 
-def header(headers: Headers, name: str) -> str | None:
+def header(headers: HeaderPairs, name: str) -> str | None:
     for key, value in headers:
         if key == name and value is not None:
             return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
