@@ -56,7 +56,10 @@ async def test_partition_handed_back_paused_is_resumed(kafka: Broker, new_topic:
         # a second member takes one (paused) partition away
         other = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group_id,
                           "partition.assignment.strategy": "cooperative-sticky",
-                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
+                          "enable.auto.commit": False, "auto.offset.reset": "latest",
+                          # it may close before its join completes, and then the group
+                          # waits out its session (45 s by default) to hand the partition back
+                          "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
         other.subscribe([topic])
         await until("the rebalance", lambda: len(source.assignment()) == 1, other)
         backpressure.update(0)  # drained: resume what we still have
