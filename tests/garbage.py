@@ -2,9 +2,10 @@
 
 Compiled by mypyc, a nested function that another nested function calls, or a nested function
 beside a generator expression, keeps its function's variables in a reference cycle: every object
-of the record it ran for then lives until the collector's next pass, which has to walk them all. Run plain, CPython frees
-such objects at once. The dialects' tests assert a transform leaves nothing behind, so both builds
-(`scripts/test` runs them plain and compiled) free a record's objects as soon as it is done.
+of the record it ran for then lives until the collector's next pass, which has to walk them all.
+Run plain, CPython frees such objects at once. The dialects' tests assert a transform leaves
+nothing behind, so both builds (`scripts/test` runs them plain and compiled) free a record's
+objects as soon as it is done.
 """
 
 from __future__ import annotations
