@@ -75,23 +75,29 @@ def sha256_of(value: Any) -> list[str]:
     return [hashlib.sha256(str(value).strip().lower().encode()).hexdigest()]
 
 
+def floor_event(value: bytes, schema: AvroSchema, event_time: int) -> bytes | None:
+    """The least any consumer must do for one record: decode it, hash every customer field it
+    carries (trimmed and lower-cased, nothing more), encode one event. None for a record
+    without the parts an event needs."""
+    record = schemaless_reader(io.BytesIO(value), schema.parsed, None)
+    if not isinstance(record, dict) or record.get("context") is None or not record.get("event"):
+        return None
+    traits = orjson.loads(record["context"]).get("traits", {})
+    user = {"external_id": sha256_of(record["userId"])}
+    for key, path in CUSTOMER_FIELDS:
+        found = traits.get(path[0]) if len(path) == 1 else traits.get(path[0], {}).get(path[1])
+        if found is not None:
+            user[key] = sha256_of(found)
+    return orjson.dumps({"event_name": record["event"], "event_time": event_time,
+                         "event_id": record["messageId"], "action_source": "physical_store",
+                         "user_data": user, "custom_data": orjson.loads(record["properties"])})
+
+
 def floor(values: list[bytes], schema: AvroSchema) -> float:
-    """Events/s of the least any consumer must do per record, on one core: decode, hash every
-    customer field the record carries (trimmed and lower-cased, nothing more), encode."""
+    """Events/s of `floor_event` on one core."""
     started = time.perf_counter()
     for value in values:
-        record = schemaless_reader(io.BytesIO(value), schema.parsed, None)
-        if not isinstance(record, dict) or record.get("context") is None:
-            continue
-        traits = orjson.loads(record["context"]).get("traits", {})
-        user = {"external_id": sha256_of(record["userId"])}
-        for key, path in CUSTOMER_FIELDS:
-            found = traits.get(path[0]) if len(path) == 1 else traits.get(path[0], {}).get(path[1])
-            if found is not None:
-                user[key] = sha256_of(found)
-        orjson.dumps({"event_name": record["event"], "event_time": 0,
-                      "event_id": record["messageId"], "action_source": "physical_store",
-                      "user_data": user, "custom_data": orjson.loads(record["properties"])})
+        floor_event(value, schema, 0)
     return len(values) / (time.perf_counter() - started)
 
 
@@ -171,6 +177,67 @@ def parse_ts(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
+def follow(bootstrap: str, group: str, ends: dict[int, int],
+           consumers: list[tuple[subprocess.Popen[bytes], Path]], others: list[int],
+           timeout_s: float) -> tuple[list[tuple[float, int]], list[float] | None]:
+    """Wait until the group's commits reach the log end; on the way, (wall time, records
+    committed so far) every ~0.5 s, and the CPU shares of the consumers then `others` from the
+    group's first commit (start-up is over) to the end. A consumer that exits first ends it."""
+    deadline = time.monotonic() + timeout_s
+    first_cpu: tuple[float, list[float]] | None = None
+    progress: list[tuple[float, int]] = []
+    watched = [proc.pid for proc, _log in consumers] + others
+    while time.monotonic() < deadline:
+        for proc, log_path in consumers:
+            if proc.poll() is not None:  # it crashed: say why rather than wait for the deadline
+                tail = log_path.read_bytes().decode(errors="replace").splitlines()[-15:]
+                print("\n".join(tail), file=sys.stderr)
+                sys.exit(f"{log_path.name}: exited with {proc.returncode} before the end")
+        committed = committed_offsets(bootstrap, group, TOPIC, PARTITIONS)
+        progress.append((time.time(), sum(max(0, o) for o in committed.values())))
+        if first_cpu is None and any(o > 0 for o in committed.values()):
+            first_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
+        if committed == ends:
+            break
+        time.sleep(0.5)
+    return progress, cpu_shares(first_cpu, (time.monotonic(), [cpu_seconds(pid) for pid in watched]))
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in path.read_bytes().splitlines() if raw.startswith(b"{")]
+
+
+def timed_span(lines: list[dict[str, Any]]) -> tuple[float, float]:
+    """From the first partition assignment to the last commit, as a consumer logged them."""
+    return (min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned"),
+            max(parse_ts(x) for x in lines if x["event"] == "committed"))
+
+
+def bare_run(bootstrap: str, sandbox: str, work: Path, ends: dict[int, int], others: list[int],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """bench/bare.py on the same records (its own group), after fboc: its events/s and CPU."""
+    before = get(sandbox + "/_sandbox/stats")["accepted_events"]
+    log_path = work / "bare.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare.py"), "--bootstrap", bootstrap,
+             "--topic", TOPIC, "--group", GROUP + "-bare", "--graph-url", sandbox,
+             "--schema", str(ROOT / "schemas" / "segment_track.avsc"),
+             "--max-in-flight", str(args.max_in_flight), "--linger-ms", str(args.linger_ms)],
+            stdout=log, stderr=log)
+        try:
+            _progress, shares = follow(bootstrap, GROUP + "-bare", ends, [(proc, log_path)],
+                                       others, timeout_s=600)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+    start, end = timed_span(log_lines(log_path))
+    delivered = get(sandbox + "/_sandbox/stats")["accepted_events"] - before
+    return {"bare_events_per_s": round(delivered / (end - start)), "bare_exit_code": code,
+            "bare_cpu_share": shares[0] if shares else None,
+            "bare_sandbox_cpu_share": shares[-1] if shares else None}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, default=200_000)
@@ -181,6 +248,8 @@ def main() -> int:
     ap.add_argument("--max-in-flight", type=int, default=8)
     ap.add_argument("--linger-ms", type=int, default=200, help="batching.linger_ms")
     ap.add_argument("--max-buffered", type=int, default=50_000, help="batching.max_buffered_records")
+    ap.add_argument("--bare", action="store_true",
+                    help="then bench/bare.py on the same records: the least a consumer does")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.records
     # killed with SIGTERM: still run the `finally` below, or the broker, the sandbox and fboc
@@ -258,26 +327,9 @@ def main() -> int:
             fbocs.append((proc, port, work / f"fboc-{i}.log"))
 
         ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
-        deadline = time.monotonic() + max(600, n / 200)
-        first_cpu: tuple[float, list[float]] | None = None  # at the first commit: start-up is over
-        progress: list[tuple[float, int]] = []  # (wall time, records committed so far)
         # CPU of each fboc, then of the broker and the sandbox, which share the machine's cores
-        watched = [p.pid for p, _port, _l in fbocs] + [procs[0].pid, procs[1].pid]
-        while time.monotonic() < deadline:
-            for proc, _port, log_path in fbocs:
-                if proc.poll() is not None:  # it crashed: say why rather than wait for the deadline
-                    tail = log_path.read_bytes().decode(errors="replace").splitlines()[-15:]
-                    print("\n".join(tail), file=sys.stderr)
-                    sys.exit(f"fboc exited with {proc.returncode} before the end ({log_path.name})")
-            committed = committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS)
-            progress.append((time.time(), sum(max(0, o) for o in committed.values())))
-            if first_cpu is None and any(o > 0 for o in committed.values()):
-                first_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
-            if committed == ends:
-                break
-            time.sleep(0.5)
-        last_cpu = (time.monotonic(), [cpu_seconds(pid) for pid in watched])
-        shares = cpu_shares(first_cpu, last_cpu)
+        progress, shares = follow(bootstrap, GROUP, ends, [(p, log) for p, _port, log in fbocs],
+                                  [procs[0].pid, procs[1].pid], timeout_s=max(600, n / 200))
         metrics = [get(f"http://127.0.0.1:{port}/metrics") for _p, port, _l in fbocs]
         peak_rss = [int(next(line.split()[1] for line in
                              Path(f"/proc/{p.pid}/status").read_text().splitlines()
@@ -286,11 +338,8 @@ def main() -> int:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(60) for proc, _port, _log in fbocs]
 
-        logs = [[orjson.loads(raw) for raw in log_path.read_bytes().splitlines()
-                 if raw.startswith(b"{")] for _p, _port, log_path in fbocs]
-        lines = [x for own in logs for x in own]
-        start = min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned")
-        end = max(parse_ts(x) for x in lines if x["event"] == "committed")
+        logs = [log_lines(log_path) for _p, _port, log_path in fbocs]
+        start, end = timed_span([x for own in logs for x in own])
         steady, settled = steady_rate(logs, progress, sum(ends.values()), end)
         stats = get(sandbox + "/_sandbox/stats")
         # every good record gives exactly one event (one name, one event set) in this config
@@ -326,6 +375,12 @@ def main() -> int:
             "broker_cpu_share": shares[-2] if shares else None,
             "sandbox_cpu_share": shares[-1] if shares else None,
         }
+        if args.bare:
+            result.update(bare_run(bootstrap, sandbox, work, ends, [procs[0].pid, procs[1].pid],
+                                   args))
+            result["fboc_to_bare"] = round(result["e2e_events_per_s"]
+                                           / result["bare_events_per_s"], 3)
+            result["bare_ratio_to_floor"] = round(result["bare_events_per_s"] / floor_eps, 3)
         if args.json:
             print(json.dumps(result))
         else:
