@@ -1,16 +1,19 @@
 """The least a Kafka → Conversions API consumer can do: a yardstick for fboc, not a product.
 
     .venv/bin/python bench/bare.py --bootstrap HOST:PORT --topic T --group G --schema FILE \
-        --graph-url http://127.0.0.1:PORT
+        --graph-url http://127.0.0.1:PORT [--work floor|transform]
 
-`bench/e2e.py --bare` runs it after fboc, on the same records, broker and sandbox. It does the
-floor's work for each record (`e2e.floor_event`: decode, hash the customer fields, encode one
-event, with the record's Kafka time as event_time) and then only what delivery cannot do without:
-1,000 events to a request, all to one event set, through aiohttp with up to --max-in-flight
-requests at once, a request at the latest --linger-ms after its first event, and commits of the
-offsets whose requests (and every request before them) were acknowledged. No dialect rules, no
-event set routing, no dead-letter topic, no retries, no metrics: records it cannot use are
-skipped, and a failed request stops it with an error.
+`bench/e2e.py --bare` runs it after fboc, on the same records, broker and sandbox. For each
+record it does one of two kinds of work:
+- floor: the floor's (`floor_event`: decode, hash the customer fields, encode one event), with
+  the record's Kafka time as event_time;
+- transform: fboc's own decoding and Segment transform (SPEC rules, normalisation, checks), with
+  e2e's destination, and encodes what it gives. Compiled when fboc is (FBOC_BENCH_WRAP).
+Then only what delivery cannot do without: 1,000 events to a request, all to one event set,
+through aiohttp with up to --max-in-flight requests at once, a request at the latest
+--linger-ms after its first event, and commits of the offsets whose requests (and every request
+before them) were acknowledged. No routing, no dead-letter topic, no retries, no metrics:
+records it cannot use are skipped, and a failed request stops it with an error.
 
 It logs the two lines bench/e2e.py times a run by, as JSON: `partitions_assigned` and
 `committed`. SIGTERM stops it after the requests in flight and a last commit.
@@ -20,27 +23,87 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import io
 import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from fastavro import schemaless_reader
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-
-from e2e import floor_event  # noqa: E402
-
-from consumer.codec import AvroSchema  # noqa: E402
+from consumer.capi.event import RecordContext
+from consumer.codec import AvroSchema
+from consumer.config import DestinationSettings
+from consumer.dialects import segment
 
 EVENTS_PER_REQUEST = 1000
 POLL_BATCH = 500
+# fboc's destination in bench/e2e.py, and the transform's here
+DESTINATION_CONFIG: dict[str, Any] = {
+    "name": "main", "access_token": "sandbox-token", "max_event_age_days": 62,
+    "event_mapping": {"Signed Up": ["Lead"]},
+    "event_sets": {"Purchase": ["111"], "AddToCart": ["222"], "ViewContent": ["333"]},
+    "default_event_sets": ["444"]}
+DESTINATION = DestinationSettings(**DESTINATION_CONFIG)
+Work = Callable[[bytes, int], list[bytes]]
+
+
+# The customer fields of a sample track call: (user_data key, path from context.traits).
+# userId is the tenth: external_id.
+CUSTOMER_FIELDS = (("em", ("email",)), ("ph", ("phone",)), ("fn", ("firstName",)),
+                   ("ln", ("lastName",)), ("ct", ("address", "city")),
+                   ("st", ("address", "state")), ("zp", ("address", "postalCode")),
+                   ("country", ("address", "country")))
+
+
+def sha256_of(value: Any) -> list[str]:
+    return [hashlib.sha256(str(value).strip().lower().encode()).hexdigest()]
+
+
+def floor_event(value: bytes, schema: AvroSchema, event_time: int) -> bytes | None:
+    """The least any consumer must do for one record: decode it, hash every customer field it
+    carries (trimmed and lower-cased, nothing more), encode one event. None for a record
+    without the parts an event needs."""
+    record = schemaless_reader(io.BytesIO(value), schema.parsed, None)
+    if not isinstance(record, dict) or record.get("context") is None or not record.get("event"):
+        return None
+    traits = orjson.loads(record["context"]).get("traits", {})
+    user = {"external_id": sha256_of(record["userId"])}
+    for key, path in CUSTOMER_FIELDS:
+        found = traits.get(path[0]) if len(path) == 1 else traits.get(path[0], {}).get(path[1])
+        if found is not None:
+            user[key] = sha256_of(found)
+    return orjson.dumps({"event_name": record["event"], "event_time": event_time,
+                         "event_id": record["messageId"], "action_source": "physical_store",
+                         "user_data": user, "custom_data": orjson.loads(record["properties"])})
+
+
+def transform_events(schema: AvroSchema, value: bytes, timestamp_ms: int) -> list[bytes]:
+    """What fboc does between poll and batch for one record (its Pipeline.process, less the
+    bookkeeping): decode, transform, encode each output event."""
+    payload = schema.decode_body(value)
+    outputs = segment.transform(payload, RecordContext(timestamp_ms, payload), DESTINATION,
+                                int(time.time()))
+    return [orjson.dumps(o.event) for o in outputs]
+
+
+def work_of(kind: str, schema: AvroSchema) -> Work:
+    if kind == "transform":
+        return lambda value, timestamp_ms: transform_events(schema, value, timestamp_ms)
+
+    def floor_work(value: bytes, timestamp_ms: int) -> list[bytes]:
+        data = floor_event(value, schema, timestamp_ms // 1000)
+        return [data] if data is not None else []
+
+    return floor_work
 
 
 def say(event: str, **fields: Any) -> None:
@@ -88,6 +151,7 @@ class Requests:
 
 async def run(args: argparse.Namespace) -> None:
     schema = AvroSchema.from_file(args.schema)
+    work = work_of(args.work, schema)
     consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "partition.assignment.strategy": "cooperative-sticky"})
@@ -119,17 +183,16 @@ async def run(args: argparse.Namespace) -> None:
                 if msg.error() is not None or partition is None or offset is None:
                     continue
                 try:
-                    data = floor_event(value or b"", schema, msg.timestamp()[1] // 1000)
-                except Exception:  # not Avro: skipped
-                    data = None
-                if data is not None:
-                    if not events:
-                        first_at = time.monotonic()
-                    events.append(data)
-                offsets[partition] = offset + 1
-                if len(events) == EVENTS_PER_REQUEST:
+                    data = work(value or b"", msg.timestamp()[1])
+                except Exception:  # not Avro, or rejected by the transform: skipped
+                    data = []
+                if len(events) + len(data) > EVENTS_PER_REQUEST:
                     await requests.send(events, offsets)
                     events, offsets = [], {}
+                if data and not events:
+                    first_at = time.monotonic()
+                events.extend(data)
+                offsets[partition] = offset + 1
             now = time.monotonic()
             if offsets and (not events or now - first_at >= args.linger_ms / 1000):
                 await requests.send(events, offsets)
@@ -153,6 +216,7 @@ def main() -> int:
     ap.add_argument("--graph-url", required=True)
     ap.add_argument("--max-in-flight", type=int, default=8)
     ap.add_argument("--linger-ms", type=int, default=200)
+    ap.add_argument("--work", choices=("floor", "transform"), default="floor")
     asyncio.run(run(ap.parse_args()))
     return 0
 

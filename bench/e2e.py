@@ -5,6 +5,7 @@
     .venv/bin/python bench/e2e.py --records 1000000       # memory flat as the backlog grows?
     .venv/bin/python bench/e2e.py --latency-ms 500        # a slow Graph API
     .venv/bin/python bench/e2e.py --consumers 2           # scaling on this machine
+    .venv/bin/python bench/e2e.py --bare                  # then bench/bare.py, twice (below)
 
 It starts its own broker and `fboc sandbox`, produces N realistic Segment track calls (1 in 500
 bad), then measures in one run:
@@ -21,6 +22,10 @@ bad), then measures in one run:
   (rebalance_s) and the records/s from then on (steady_records_per_s), since a process that
   joins a moment late waits out two cooperative rebalance rounds (~6 s here) while the first
   one reads alone.
+With --bare it then runs bench/bare.py on the same records, once with the floor's work and once
+with fboc's own decoding and transform (each in its own consumer group): the least a consumer
+does, and the same plus fboc's transform, so that what fboc's pipeline adds (offset tracking,
+outcomes, dead letters, metrics, retries) shows as `fboc_to_bare_transform`.
 The sandbox keeps only the latest 1,000 events (its stats count them all). fboc runs the
 checkout's plain Python; FBOC_BENCH_WRAP="env PYTHONPATH=<scripts/compiled-tree DIR>" runs the
 compiled build instead (bench/README.md).
@@ -29,8 +34,6 @@ compiled build instead (bench/README.md).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import signal
@@ -51,9 +54,9 @@ import kafka_local  # noqa: E402
 import orjson  # noqa: E402
 import sample_events  # noqa: E402
 import yaml  # noqa: E402
+from bare import DESTINATION_CONFIG, floor_event  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from fastavro import schemaless_reader  # noqa: E402
 
 from consumer.codec import AvroSchema  # noqa: E402
 from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
@@ -61,36 +64,6 @@ from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
 PARTITIONS = 4
 TOPIC, DLQ, GROUP = "bench.track", "bench.dead-letter", "fboc-bench"
 FBOC = str(ROOT / ".venv" / "bin" / "fboc")
-
-
-# The customer fields of a sample track call: (user_data key, path from context.traits).
-# userId is the tenth: external_id.
-CUSTOMER_FIELDS = (("em", ("email",)), ("ph", ("phone",)), ("fn", ("firstName",)),
-                   ("ln", ("lastName",)), ("ct", ("address", "city")),
-                   ("st", ("address", "state")), ("zp", ("address", "postalCode")),
-                   ("country", ("address", "country")))
-
-
-def sha256_of(value: Any) -> list[str]:
-    return [hashlib.sha256(str(value).strip().lower().encode()).hexdigest()]
-
-
-def floor_event(value: bytes, schema: AvroSchema, event_time: int) -> bytes | None:
-    """The least any consumer must do for one record: decode it, hash every customer field it
-    carries (trimmed and lower-cased, nothing more), encode one event. None for a record
-    without the parts an event needs."""
-    record = schemaless_reader(io.BytesIO(value), schema.parsed, None)
-    if not isinstance(record, dict) or record.get("context") is None or not record.get("event"):
-        return None
-    traits = orjson.loads(record["context"]).get("traits", {})
-    user = {"external_id": sha256_of(record["userId"])}
-    for key, path in CUSTOMER_FIELDS:
-        found = traits.get(path[0]) if len(path) == 1 else traits.get(path[0], {}).get(path[1])
-        if found is not None:
-            user[key] = sha256_of(found)
-    return orjson.dumps({"event_name": record["event"], "event_time": event_time,
-                         "event_id": record["messageId"], "action_source": "physical_store",
-                         "user_data": user, "custom_data": orjson.loads(record["properties"])})
 
 
 def floor(values: list[bytes], schema: AvroSchema) -> float:
@@ -214,28 +187,31 @@ def timed_span(lines: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def bare_run(bootstrap: str, sandbox: str, work: Path, ends: dict[int, int], others: list[int],
-             args: argparse.Namespace) -> dict[str, Any]:
-    """bench/bare.py on the same records (its own group), after fboc: its events/s and CPU."""
+             args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """bench/bare.py doing `kind` of work on the same records (its own group), after fboc:
+    its events/s and share of a core, and the sandbox's meanwhile."""
     before = get(sandbox + "/_sandbox/stats")["accepted_events"]
-    log_path = work / "bare.log"
+    group, log_path = f"{GROUP}-bare-{kind}", work / f"bare-{kind}.log"
+    wrap = os.environ.get("FBOC_BENCH_WRAP", "").split()  # the transform compiled as fboc is
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "bare.py"), "--bootstrap", bootstrap,
-             "--topic", TOPIC, "--group", GROUP + "-bare", "--graph-url", sandbox,
-             "--schema", str(ROOT / "schemas" / "segment_track.avsc"),
+            [*wrap, sys.executable, str(ROOT / "bench" / "bare.py"), "--work", kind,
+             "--bootstrap", bootstrap, "--topic", TOPIC, "--group", group,
+             "--graph-url", sandbox, "--schema", str(ROOT / "schemas" / "segment_track.avsc"),
              "--max-in-flight", str(args.max_in_flight), "--linger-ms", str(args.linger_ms)],
             stdout=log, stderr=log)
         try:
-            _progress, shares = follow(bootstrap, GROUP + "-bare", ends, [(proc, log_path)],
-                                       others, timeout_s=600)
+            _progress, shares = follow(bootstrap, group, ends, [(proc, log_path)], others,
+                                       timeout_s=600)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
     start, end = timed_span(log_lines(log_path))
     delivered = get(sandbox + "/_sandbox/stats")["accepted_events"] - before
-    return {"bare_events_per_s": round(delivered / (end - start)), "bare_exit_code": code,
-            "bare_cpu_share": shares[0] if shares else None,
-            "bare_sandbox_cpu_share": shares[-1] if shares else None}
+    return {f"bare_{kind}_events_per_s": round(delivered / (end - start)),
+            f"bare_{kind}_exit_code": code,
+            f"bare_{kind}_cpu_share": shares[0] if shares else None,
+            f"bare_{kind}_sandbox_cpu_share": shares[-1] if shares else None}
 
 
 def main() -> int:
@@ -249,7 +225,8 @@ def main() -> int:
     ap.add_argument("--linger-ms", type=int, default=200, help="batching.linger_ms")
     ap.add_argument("--max-buffered", type=int, default=50_000, help="batching.max_buffered_records")
     ap.add_argument("--bare", action="store_true",
-                    help="then bench/bare.py on the same records: the least a consumer does")
+                    help="then bench/bare.py on the same records, with the floor's work and\n"
+                         "with fboc's transform: what fboc's pipeline costs beside them")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.records
     # killed with SIGTERM: still run the `finally` below, or the broker, the sandbox and fboc
@@ -307,12 +284,7 @@ def main() -> int:
                 "sources": [{"name": "web", "topic": TOPIC, "dialect": "segment",
                              "destination": "main",
                              "schema": str(ROOT / "schemas" / "segment_track.avsc")}],
-                "destinations": [{"name": "main", "access_token": "sandbox-token",
-                                  "max_event_age_days": 62,
-                                  "event_mapping": {"Signed Up": ["Lead"]},
-                                  "event_sets": {"Purchase": ["111"], "AddToCart": ["222"],
-                                                 "ViewContent": ["333"]},
-                                  "default_event_sets": ["444"]}],
+                "destinations": [DESTINATION_CONFIG],
             }
             path = work / f"fboc-{i}.yaml"
             path.write_text(yaml.safe_dump(config))
@@ -376,17 +348,19 @@ def main() -> int:
             "sandbox_cpu_share": shares[-1] if shares else None,
         }
         if args.bare:
-            result.update(bare_run(bootstrap, sandbox, work, ends, [procs[0].pid, procs[1].pid],
-                                   args))
-            result["fboc_to_bare"] = round(result["e2e_events_per_s"]
-                                           / result["bare_events_per_s"], 3)
-            result["bare_ratio_to_floor"] = round(result["bare_events_per_s"] / floor_eps, 3)
+            for kind in ("floor", "transform"):
+                result.update(bare_run(bootstrap, sandbox, work, ends,
+                                       [procs[0].pid, procs[1].pid], args, kind))
+                rate = result[f"bare_{kind}_events_per_s"]
+                result[f"bare_{kind}_ratio_to_floor"] = round(rate / floor_eps, 3)
+                result[f"fboc_to_bare_{kind}"] = round(result["e2e_events_per_s"] / rate, 3)
         if args.json:
             print(json.dumps(result))
         else:
             for key, value in result.items():
                 print(f"{key:<22} {value}")
-        return 0 if lost == 0 and codes == [0] * len(codes) else 1
+        bare_codes = [v for k, v in result.items() if k.startswith("bare_") and k.endswith("_code")]
+        return 0 if lost == 0 and not any(codes) and not any(bare_codes) else 1
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
