@@ -41,11 +41,12 @@ from fastavro import schemaless_reader
 
 from consumer.capi.event import RecordContext
 from consumer.codec import AvroSchema
-from consumer.config import DestinationSettings
+from consumer.config import BatchingSettings, DestinationSettings, FacebookSettings, KafkaSettings
 from consumer.dialects import segment
+from consumer.kafka.source import consumer_config
+from consumer.pipeline import POLL_BATCH, POLL_TIMEOUT_S
 
-EVENTS_PER_REQUEST = 1000
-POLL_BATCH = 500
+EVENTS_PER_REQUEST = BatchingSettings().max_events  # fboc's default, Meta's limit
 # fboc's destination in bench/e2e.py, and the transform's here
 DESTINATION_CONFIG: dict[str, Any] = {
     "name": "main", "access_token": "sandbox-token", "max_event_age_days": 62,
@@ -114,8 +115,10 @@ def say(event: str, **fields: Any) -> None:
 class Requests:
     """Requests in flight, oldest first, each with the offsets it completes."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, max_in_flight: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str,
+                 max_in_flight: int) -> None:
         self.session, self.url = session, url
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.slots = asyncio.Semaphore(max_in_flight)
         self.queue: deque[tuple[asyncio.Future[None], dict[int, int]]] = deque()
 
@@ -131,8 +134,7 @@ class Requests:
 
     async def _post(self, body: bytes, count: int) -> None:
         try:
-            async with self.session.post(self.url, data=body, headers={
-                    "Authorization": "Bearer sandbox-token", "Content-Type": "application/json"}) as resp:
+            async with self.session.post(self.url, data=body, headers=self.headers) as resp:
                 answer = orjson.loads(await resp.read())
             if resp.status != 200 or answer.get("events_received") != count:
                 raise RuntimeError(f"request failed: HTTP {resp.status} {answer}")
@@ -152,9 +154,9 @@ class Requests:
 async def run(args: argparse.Namespace) -> None:
     schema = AvroSchema.from_file(args.schema)
     work = work_of(args.work, schema)
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "partition.assignment.strategy": "cooperative-sticky"})
+    # fboc's own consumer settings (manual commits, cooperative-sticky, its prefetch bound)
+    consumer = Consumer(consumer_config(KafkaSettings(bootstrap_servers=args.bootstrap,
+                                                      group_id=args.group)))
     consumer.subscribe([args.topic], on_assign=lambda _c, parts: say(
         "partitions_assigned", partitions=[p.partition for p in parts]))
     stop = asyncio.Event()
@@ -173,12 +175,16 @@ async def run(args: argparse.Namespace) -> None:
         say("committed", offsets={str(p): o for p, o in offsets.items()})
 
     async with aiohttp.ClientSession() as session:
-        requests = Requests(session, f"{args.graph_url}/v26.0/444/events", args.max_in_flight)
+        url = (f"{args.graph_url}/{FacebookSettings().api_version}/"
+               f"{DESTINATION.default_event_sets[0]}/events")
+        token = DESTINATION.access_token.get_secret_value() if DESTINATION.access_token else ""
+        requests = Requests(session, url, token, args.max_in_flight)
         events: list[bytes] = []
         offsets: dict[int, int] = {}
         first_at = last_commit = time.monotonic()
         while not stop.is_set():
-            for msg in await loop.run_in_executor(poller, consumer.consume, POLL_BATCH, 0.05):
+            for msg in await loop.run_in_executor(poller, consumer.consume, POLL_BATCH,
+                                                 POLL_TIMEOUT_S):
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 if msg.error() is not None or partition is None or offset is None:
                     continue

@@ -64,6 +64,10 @@ from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
 PARTITIONS = 4
 TOPIC, DLQ, GROUP = "bench.track", "bench.dead-letter", "fboc-bench"
 FBOC = str(ROOT / ".venv" / "bin" / "fboc")
+# prefixes the fboc (and bench/bare.py) command: "env PYTHONPATH=/other/checkout" runs another
+# version. To profile, attach instead: py-spy record --pid <fboc> --duration 15 (a wrapping
+# py-spy dies on the SIGTERM that ends a run without writing its profile)
+WRAP = os.environ.get("FBOC_BENCH_WRAP", "").split()
 
 
 def floor(values: list[bytes], schema: AvroSchema) -> float:
@@ -192,10 +196,9 @@ def bare_run(bootstrap: str, sandbox: str, work: Path, ends: dict[int, int], oth
     its events/s and share of a core, and the sandbox's meanwhile."""
     before = get(sandbox + "/_sandbox/stats")["accepted_events"]
     group, log_path = f"{GROUP}-bare-{kind}", work / f"bare-{kind}.log"
-    wrap = os.environ.get("FBOC_BENCH_WRAP", "").split()  # the transform compiled as fboc is
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*wrap, sys.executable, str(ROOT / "bench" / "bare.py"), "--work", kind,
+            [*WRAP, sys.executable, str(ROOT / "bench" / "bare.py"), "--work", kind,
              "--bootstrap", bootstrap, "--topic", TOPIC, "--group", group,
              "--graph-url", sandbox, "--schema", str(ROOT / "schemas" / "segment_track.avsc"),
              "--max-in-flight", str(args.max_in_flight), "--linger-ms", str(args.linger_ms)],
@@ -289,11 +292,7 @@ def main() -> int:
             path = work / f"fboc-{i}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = open(work / f"fboc-{i}.log", "wb")  # noqa: SIM115
-            # FBOC_BENCH_WRAP prefixes the command ("env PYTHONPATH=/other/checkout" runs another
-            # version). To profile, attach instead: py-spy record --pid <fboc> --duration 15
-            # (a wrapping py-spy dies on the SIGTERM below without writing its profile)
-            wrap = os.environ.get("FBOC_BENCH_WRAP", "").split()
-            proc = subprocess.Popen([*wrap, FBOC, "run", "--config", str(path)], stdout=log,
+            proc = subprocess.Popen([*WRAP, FBOC, "run", "--config", str(path)], stdout=log,
                                     stderr=log, cwd=ROOT)
             procs.append(proc)
             fbocs.append((proc, port, work / f"fboc-{i}.log"))
