@@ -212,10 +212,10 @@ class Pipeline:
         self.dispatch.cancel()
         self._closing = True
         offsets = self.tracker.to_commit()
-        unfinished = self.tracker.pending()  # before close(): its revocation forgets them
+        unfinished, held = self.tracker.pending(), len(self.held)  # close() forgets them
         if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
             raise FatalError("the final commit or close did not complete (broker unreachable?)")
-        log.info("stopped", unfinished_records=unfinished, held_records=len(self.held),
+        log.info("stopped", unfinished_records=unfinished, held_records=held,
                  committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
 
     # -- per record ----------------------------------------------------------------------------
@@ -226,7 +226,10 @@ class Pipeline:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume_error", error=err.name())
             return
-        src = SourceRecord.of(msg)
+        self.accept(SourceRecord.of(msg))
+
+    def accept(self, src: SourceRecord) -> None:
+        """One consumed record: tracked, then settled or held (never raises)."""
         tp, offset = (src.topic, src.partition), src.offset
         self.tracker.track(tp, offset)
         consumed = self._consumed.get(tp[0])
