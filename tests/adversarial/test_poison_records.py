@@ -33,6 +33,7 @@ from tests.helpers import (
     produce,
     read_all,
     sandbox_events,
+    sandbox_post,
     settings_for,
     track,
     wait_until,
@@ -211,24 +212,47 @@ async def test_a_registry_outage_holds_records_and_they_go_through_once_it_is_ba
     assert read_all(kafka.bootstrap, settings.kafka.dead_letter_topic, 0, timeout=3) == []
 
 
+def metric(name: str) -> float:
+    for line in generate_latest(METRICS.registry).decode().splitlines():
+        if line.startswith(name):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("cause", ["registry_down", "token_rejected"])
 async def test_stopping_while_records_are_held_says_how_many_are_unfinished(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        cause: str, kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
         registry: RegistryStub, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json")
-    topic = new_topic(1)  # the registry never starts: every lookup is refused
-    settings = registry_settings(kafka.bootstrap, topic, group_id, sandbox.url, registry.url)
+    topic = new_topic(1)
+    if cause == "registry_down":  # the registry never starts: every lookup is refused
+        settings = registry_settings(kafka.bootstrap, topic, group_id, sandbox.url,
+                                     registry.url)
+        values = [wire_format(1, avro(track(i))) for i in range(10)]
+        held = 10
+    else:  # the destination halts on error 190 and holds its records
+        settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url)
+        sandbox_post(sandbox.url, "/_sandbox/faults",
+                     {"action": {"error": {"code": 190, "http_status": 401}}})
+        values = [avro(track(i)) for i in range(10)]
+        held = 0
     create_topic(kafka.bootstrap, settings.kafka.dead_letter_topic, 1)
-    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), wire_format(1, avro(track(i))), 0)
-                                     for i in range(10)])
+    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), v, 0) for i, v in enumerate(values)])
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
     try:
-        await wait_until(lambda: held_records() == 10, 30, "the ten records to be held")
+        if cause == "registry_down":
+            await wait_until(lambda: held_records() == 10, 30, "the ten records to be held")
+        else:
+            await wait_until(lambda: metric('fboc_destination_halted{destination="main"}') == 1
+                             and metric("fboc_buffered_records") == 10, 30,
+                             "the destination to halt with the ten records")
     finally:
         stop.set()
         code = await asyncio.wait_for(task, 30)
     assert code == 0
     (stopped,) = [orjson.loads(x) for x in capsys.readouterr().err.splitlines()
                   if '"stopped"' in x]
-    assert (stopped["unfinished_records"], stopped["held_records"]) == (10, 10)
+    assert stopped["unfinished_records"] == 10
+    assert stopped.get("held_records", 0) == held
     assert all(o <= 0 for o in committed(kafka.bootstrap, group_id, topic, 1).values())
