@@ -45,7 +45,7 @@ from consumer.dlq_stats import (
     topic_partitions,
     watermarks,
 )
-from consumer.kafka.deadletter import headers_of
+from consumer.kafka.deadletter import TRUNCATED, header, headers_of
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.source import position
 
@@ -183,6 +183,9 @@ class Replayer:
         if verdict is Verdict.REPLAY:
             if to_topic is None:  # no fboc.original.topic and no --to
                 log.warning("replay_no_topic", **where)
+                verdict = Verdict.SKIPPED
+            elif header(headers_of(msg), TRUNCATED) is not None:  # not the record any more
+                log.warning("replay_truncated", **where)
                 verdict = Verdict.SKIPPED
             else:
                 self._partitions_of(to_topic)  # DlqError when it does not exist

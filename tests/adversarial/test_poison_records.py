@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +18,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from consumer.codec import wire_format
-from consumer.config import Settings
+from consumer.config import Settings, parse_settings
 from consumer.kafka.admin import end_offsets
 from consumer.kafka.deadletter import header, headers_of
 from consumer.sandbox import SandboxThread
@@ -28,6 +31,7 @@ from tests.helpers import (
     TOKEN,
     avro,
     committed,
+    config_for,
     create_topic,
     key_of,
     produce,
@@ -37,6 +41,7 @@ from tests.helpers import (
     settings_for,
     track,
     wait_until,
+    write_config,
 )
 from tests.integration.test_dialect_commandersact import SCHEMA as TC_SCHEMA
 from tests.integration.test_dialect_commandersact import tc_event
@@ -256,3 +261,28 @@ async def test_stopping_while_records_are_held_says_how_many_are_unfinished(
     assert stopped["unfinished_records"] == 10
     assert stopped.get("held_records", 0) == held
     assert all(o <= 0 for o in committed(kafka.bootstrap, group_id, topic, 1).values())
+
+
+def replay(config: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "consumer.cli", "dlq", "replay", "--json",
+                           "--config", str(config)], cwd=ROOT, capture_output=True, timeout=60,
+                          check=False)
+
+
+async def test_a_truncated_dead_letter_is_never_replayed_as_if_it_were_the_record(
+        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
+        tmp_path: Path) -> None:
+    topic = new_topic(1)
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
+    settings = parse_settings(config, {})
+    create_topic(kafka.bootstrap, settings.kafka.dead_letter_topic, 1)
+    produce(kafka.bootstrap, topic, [(b"big", b"\x02" + b"\xff" * 999_899, 0),
+                                     (b"small", b"\x02garbage", 0)])
+    await run_until(settings, lambda: committed(kafka.bootstrap, group_id, topic, 1) == {0: 2},
+                    60, "both records dead-lettered")
+    proc = replay(write_config(tmp_path / "fboc.yaml", config))
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    summary = orjson.loads(proc.stdout)
+    assert (summary["replayed"], summary["skipped"]) == (1, 1)
+    assert end_offsets(kafka.bootstrap, topic, 1) == {0: 3}  # only the small one came back
+    assert b"replay_truncated" in proc.stderr
