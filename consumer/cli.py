@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
 from typing import IO, Any
 
 import orjson
@@ -61,6 +62,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems = connection_problems(settings)
         if problems:
             raise ConfigError(problems)
+    from consumer.checks import config_warnings
+
+    for path, message in config_warnings(settings, date.today()):
+        print(f"config warning: {path}: {message}", file=sys.stderr)
     print(f"ok: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s)")
     return 0
 
