@@ -50,18 +50,18 @@ def schema_problem(path: str) -> str | None:
     try:
         raw = orjson.loads(read_text(path, MAX_CONFIG_BYTES))
     except OSError as exc:
-        return f"cannot read {path} ({exc.strerror or type(exc).__name__})"
+        return f"cannot read the file ({exc.strerror or type(exc).__name__})"
     except ValueError as exc:  # orjson.JSONDecodeError is one
-        return f"{path} is not JSON" if isinstance(exc, orjson.JSONDecodeError) else f"{path} is {exc}"
+        return "the file is not JSON" if isinstance(exc, orjson.JSONDecodeError) else f"the file is {exc}"
     if not isinstance(raw, dict) or raw.get("type") != "record":
-        return f"{path} must hold an Avro record schema (a JSON object with \"type\": \"record\")"
+        return "the file must hold an Avro record schema (a JSON object with \"type\": \"record\")"
     fields = raw.get(JSON_FIELDS_KEY, [])
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-        return f"{path}: {JSON_FIELDS_KEY} must be a list of field names"
+        return f"the schema's {JSON_FIELDS_KEY} must be a list of field names"
     try:
         AvroSchema(raw)
     except Exception as exc:  # fastavro raises many types for a bad schema
-        return f"{path} is not a valid Avro schema ({type(exc).__name__}: {str(exc)[:200]})"
+        return f"not a valid Avro schema ({type(exc).__name__}: {str(exc)[:200]})"
     return None
 
 

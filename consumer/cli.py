@@ -29,9 +29,14 @@ def _load(path: str, *, for_run: bool) -> Settings:
     return settings
 
 
+def _printable(text: str) -> str:
+    """One line whatever a key or a message holds (a YAML key may be "\\r")."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_problems(exc: ConfigError) -> int:
     for path, message in exc.problems:
-        print(f"config error: {path}: {message}", file=sys.stderr)
+        print(f"config error: {_printable(path)}: {_printable(message)}", file=sys.stderr)
     return 2
 
 

@@ -174,9 +174,9 @@ class DestinationSettings(_Model):
     @classmethod
     def _standard_targets(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         for name, targets in value.items():
-            bad = [t for t in targets if t not in STANDARD_EVENTS]
+            bad = [i for i, t in enumerate(targets) if t not in STANDARD_EVENTS]
             if bad:
-                raise ValueError(f"{name!r} maps to {bad}, not standard events")
+                raise ValueError(f"{name!r}: item(s) {bad} are not standard events")
         return value
 
     @field_validator("action_source")
@@ -191,12 +191,13 @@ _EVENT_SET_ID = re.compile(r"[0-9]+", re.ASCII)
 
 
 def _check_ids(ids: tuple[str, ...], what: str) -> None:
-    bad = [i for i in ids if not _EVENT_SET_ID.fullmatch(i)]
+    """Problems by position: a value may have come from a ${...} reference, so it is not shown."""
+    bad = [i for i, set_id in enumerate(ids) if not _EVENT_SET_ID.fullmatch(set_id)]
     if bad:
-        raise ValueError(f"{what} must be numeric (digits 0-9), got {bad}")
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"{what} must be numeric (digits 0-9): item(s) {bad} are not")
+    repeated = [i for i, set_id in enumerate(ids) if set_id in ids[:i]]
     if repeated:
-        raise ValueError(f"{what} must not repeat, repeated: {repeated}")
+        raise ValueError(f"{what} must not repeat: item(s) {repeated} repeat an earlier one")
 
 
 def _secret_problem(secret: str) -> str | None:
@@ -264,13 +265,14 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     dest_names = [d.name for d in settings.destinations]
     for label, names in (("sources", [s.name for s in settings.sources]),
                          ("destinations", dest_names)):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            problems.append((label, f"names must be unique, repeated: {dupes}"))
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((f"{label}[{i}].name", f"{label}[{names.index(name)}].name "
+                                                       "has the same name: names must be unique"))
     first_reader: dict[str, int] = {}
     for i, src in enumerate(settings.sources):
         if src.destination not in dest_names:
-            problems.append((f"sources[{i}].destination", f"no destination named {src.destination!r}"))
+            problems.append((f"sources[{i}].destination", "no destination has this name"))
         if settings.kafka.schema_registry_url is None and not src.schema_:
             problems.append((f"sources[{i}].schema",
                              "required when kafka.schema_registry_url is not set"))

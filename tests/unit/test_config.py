@@ -72,7 +72,7 @@ def test_cross_checks() -> None:
     data = minimal()
     data["sources"].append({**data["sources"][0], "topic": "other", "destination": "nowhere"})
     paths = [p for p, _ in problems(data)]
-    assert paths == ["sources", "sources[1].destination"]
+    assert paths == ["sources[1].name", "sources[1].destination"]
 
 
 def test_event_mapping_accepts_one_name_or_a_list() -> None:
@@ -220,7 +220,7 @@ def test_tokens_and_app_secrets_must_fit_a_header(token: str, kind: str, key: st
     ({"event_sets": {"Purchase": ["²"]}}, "must be numeric"),
     ({"event_sets": {"Purchase": ["١٢٣"]}}, "must be numeric"),
     ({"event_sets": {"Purchase": [""]}}, "must be numeric"),
-    ({"event_sets": {"Purchase": ["111", "222", "111"]}}, "'Purchase' must not repeat, repeated: ['111']"),
+    ({"event_sets": {"Purchase": ["111", "222", "111"]}}, "'Purchase' must not repeat: item(s) [2] repeat"),
     ({"default_event_sets": ["7", "7"]}, "must not repeat"),
     ({"default_event_sets": ["7 "]}, "must be numeric"),
     ({"partner_agent": ""}, "at least 1 character"),
@@ -360,7 +360,7 @@ def test_runtime_rejects_a_schema_that_is_a_directory() -> None:
     data = minimal()
     data["sources"][0]["schema"] = "schemas"
     assert runtime_problems(parse_settings(data, {"TOKEN": "t"})) == [
-        ("sources[0].schema", "schemas is not a regular file")]
+        ("sources[0].schema", "the file is not a regular file")]
 
 
 def with_options(**options: Any) -> dict[str, Any]:
@@ -480,3 +480,27 @@ async def test_partner_agent_is_sent_only_when_configured(agent: str | None) -> 
     (body,) = bodies
     assert body.get("partner_agent") == agent
     assert ("partner_agent" in body) == (agent is not None)
+
+
+def test_messages_never_show_values_that_may_come_from_a_reference() -> None:
+    data = minimal(event_sets={"Purchase": ["${TOKEN}"]}, event_mapping={"A": "${TOKEN}"})
+    data["sources"][0]["destination"] = "${TOKEN}"
+    data["sources"].append({**data["sources"][0], "topic": "other"})
+    found = problems(data, {"TOKEN": "s3cret-token"})
+    assert [p for p, _ in found] == ["destinations[0].event_mapping", "destinations[0].event_sets"]
+    assert "s3cret" not in repr(found)
+    data["destinations"][0] = {"name": "main"}
+    found = problems(data, {"TOKEN": "s3cret-token"})
+    assert [p for p, _ in found] == ["sources[1].name", "sources[0].destination",
+                                     "sources[1].destination"]
+    assert "s3cret" not in repr(found)
+
+
+def test_check_config_prints_one_line_per_problem(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text('batching: {"a\\rb": 1, "c\\nd": 2}\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "config error: batching.a\\rb: Extra inputs are not permitted\n" in err
+    assert "config error: batching.c\\nd: Extra inputs are not permitted\n" in err
