@@ -1,4 +1,4 @@
-"""Typed settings (SPEC §10): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
+"""Typed settings (README, Configuration): a YAML file, `${ENV}` / `${file:/path}` references, overrides.
 
 `load_settings` returns validated `Settings` or raises `ConfigError` listing every problem with
 its key path, so a bad file stops start-up naming the key and never half-starts. Reading the
@@ -46,6 +46,15 @@ class KafkaSettings(_Model):
     schema_registry_url: str | None = None
     unreachable_timeout_seconds: float = Field(60.0, gt=0)
     options: dict[str, str | int | float | bool] = {}
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for key, option in value.items():
+                if not isinstance(option, str | int | float | bool):  # one error, not one per type
+                    raise ValueError(f"{str(key)[:100]!r} must be a string, a number or a boolean")
+        return value
 
 
 class FacebookSettings(_Model):

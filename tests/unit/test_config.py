@@ -504,3 +504,9 @@ def test_check_config_prints_one_line_per_problem(tmp_path: Path,
     err = capsys.readouterr().err
     assert "config error: batching.a\\rb: Extra inputs are not permitted\n" in err
     assert "config error: batching.c\\nd: Extra inputs are not permitted\n" in err
+
+
+@pytest.mark.parametrize("value", [None, [1], {"a": 1}])
+def test_a_kafka_option_must_be_a_scalar(value: Any) -> None:
+    assert problems(with_options(**{"linger.ms": value})) == [
+        ("kafka.options", "'linger.ms' must be a string, a number or a boolean")]
