@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, SecretStr, ValidationError, field_validator
 
 from consumer.errors import ConfigError
 
@@ -76,6 +77,8 @@ class ServiceSettings(_Model):
     shutdown_deadline_seconds: float = Field(25, gt=0)
     log_format: Literal["json", "console"] = "json"
     commit_interval_ms: int = Field(1000, ge=10)
+    # the health/metrics port: loopback unless set (the Helm chart sets 0.0.0.0 for probes)
+    bind_address: IPvAnyAddress = Field(IPv4Address("127.0.0.1"))
 
 
 class SourceSettings(_Model):

@@ -48,6 +48,7 @@ from consumer.dlq_stats import (
 from consumer.kafka.deadletter import headers_of
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.source import position
+from consumer.telemetry import KAFKA_LOGGER
 
 log = structlog.get_logger("fboc.replay")
 
@@ -92,7 +93,8 @@ class Replayer:
                         if not k.startswith("group.")}
             self._producer = Producer({**options_, "bootstrap.servers":
                                        settings.kafka.bootstrap_servers,
-                                       "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+                                       "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                                       "logger": KAFKA_LOGGER})
 
     # -- where to start and stop -----------------------------------------------------------------
 
