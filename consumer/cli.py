@@ -245,13 +245,16 @@ REPLAY_DESCRIPTION = """\
 Re-publishes the original key, value, headers and timestamp of dead letters to their original
 topic (or --to), with fboc.replay_count + 1 and the other fboc.* headers removed; a record that
 failed for one event set gets fboc.target.event_set_id, so fboc sends it to that set only.
+Without --to, only to a configured source topic: others are skipped (not_a_source_topic).
 
 Reads the dead-letter topic up to the end offsets seen at start, in the consumer group
 <kafka.group_id>.replay (or --group), committing a record only once it is final: re-published
 and acknowledged, or skipped / parked / too old (those stay on the dead-letter topic). An
-interrupted replay resumes where it stopped. Records not matching --reason/--event-set/--since/
---until are skipped and passed in the group too: a later replay with other filters needs another
---group. --since/--until are times on the dead-letter topic (when a record was dead-lettered).
+interrupted replay resumes where it stopped, up to the end offsets of the run it resumes (stored
+with its commits): dead letters written since wait for the next run. Records not matching
+--reason/--event-set/--since/--until are skipped and passed in the group too: a later replay
+with other filters needs another --group. --since/--until are times on the dead-letter topic
+(when a record was dead-lettered), from 1970 to 2100.
 
 Parked: replay_count >= dead_letter.max_replays. Too old: the original Kafka timestamp is older
 than the destination's window (max_event_age_days within Meta's 7 days, 62 for physical_store).

@@ -3,6 +3,10 @@
 A one-off job. It reads the dead-letter topic with assigned partitions in its own consumer group
 (`<kafka.group_id>.replay`, or `--group`), from the group's committed position (else the start)
 to the end offsets seen at start (narrowed by `--since` / `--until` through offsets_for_times).
+Those ends go into the metadata of every commit; a run that finds an unfinished one resumes it
+up to its ends (`resume_ends`), so it never re-publishes what was dead-lettered meanwhile (fboc's
+own dead letters of the records the first run re-published). Without `--to`, only source topics
+are written to.
 Each record is, in this order: skipped (does not match the filters), parked (its replay count
 reached `dead_letter.max_replays`), too old for Meta's window (see `consumer.dlq_records`), or
 re-published by an idempotent acks=all producer. The group's offset passes a record only once
