@@ -154,3 +154,21 @@ def test_only_standard_event_names_are_metric_labels() -> None:
     assert event_label("AddToCart") == "AddToCart"
     for name in ("person@example.com", "Signed Up", "purchase", "", "x" * 10_000):
         assert event_label(name) == "custom"
+
+
+def test_console_logs_show_no_locals_of_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console renderer would print a rich traceback with every frame's locals."""
+    configure_logging("console")
+    token = PLANTED  # a local of the failing frame
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        structlog.get_logger("t").exception("failed", token_length=len(token))
+        logging.getLogger("aiohttp.client").exception("client failed")
+    err = capsys.readouterr().err
+    assert PLANTED not in err
+    # each event on one line, its exception (type and frames) on the next: no traceback body
+    lines = err.splitlines()
+    assert len(lines) == 4
+    assert lines[1].startswith("RuntimeError (at test_telemetry.py:")
+    assert lines[3].startswith("RuntimeError (at test_telemetry.py:")
