@@ -99,6 +99,16 @@ def render_exception(_logger: Any, _name: str,
     return event_dict
 
 
+def first_line_only(_logger: Any, _name: str,
+                    event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library's message, its first line only: asyncio appends the repr of the failed task,
+    which quotes its exception's message (and so maybe a record's data)."""
+    event = event_dict.get("event")
+    if isinstance(event, str) and "\n" in event:
+        event_dict["event"] = event.split("\n", 1)[0]
+    return event_dict
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A handler on sys.stderr as it is when a line is written (see `_stderr_logger`)."""
 
@@ -153,7 +163,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
     handler = _StderrHandler()
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
-                           stamp],
+                           stamp, first_line_only],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     render_exception, redact, renderer]))
     root = logging.getLogger()

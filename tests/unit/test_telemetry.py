@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import logging
 import sys
@@ -172,3 +174,24 @@ def test_console_logs_show_no_locals_of_a_traceback(capsys: pytest.CaptureFixtur
     assert len(lines) == 4
     assert lines[1].startswith("RuntimeError (at test_telemetry.py:")
     assert lines[3].startswith("RuntimeError (at test_telemetry.py:")
+
+
+def test_an_unretrieved_task_exception_is_one_line_without_its_message(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json")
+
+    async def fail() -> None:
+        raise ValueError("person@example.com is not a number")
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(fail())
+        await asyncio.sleep(0.01)
+        del task  # never awaited: asyncio logs "Task exception was never retrieved"
+
+    asyncio.run(main())
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "person@example.com" not in err
+    (line,) = json_lines(err)
+    assert (line["logger"], line["event"]) == ("asyncio", "Task exception was never retrieved")
+    assert line["exception"].startswith("ValueError (at ")
