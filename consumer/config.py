@@ -6,15 +6,15 @@ its key path, so a bad file stops start-up naming the key and never half-starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from consumer.errors import ConfigError
 
@@ -78,7 +78,13 @@ class ServiceSettings(_Model):
     log_format: Literal["json", "console"] = "json"
     commit_interval_ms: int = Field(1000, ge=10)
     # the health/metrics port: loopback unless set (the Helm chart sets 0.0.0.0 for probes)
-    bind_address: IPvAnyAddress = Field(IPv4Address("127.0.0.1"))
+    bind_address: str = "127.0.0.1"
+
+    @field_validator("bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # a ValueError names the key
+        return value
 
 
 class SourceSettings(_Model):

@@ -88,7 +88,7 @@ async def start_health(pipeline: Pipeline, service: ServiceSettings) -> web.AppR
     """/healthz, /readyz and /metrics on `service.bind_address` (loopback by default)."""
     runner = web.AppRunner(health_app(pipeline), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, str(service.bind_address), service.port).start()
+    await web.TCPSite(runner, service.bind_address, service.port).start()
     return runner
 
 
@@ -116,7 +116,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
                                               on_commit=p.on_commit))
         runner = await start_health(pipeline, settings.service)
         log.info("started", topics=list(routes), group_id=settings.kafka.group_id,
-                 bind_address=str(settings.service.bind_address), port=settings.service.port)
+                 bind_address=settings.service.bind_address, port=settings.service.port)
         try:
             await pipeline.run(stop)
         except FatalError as exc:
