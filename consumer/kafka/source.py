@@ -31,7 +31,7 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         # librdkafka prefetches up to 64 MB per consumer by default; bounded memory wants less
         "queued.max.messages.kbytes": 16384,
-        "logger": KAFKA_LOGGER,  # librdkafka's lines as JSON, redacted (docs/operations.md)
+        "logger": KAFKA_LOGGER,  # librdkafka's lines as JSON, redacted (README: Metrics and logs)
     }
     config.update(kafka.options)
     return config
