@@ -12,6 +12,7 @@ again as `event_too_old` (with its replay count one higher), so nothing is lost.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -111,6 +112,19 @@ class DeadLetterView:
     @property
     def failed_ms(self) -> int:
         return self.failed_at_ms if self.failed_at_ms is not None else self.timestamp_ms
+
+
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ID = re.compile(r"[0-9]{1,32}")
+
+
+def loggable(view: DeadLetterView) -> dict[str, str | None]:
+    """A dead letter's reason and event set, as log fields: headers may hold anything (anyone who
+    can write to the topic writes them), so only a reason code and a numeric ID are logged."""
+    reason = view.reason if _CODE.fullmatch(view.reason) else UNKNOWN
+    event_set = view.event_set_id
+    return {"reason": reason,
+            "event_set_id": event_set if event_set is None or _ID.fullmatch(event_set) else UNKNOWN}
 
 
 def age_bucket(age_ms: int) -> str:

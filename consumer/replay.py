@@ -41,6 +41,7 @@ from consumer.dlq_records import (
     classify,
     destination_for,
     end_metadata,
+    loggable,
     replay_headers,
     resume_ends,
     stored_end,
@@ -199,8 +200,7 @@ class Replayer:
         limit_days = age_limit_days(dest)
         verdict = classify(view, self.options.filters, self.settings.dead_letter.max_replays,
                            limit_days, self.now_ms())
-        where = {"partition": partition, "offset": offset, "reason": view.reason,
-                 "event_set_id": view.event_set_id}
+        where = {"partition": partition, "offset": offset, **loggable(view)}
         skipped_because = FILTERS
         if verdict is Verdict.REPLAY:
             if to_topic is None:  # no fboc.original.topic and no --to

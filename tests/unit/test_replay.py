@@ -25,6 +25,7 @@ from consumer.dlq_records import (
     destination_for,
     end_metadata,
     iso_ms,
+    loggable,
     parse_rate,
     parse_time_arg,
     replay_headers,
@@ -347,3 +348,13 @@ def test_summary_says_why_records_were_skipped() -> None:
     render_summary(summary, Console(file=buffer, width=200))
     assert "skipped 3 (filters 1, not_a_source_topic 2)" in buffer.getvalue()
     assert "resumed an interrupted replay" in buffer.getvalue()
+
+
+def test_only_codes_and_numeric_ids_of_a_dead_letter_are_logged() -> None:
+    assert loggable(view()) == {"reason": "graph_invalid_event", "event_set_id": "222"}
+    assert loggable(view(stage="decode", reason="undecodable")) == {"reason": "undecodable",
+                                                                    "event_set_id": None}
+    forged = view(**{"fboc.error.reason": "person@example.com",
+                     "fboc.event_set_id": "+1 415 555 0100"})
+    assert loggable(forged) == {"reason": "unknown", "event_set_id": "unknown"}
+    assert loggable(view(**{"fboc.error.reason": "x" * 65}))["reason"] == "unknown"
