@@ -355,6 +355,18 @@ def test_probes_ports_and_service_follow_service_port(helm: Helm, port: int) -> 
     assert yaml.safe_load(rendered_config(manifests))["service"]["port"] == port
 
 
+@pytest.mark.parametrize(("sets", "bind"), [
+    ({}, "0.0.0.0"),
+    ({"config.service": "null"}, "0.0.0.0"),  # a values file without the key
+    ({"config.service.bind_address": "::"}, "::"),
+])
+def test_the_probes_reach_fboc_from_outside_the_pod(helm: Helm, sets: dict[str, str],
+                                                   bind: str) -> None:
+    """fboc listens on 127.0.0.1 unless told: the chart always tells it."""
+    config = yaml.safe_load(rendered_config(helm.template(sets=sets)))
+    assert config["service"]["bind_address"] == bind
+
+
 def test_configuration_and_secret_are_mounted_read_only(helm: Helm) -> None:
     manifests = render(helm, "default")
     deployment = one(manifests, "Deployment")

@@ -139,6 +139,12 @@ there is one) pointing at the mounted Secret's files, unless the destination set
 {{- $destinations = append $destinations $d }}
 {{- end }}
 {{- $_ := set $config "destinations" $destinations }}
+{{- /* The probes and Prometheus come from outside the pod: never loopback only by omission. */}}
+{{- $service := $config.service | default dict }}
+{{- if not (hasKey $service "bind_address") }}
+{{- $_ := set $service "bind_address" "0.0.0.0" }}
+{{- end }}
+{{- $_ := set $config "service" $service }}
 {{- toYaml $config }}
 {{- end }}
 
