@@ -219,3 +219,20 @@ def test_preview_summary_command(tmp_path: Path, capsys: pytest.CaptureFixture[s
            "default_country)" in out
     # no customer value ever reaches the summary
     assert not any("example.com" in line.lower() or "not-an-email" in line for line in out)
+
+
+@pytest.mark.usefixtures("logging_restored")
+@pytest.mark.parametrize("content", ["", "\n\n", "not json\n[1, 2]\n\"text\"\n"])
+def test_preview_summary_of_nothing_usable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           content: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG % "")
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(content)
+    assert main(["preview", "--config", str(config), "--source", "web", "--summary",
+                 str(lines)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rejected = 3 if content.startswith("not") else 0
+    assert out[0] == f"records: {rejected}; with events: 0"
+    assert "no events: nothing to measure" in out
+    assert "dropped by normalisation: none" in out
