@@ -65,9 +65,11 @@ RULE_SCHEMA: dict[str, Any] = {
 
 
 def rule_manifest(helm: Helm, sets: dict[str, str] | None = None,
-                  values: tuple[Path, ...] = ()) -> Manifest:
+                  values: tuple[Path, ...] = (),
+                  set_strings: dict[str, str] | None = None) -> Manifest:
     return one(helm.template(values=values, sets={"prometheusRule.enabled": "true",
-                                                  **(sets or {})}), "PrometheusRule")
+                                                  **(sets or {})}, set_strings=set_strings),
+               "PrometheusRule")
 
 
 def rules(manifest: Manifest) -> dict[str, dict[str, Any]]:
@@ -187,3 +189,14 @@ def _anchor(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
     return text.replace(" ", "-")
+
+
+def test_free_text_values_stay_strings(helm: Helm) -> None:
+    """A URL or severity with YAML syntax in it is quoted, never parsed as YAML."""
+    url = "https://wiki.example.com/a: b/{fboc} #notes"
+    manifest = rule_manifest(helm, set_strings={"prometheusRule.runbookUrl": url,
+                                                "prometheusRule.destinationHalted.severity":
+                                                    "page: now"})
+    rule = rules(manifest)["FbocDestinationHalted"]
+    assert rule["annotations"]["runbook_url"] == url + "#fbocdestinationhalted"
+    assert rule["labels"]["severity"] == "page: now"

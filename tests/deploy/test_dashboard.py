@@ -113,6 +113,10 @@ def test_configmap_namespace_labels_and_annotations_follow_values(helm: Helm) ->
     assert meta["labels"]["dashboards"] == "fboc"
     assert "grafana_dashboard" not in meta["labels"]
     assert meta["annotations"] == {"grafana_folder": "Conversions"}
+    no_labels = helm.template(sets={"dashboard.enabled": "true",
+                                    "dashboard.labels.grafana_dashboard": "null"})
+    (config_map,) = [m for m in by_kind(no_labels, "ConfigMap") if "fboc.json" in m["data"]]
+    assert "grafana_dashboard" not in config_map["metadata"]["labels"]
 
 
 # --- the metrics it names exist ------------------------------------------------------------------
