@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import sys
 import time
@@ -180,6 +181,27 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview_summary(args: argparse.Namespace) -> int:
+    """`fboc preview --summary`: the match keys of the previewed events, per event set."""
+    from consumer.match_quality import dropped_counts, preview_summary
+    from consumer.telemetry import METRICS, configure_logging
+
+    settings = _load(args.config, for_run=False)
+    configure_logging("console", logging.WARNING)  # to stderr: stdout is the table
+    now_ms = parse_time_ms(args.now) if args.now else int(time.time() * 1000)
+    if now_ms is None:
+        raise ConfigError([("--now", "not an ISO 8601 time")])
+    dest = settings.destination(settings.source(args.source).destination)
+    before = dropped_counts(METRICS.registry)
+    with (sys.stdin if args.input == "-" else open(args.input)) as lines:
+        out = preview_lines(settings, args.source, now_ms // 1000, lines)
+    after = dropped_counts(METRICS.registry)
+    dropped = {key: after[key] - before[key] for key in after}
+    for line in preview_summary(out, dest.name, dropped, dest.hashing):
+        print(line)
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from consumer.sandbox import run_sandbox
     from consumer.sandbox.state import DEFAULT_MAX_STORED_EVENTS
@@ -278,6 +300,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--now", help="ISO 8601 time to judge event age against "
                          "(unix s/ms too; 2000 to 2100)")
     preview.add_argument("input", nargs="?", default="-")
+    # Swaps the command run (args.func) for the summary: cmd_preview itself is left alone.
+    preview.add_argument("--summary", dest="func", action="store_const", const=cmd_preview_summary,
+                         help="print the share of events carrying each match key, per event set")
     preview.set_defaults(func=cmd_preview)
     dlq = sub.add_parser("dlq", help="dead-letter topic: stats and replay")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

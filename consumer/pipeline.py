@@ -282,6 +282,7 @@ class Pipeline:
                outputs: list[Output]) -> None:
         for record in records:
             record.parts = len(outputs)
+        METRICS.match_quality.count(destination, outputs)
         encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
         now = time.monotonic()
         for out in outputs:

@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from consumer.config import STANDARD_EVENTS
+from consumer.match_quality import MatchQuality
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise
 
@@ -215,6 +216,9 @@ class Metrics:
         self.normalization_dropped = Counter("fboc_normalization_dropped_total",
                                              "Customer fields dropped as not normalisable",
                                              ["key"], registry=r)
+        # fboc_match_key_events_total and fboc_match_keys_per_event (see match_quality.py)
+        self.match_quality = MatchQuality()
+        r.register(self.match_quality)
 
 
 METRICS = Metrics()

@@ -43,7 +43,7 @@ KUBE_VERSIONS = sorted({MIN_KUBE, kubernetes_validate.latest_version()},
                        key=lambda v: tuple(int(p) for p in v.split(".")))
 SECRET_DIR = "/var/run/secrets/fboc"
 CONFIG_FILE = "/etc/fboc/fboc.yaml"
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}  # tests/deploy/test_alerts.py
 EXISTING_SECRET = {"secrets.existingSecret": "meta-credentials",
                    "secrets.accessTokenKey": "token", "secrets.appSecretKey": "secret"}
 
@@ -89,8 +89,9 @@ def test_default_render_has_the_expected_objects(helm: Helm) -> None:
 
 def test_all_on_render_has_every_object_and_no_hpa(helm: Helm) -> None:
     kinds = sorted(m["kind"] for m in render(helm, "all-on"))
-    assert kinds == ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "ScaledObject",
-                     "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget",
+                     "PrometheusRule", "ScaledObject", "Secret", "Service", "ServiceAccount",
+                     "ServiceMonitor"]
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -41,7 +41,7 @@ EXPECTED_METRICS = {
     "fboc_graph_retries_total", "fboc_requests_in_flight", "fboc_buffered_records",
     "fboc_paused_partitions", "fboc_commits_total", "fboc_consumer_lag_records",
     "fboc_dead_letter_writes_total", "fboc_destination_halted", "fboc_normalization_dropped_total",
-    "fboc_record_ack_seconds",
+    "fboc_record_ack_seconds", "fboc_match_key_events_total", "fboc_match_keys_per_event",
 }
 
 

@@ -195,3 +195,18 @@ checksum/config: {{ include "fboc.config" . | sha256sum }}
 checksum/secret: {{ printf "%s/%s" .Values.secrets.accessToken .Values.secrets.appSecret | sha256sum }}
 {{- end }}
 {{- end }}
+
+{{/* The label matchers that select this release's fboc metrics in Prometheus. */}}
+{{- define "fboc.metricsSelector" -}}
+{{- if .Values.prometheusRule.selector }}
+{{- .Values.prometheusRule.selector }}
+{{- else }}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (printf "%s-metrics" (include "fboc.fullname" .)) }}
+{{- end }}
+{{- end }}
+
+{{/* batching.max_in_flight as fboc will read it (its default is 8), unless set for the alert. */}}
+{{- define "fboc.maxInFlight" -}}
+{{- $batching := .Values.config.batching | default dict }}
+{{- .Values.prometheusRule.inFlightSaturated.limit | default $batching.max_in_flight | default 8 | int }}
+{{- end }}
