@@ -1,4 +1,4 @@
-"""The `fboc` command (SPEC §11)."""
+"""The `fboc` command (docs/operations.md#commands)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[str]) -> list[bytes]:
-    """One JSON line per output (SPEC §11); pure apart from reading `lines`."""
+    """One JSON line per output (docs/operations.md#commands); pure apart from reading `lines`."""
     source = settings.source(source_name)
     dialect = get_dialect(source.dialect)
     dest = settings.destination(source.destination)
@@ -84,7 +84,7 @@ def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[st
             results.append((index, Rejected("invalid_json", "a line must hold a JSON object")))
             continue
         payloads.append((index, payload))
-    if dialect.grouping is not None:  # amperity: rows of one order share one event (SPEC §11)
+    if dialect.grouping is not None:  # rows of one order share one event (docs/dialects.md#amperity)
         results += dialect.grouping.preview(payloads, dest, now_s)
     else:
         for index, payload in payloads:
