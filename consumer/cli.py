@@ -1,4 +1,4 @@
-"""The `fboc` command (SPEC §11)."""
+"""The `fboc` command (docs/operations.md#commands)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _render(index: int, result: Result) -> list[bytes]:
 
 def preview_lines(settings: Settings, source_name: str, now_s: int,
                   lines: Iterable[bytes | str]) -> list[bytes]:
-    """One JSON line per output (docs/dialects.md); pure apart from reading `lines`. Every input
+    """One JSON line per output (docs/operations.md#commands); pure apart from reading `lines`. Every input
     line that is not blank gets at least one output line, whatever it holds."""
     source = settings.source(source_name)
     dialect = get_dialect(source.dialect)
@@ -131,7 +131,7 @@ def preview_lines(settings: Settings, source_name: str, now_s: int,
             results.append((index, Rejected("invalid_json", "a line must hold a JSON object")))
             continue
         payloads.append((index, payload))
-    if dialect.grouping is not None:  # amperity: rows of one order share one event
+    if dialect.grouping is not None:  # rows of one order share one event (docs/dialects.md#amperity)
         results += _preview_grouped(dialect, payloads, dest, now_s)
     else:
         for index, payload in payloads:

@@ -1,4 +1,4 @@
-"""Typed settings (SPEC §10): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
+"""Typed settings (docs/operations.md): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
 
 `load_settings` returns validated `Settings` or raises `ConfigError` listing every problem with
 its key path, so a bad file stops start-up naming the key and never half-starts.

@@ -1,4 +1,4 @@
-"""What a dead letter says, and what `fboc dlq` does with it (SPEC §9): pure functions, no I/O.
+"""What a dead letter says, and what `fboc dlq` does with it (docs/operations.md): pure functions, no I/O.
 
 The rule for "too old" (a replay cannot decode the record, so it cannot know its event_time): the
 original Kafka timestamp (`fboc.original.timestamp`, else the dead letter's own timestamp) is

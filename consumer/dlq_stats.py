@@ -1,4 +1,4 @@
-"""`fboc dlq stats` (SPEC §11): read the whole dead-letter topic once and count it.
+"""`fboc dlq stats` (docs/operations.md#dead-letters): read the whole dead-letter topic once and count it.
 
 Reads from the beginning of every partition to the end offsets seen at start, with assigned
 partitions and a throw-away group id: it joins no group and commits nothing. Also holds the Kafka

@@ -1,4 +1,4 @@
-"""`fboc dlq replay` (SPEC §9, §11): re-publish dead letters to the topic they came from.
+"""`fboc dlq replay` (docs/operations.md#replay): re-publish dead letters to the topic they came from.
 
 A one-off job. It reads the dead-letter topic with assigned partitions in its own consumer group
 (`<kafka.group_id>.replay`, or `--group`), from the group's committed position (else the start)

@@ -1,4 +1,4 @@
-"""structlog setup with redaction (DESIGN invariant 5) and the Prometheus metrics."""
+"""structlog setup with redaction (docs/design.md invariant 5) and the Prometheus metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dead-letter producer (SPEC §9): original key, value and headers plus `fboc.*` headers.
+"""The dead-letter producer (docs/operations.md): original key, value and headers plus `fboc.*` headers.
 
 Idempotent, acks=all. `on_done` runs (from `poll`) once the broker acknowledged the write; only
 then is the record final. A write the broker refuses for good is fatal: fboc stops rather than
