@@ -1,4 +1,4 @@
-"""Typed settings (README, Configuration): a YAML file, `${ENV}` / `${file:/path}` references, overrides.
+"""Typed settings (docs/operations.md): a YAML file, `${ENV}` / `${file:/path}` references, overrides.
 
 `load_settings` returns validated `Settings` or raises `ConfigError` listing every problem with
 its key path, so a bad file stops start-up naming the key and never half-starts. Reading the
@@ -7,6 +7,7 @@ file, references and overrides live in consumer/config_input.py.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -115,6 +116,14 @@ class ServiceSettings(_Model):
     shutdown_deadline_seconds: float = Field(25, gt=0)
     log_format: Literal["json", "console"] = "json"
     commit_interval_ms: int = Field(1000, ge=10)
+    # the health/metrics port: loopback unless set (the Helm chart sets 0.0.0.0 for probes)
+    bind_address: str = "127.0.0.1"
+
+    @field_validator("bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # a ValueError names the key
+        return value
 
 
 class SourceSettings(_Model):
