@@ -78,16 +78,39 @@ def load_document(path: str | Path) -> dict[Any, Any]:
     return data
 
 
+class _RepeatedKey(yaml.constructor.ConstructorError):
+    pass
+
+
 # libyaml's parser is fast on hostile input and bounds nesting; the pure-Python one recurses
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader that refuses a key repeated in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[type, Any]] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            typed = (type(key), key)  # 1 and true are different keys
+            try:
+                if typed in seen:
+                    raise _RepeatedKey(None, None, "repeated key", key_node.start_mark)
+                seen.add(typed)
+            except TypeError:  # an unhashable key: the constructor below reports it
+                break
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
 def _parse_yaml(text: str, where: str, what: str) -> Any:
     try:
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        if isinstance(exc, _RepeatedKey):
+            raise ConfigError([(where, f"{what} repeats a key{at}")]) from None
         if "nesting depth" in (exc.problem or ""):
             raise ConfigError([(where, f"{what} is nested too deeply{at}")]) from None
         raise ConfigError([(where, f"{what} is not valid YAML{at}")]) from None

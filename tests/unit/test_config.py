@@ -306,6 +306,9 @@ def test_yaml_errors_are_reported_by_position_never_by_text(tmp_path: Path) -> N
     (b"kafka: {group_id: \x01}\n", "a character YAML does not allow (character 19)"),
     (b"[" * 5000, "nested too deeply"),
     (b"- x\n", "the top level must be a mapping"),
+    (b"destinations:\n  - name: main\n    access_token: a\n    access_token: b\n",
+     "the file repeats a key at line 4, column 5"),
+    (b"1: 1\ntrue: 2\nb: {c: 1, c: 2}\n", "repeats a key at line 3, column 11"),
     (b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
      b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
      b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
