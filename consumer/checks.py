@@ -30,7 +30,7 @@ _QUIET.propagate = False
 
 
 def config_warnings(settings: Settings, today: date) -> list[tuple[str, str]]:
-    """What `fboc check-config` and `fboc run` warn about but accept."""
+    """What `fboc check-config` accepts but warns about (`fboc run` logs the same at start-up)."""
     warnings: list[tuple[str, str]] = []
     api_version = settings.facebook.api_version
     version = version_warning(api_version, today)
