@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
 import orjson
@@ -29,9 +30,14 @@ def _load(path: str, *, for_run: bool) -> Settings:
     return settings
 
 
+def _printable(text: str) -> str:
+    """One line whatever a key or a message holds (a YAML key may be "\\r")."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_problems(exc: ConfigError) -> int:
     for path, message in exc.problems:
-        print(f"config error: {path}: {message}", file=sys.stderr)
+        print(f"config error: {_printable(path)}: {_printable(message)}", file=sys.stderr)
     return 2
 
 
@@ -62,6 +68,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems = connection_problems(settings)
         if problems:
             raise ConfigError(problems)
+    from consumer.checks import config_warnings
+
+    for path, message in config_warnings(settings, date.today()):
+        print(f"config warning: {path}: {message}", file=sys.stderr)
     print(f"ok: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s)")
     return 0
 

@@ -120,7 +120,9 @@ class GraphClient:
         self._clock = clock
         token = dest.access_token.get_secret_value() if dest.access_token else ""
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        extras: dict[str, str] = {"partner_agent": "fboc"}
+        extras: dict[str, str] = {}
+        if dest.partner_agent:  # only a string agreed with Meta: unset by default
+            extras["partner_agent"] = dest.partner_agent
         if dest.app_secret is not None:
             extras["appsecret_proof"] = hmac.new(dest.app_secret.get_secret_value().encode(),
                                                  token.encode(), hashlib.sha256).hexdigest()
@@ -135,7 +137,8 @@ class GraphClient:
         extras = dict(self._extras)
         if upload_tag:
             extras["upload_tag"] = upload_tag
-        return b'{"data":[' + b",".join(events) + b"]," + orjson.dumps(extras)[1:]
+        tail = b"]," + orjson.dumps(extras)[1:] if extras else b"]}"  # no extras: no trailing comma
+        return b'{"data":[' + b",".join(events) + tail
 
     async def post(self, event_set_id: str, upload_tag: str | None,
                    events: Sequence[bytes]) -> None:

@@ -17,6 +17,7 @@ from consumer.codec import AvroSchema, Decoder, RegistryDecoder
 from consumer.config import ServiceSettings, Settings
 from consumer.delivery import GraphClient
 from consumer.dialects import get_dialect
+from consumer.graph_versions import LATEST, major_of, version_warning
 from consumer.kafka.deadletter import DeadLetterWriter
 from consumer.kafka.source import KafkaSource
 from consumer.pipeline import FatalError, Pipeline, Route
@@ -25,16 +26,12 @@ from consumer.telemetry import METRICS, register_secret
 log = structlog.get_logger("fboc.service")
 
 WEDGED_AFTER_S = 30.0
-# Graph versions live about two years. v24.0 (sunset 2028-02) came out around 2026-02 and a new
-# version follows about every four months; older versions are estimated from that pace.
-_V24_RELEASE = (2026, 2)
 
 
 def version_is_old(api_version: str, today: date) -> bool:
-    major = int(api_version.lstrip("v").split(".")[0])
-    months = _V24_RELEASE[0] * 12 + _V24_RELEASE[1] - 1 - (24 - major) * 4
-    released = date(months // 12, months % 12 + 1, 1)
-    return (today - released).days > 2 * 365
+    """Near or past its end of life, by the release table in consumer/graph_versions.py."""
+    major = major_of(api_version)
+    return major is not None and major <= LATEST and version_warning(api_version, today) is not None
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
@@ -54,8 +51,9 @@ def build_routes(settings: Settings) -> dict[str, Route]:
 
 
 def startup_warnings(settings: Settings) -> None:
-    if version_is_old(settings.facebook.api_version, date.today()):
-        log.warning("graph_version_old", api_version=settings.facebook.api_version)
+    warning = version_warning(settings.facebook.api_version, date.today())
+    if warning:
+        log.warning("graph_version", api_version=settings.facebook.api_version, warning=warning)
     for dest in settings.destinations:
         if dest.test_event_code:
             log.warning("test_event_code_set", destination=dest.name,
