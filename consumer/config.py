@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from consumer.errors import ConfigError
 
@@ -108,6 +108,11 @@ class DestinationSettings(_Model):
     group_window_ms: int = Field(5000, ge=0)
     upload_tag: str | None = None
     test_event_code: str | None = None
+    date_order: Literal["mdy", "dmy"] = "mdy"  # ambiguous dates of birth: 03/04/1990
+    external_id_normalization: Literal["lowercase", "exact"] = "lowercase"
+    # custom properties sent even though they look like customer data (docs/dialects.md)
+    allowed_custom_properties: frozenset[str] = Field(
+        frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow"))
 
     @field_validator("event_mapping", "event_sets", mode="before")
     @classmethod

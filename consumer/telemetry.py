@@ -105,6 +105,9 @@ class Metrics:
         self.normalization_dropped = Counter("fboc_normalization_dropped_total",
                                              "Customer fields dropped as not normalisable",
                                              ["key"], registry=r)
+        self.custom_data_dropped = Counter("fboc_custom_data_dropped_total",
+                                           "Custom properties dropped as customer data",
+                                           ["reason"], registry=r)
 
 
 METRICS = Metrics()
