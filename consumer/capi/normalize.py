@@ -55,9 +55,15 @@ def _keep(value: str, categories: str) -> str:
 
 
 def _fold(value: str) -> str:
-    """Lookup key for names: case-folded, accents and everything but letters removed."""
+    """Lookup key for names: case-folded, accents and everything but letters removed. Scripts
+    whose vowels are combining marks (Devanagari, Arabic...) keep their marks: without them
+    different names would fold alike."""
     decomposed = unicodedata.normalize("NFKD", value.casefold())
-    return "".join(c for c in decomposed if c.isalpha())
+    letters = "".join(c for c in decomposed if c.isalpha())
+    if letters.isascii():
+        return letters
+    composed = unicodedata.normalize("NFC", value.casefold())
+    return "".join(c for c in composed if unicodedata.category(c)[0] in "LM")
 
 
 @cache
