@@ -61,13 +61,13 @@ NAME_PARTS = (
 )
 # ... and words of the name (split at separators and camelCase), short enough to be part of
 # other words when written inside one (velocity, hotel, shipping).
-NAME_WORDS = frozenset({"mail", "tel", "fax", "ip", "ipv4", "ipv6", "dob", "ssn", "zip", "city",
+NAME_WORDS = frozenset({"mail", "tel", "fax", "ip", "ipv", "dob", "ssn", "zip", "city",
                         "town", "addr", "sex", "iban", "lat", "lng"})
 
 _FOLD = re.compile(r"[\W_]+")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _NAME_PARTS = re.compile("|".join(NAME_PARTS))
-_EMAIL_IN = re.compile(r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_EMAIL_IN = re.compile(r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]+")
 _PHONE_RUN = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
 _DATE_RUN = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
 _NON_DIGIT = re.compile(r"[^0-9]")
@@ -294,6 +294,8 @@ def _object(obj: Mapping[str, Any], standard: frozenset[str], where: str, walk: 
             out[key] = value
         elif key not in standard and is_customer_name(key):
             walk.drops.append((here, "name"))
+        elif key not in standard and (reason := text_reason(key, walk)) is not None:
+            walk.drops.append((f"{where}.<key>", reason))  # a name that is an address itself
         else:
             kept = _value(value, _role(key, standard), here, walk, depth)
             if kept is not _DROP:
