@@ -126,12 +126,17 @@ def _cldr_names(codes: set[str]) -> dict[str, str]:
 
     found: dict[str, str] = {}
     ambiguous: set[str] = set()
+    folded: dict[str, str] = {}  # most names recur in many languages: fold each once
     for locale in localedata.locale_identifiers():
         parts = locale.split("_")
         if len(parts) > 2 or (len(parts) == 2 and len(parts[1]) != 4):
             continue  # regional variants (de_AT) repeat their language's names
-        for code, name in localedata.load(locale).get("territories", {}).items():
-            key = _fold(name)
+        # the locale's own names: a locale's parent is its language, read in this loop too
+        names = localedata.load(locale, merge_inherited=False).get("territories", {})
+        for code, name in names.items():
+            key = folded.get(name)
+            if key is None:
+                key = folded[name] = _fold(name)
             if code not in codes or not key:
                 continue  # regions (Europe, 150), EU, XK: not ISO 3166-1 countries
             if found.setdefault(key, code.lower()) != code.lower():
@@ -212,6 +217,11 @@ def _zip(value: str, region: str) -> str | None:
     if region == "US" and (m := _US_ZIP.fullmatch(text)):
         return m.group(1)
     return text or None
+
+
+def warm() -> None:
+    """Build the country table now (about a second of CPU) rather than on the first record."""
+    _countries()
 
 
 @lru_cache(maxsize=4096)
