@@ -110,7 +110,7 @@ class DestinationSettings(_Model):
     test_event_code: str | None = None
     date_order: Literal["mdy", "dmy"] = "mdy"  # ambiguous dates of birth: 03/04/1990
     external_id_normalization: Literal["lowercase", "exact"] = "lowercase"
-    # custom properties sent even though they look like customer data (docs/dialects.md)
+    # custom properties sent even though they look like customer data (README, "What is never sent")
     allowed_custom_properties: frozenset[str] = Field(
         frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow"))
 

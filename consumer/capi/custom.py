@@ -1,6 +1,6 @@
 """Customer data stays in user_data: what an event carries elsewhere (custom_data at any depth,
-URLs in it and event_source_url) is screened before it is sent (docs/dialects.md, "What is never
-sent"; Meta's rule in docs/meta-api.md).
+URLs in it and event_source_url) is screened before it is sent (README, "What is never sent";
+Meta's rule in docs/meta-api.md).
 
 A property is dropped when its name looks like customer data (`NAME_*` below, any case or
 separator style, camelCase too), or when its value holds an e-mail address, a phone number, or a
@@ -254,8 +254,8 @@ def _value(value: Any, role: int, where: str, walk: _Walk, depth: int) -> Any:
     """The value as it may be sent, or _DROP (recorded in walk.drops)."""
     if isinstance(value, str):
         if value.startswith(("http://", "https://")):
-            kept = screen_url(value, where, walk)
-            return _DROP if kept is None else kept
+            url = screen_url(value, where, walk)
+            return _DROP if url is None else url
         reason = text_reason(value, walk, role == ID)
     elif isinstance(value, bool | float) or value is None:
         return value
@@ -271,9 +271,9 @@ def _value(value: Any, role: int, where: str, walk: _Walk, depth: int) -> Any:
     elif isinstance(value, list):
         items = []
         for item in value:  # a list's items have its role: content_ids' items are ids
-            kept = _value(item, role, f"{where}[]", walk, depth + 1)
-            if kept is not _DROP:
-                items.append(kept)
+            kept_item = _value(item, role, f"{where}[]", walk, depth + 1)
+            if kept_item is not _DROP:
+                items.append(kept_item)
         return items
     else:
         return value

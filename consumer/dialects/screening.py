@@ -1,4 +1,4 @@
-"""What every dialect's events pass on their way out (docs/dialects.md, "What is never sent"):
+"""What every dialect's events pass on their way out (README, "What is never sent"):
 customer data screened out of custom_data and URLs (consumer.capi.custom), then the checks that
 would otherwise fail a whole request (action_source requirements, ISO 4217 currency).
 
