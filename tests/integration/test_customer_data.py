@@ -31,7 +31,7 @@ from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.kafka
 
-PLANTED = {
+PLANTED: dict[str, Any] = {
     "customer_email": "pat.doe@example.org", "contactEmail": "pat.doe@example.org",
     "billing_phone": "+44 20 7946 0958", "mobile_phone": "+1 650 555 1212",
     "shipping_address": "1 Main St", "surname": "Doe", "givenName": "Pat", "ip_address": "10.1.2.3",
