@@ -30,6 +30,7 @@ from consumer.capi.normalize import normalize_field
 REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH = 64
 MAX_CUSTOMER_VALUE_LENGTH = 200  # longer text is not one customer field
+MAX_PHONE_CANDIDATES = 16
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
 # person's name), but their values are screened like any other.
@@ -57,7 +58,7 @@ _PERSON = ("first", "last", "given", "family", "sur", "full", "middle", "maiden"
 NAME_PARTS = (
     "email", "phone", "mobile", "msisdn", "birth", "address", "street", "postcode", "postal",
     "zipcode", "gender", "passport", "socialsecurity", "nationalid", "creditcard", "cardnumber",
-    "latitude", "longitude", *(p + "name" for p in _PERSON),
+    "latitude", "longitude", *[p + "name" for p in _PERSON],
 )
 # ... and words of the name (split at separators and camelCase), short enough to be part of
 # other words when written inside one (velocity, hotel, shipping).
@@ -116,11 +117,16 @@ def has_email(text: str) -> bool:
 @lru_cache(maxsize=16384)
 def has_phone(text: str, region: str) -> bool:
     """Whether ``text`` holds a run of 7 to 15 digits (with phone punctuation) that is a valid
-    phone number as written, in ``region``, or with a country code. Dates are not."""
+    phone number as written, in ``region``, or with a country code. Dates are not. Text with
+    more than MAX_PHONE_CANDIDATES such runs counts as holding one (parsing each costs time)."""
+    candidates = 0
     for match in _PHONE_RUN.finditer(text):
         run = match.group()
         digits = len(_NON_DIGIT.sub("", run))
-        if 7 <= digits <= 15 and not _DATE_RUN.fullmatch(run.strip("() ")) and normalize_field(
+        if not 7 <= digits <= 15 or _DATE_RUN.fullmatch(run.strip("() ")):
+            continue
+        candidates += 1
+        if candidates > MAX_PHONE_CANDIDATES or normalize_field(
                 "ph", run, region=region, max_year=0) is not None:
             return True
     return False

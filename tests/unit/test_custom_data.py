@@ -123,6 +123,15 @@ def test_phone_values_are_dropped(value: str | int) -> None:
     assert ("custom_data.note", "phone_value") in drops
 
 
+def test_text_with_many_number_runs_costs_bounded_time() -> None:
+    """Each run of digits is parsed as a phone number: past 16 of them the text is dropped."""
+    many = " / ".join(f"ref 100{i:04d}" for i in range(17))  # no valid number among them
+    assert kept({"note": many[:len(many) - 14]}) == {"note": many[:len(many) - 14]}
+    assert kept({"note": many}) == {}
+    huge = "1234567 x " * 100_000
+    assert kept({"note": huge}) == {}
+
+
 @pytest.mark.parametrize("value", [
     "2026-03-02", "02/03/2026", "17.05.1990", "2026-03-02T11:00:00Z", "1234", "12.50", "SKU-12345",
     "v1.2.3", "1999.99", 42, 1999, 12.5, True, "order 555-1212",  # too short for a phone number
