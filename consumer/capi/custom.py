@@ -31,6 +31,7 @@ REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH = 64
 MAX_CUSTOMER_VALUE_LENGTH = 200  # longer text is not one customer field
 MAX_PHONE_CANDIDATES = 16
+MAX_CACHED_LENGTH = 256  # longer names and values are checked each time, never kept in a cache
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
 # person's name), but their values are screened like any other.
@@ -99,9 +100,17 @@ class _Walk:
     drops: list[Drop]
 
 
-@lru_cache(maxsize=4096)
 def is_customer_name(name: str) -> bool:
     """Whether a property name looks like customer data (see the module docstring)."""
+    return _is_customer_name(name) if len(name) <= MAX_CACHED_LENGTH else _name_check(name)
+
+
+@lru_cache(maxsize=4096)
+def _is_customer_name(name: str) -> bool:
+    return _name_check(name)
+
+
+def _name_check(name: str) -> bool:
     folded = _FOLD.sub("", name.casefold())
     if folded in NAME_EXACT or _NAME_PARTS.search(folded):
         return True
@@ -114,8 +123,17 @@ def has_email(text: str) -> bool:
     return _EMAIL_IN.search(text) is not None or _EMAIL_IN.search(unquote(text)) is not None
 
 
-@lru_cache(maxsize=16384)
 def has_phone(text: str, region: str) -> bool:
+    return _has_phone(text, region) if len(text) <= MAX_CACHED_LENGTH else _phone_check(
+        text, region)
+
+
+@lru_cache(maxsize=16384)
+def _has_phone(text: str, region: str) -> bool:
+    return _phone_check(text, region)
+
+
+def _phone_check(text: str, region: str) -> bool:
     """Whether ``text`` holds a run of 7 to 15 digits (with phone punctuation) that is a valid
     phone number as written, in ``region``, or with a country code. Dates are not. Text with
     more than MAX_PHONE_CANDIDATES such runs counts as holding one (parsing each costs time)."""

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.capi import custom
 from consumer.capi.custom import REASONS, Screen, is_customer_name, screen_event
 from consumer.capi.event import Output
 from consumer.config import DestinationSettings
@@ -130,6 +131,20 @@ def test_text_with_many_number_runs_costs_bounded_time() -> None:
     assert kept({"note": many}) == {}
     huge = "1234567 x " * 100_000
     assert kept({"note": huge}) == {}
+
+
+def cache_sizes() -> tuple[int, int]:
+    return custom._is_customer_name.cache_info().currsize, custom._has_phone.cache_info().currsize
+
+
+def test_long_names_and_values_are_checked_but_never_cached() -> None:
+    """A stream of distinct long strings must not fill memory through the caches."""
+    before = cache_sizes()
+    long = {"x" * 300 + "_email": 1, "y" * 300: "z" * 300 + " +1 650 555 1212", "w" * 300: "ok" * 200}
+    assert kept(long) == {"w" * 300: "ok" * 200}
+    assert cache_sizes() == before
+    kept({"cache_probe_name": "cache probe value"})  # the name is checked as a value too
+    assert cache_sizes() == (before[0] + 1, before[1] + 2)
 
 
 @pytest.mark.parametrize("value", [
