@@ -109,3 +109,17 @@ def test_unreadable_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings("/nonexistent/fboc.yaml")
     assert info.value.problems[0][0] == "<file>"
+
+
+def test_normalisation_and_custom_data_keys() -> None:
+    dest = parse_settings(minimal(), {"TOKEN": "t"}).destinations[0]
+    assert (dest.date_order, dest.external_id_normalization, dest.allowed_custom_properties) == (
+        "mdy", "lowercase", frozenset())
+    chosen = parse_settings(minimal(date_order="dmy", external_id_normalization="exact",
+                                    allowed_custom_properties=["phone_model"]), {"TOKEN": "t"})
+    assert chosen.destinations[0].allowed_custom_properties == frozenset({"phone_model"})
+    alias = parse_settings(minimal(custom_data_allow=["mobile"]), {"TOKEN": "t"})
+    assert alias.destinations[0].allowed_custom_properties == frozenset({"mobile"})
+    found = problems(minimal(date_order="ymd", external_id_normalization="none"))
+    assert [key for key, _ in found] == ["destinations[0].date_order",
+                                        "destinations[0].external_id_normalization"]
