@@ -1,6 +1,6 @@
 """Graph API client: auth, error classification, retries with backoff, split on invalid events.
 
-Classification follows META_API.md "Errors" on code / subcode / is_transient, not HTTP status.
+Classification follows docs/meta-api.md#errors on code / subcode / is_transient, not HTTP status.
 Policy for token and permission errors (190, 10, 3, 200-299): the destination is *halted*: its
 batches wait and are re-probed every `facebook.auth_retry_seconds`; their records stay
 uncommitted (nothing is lost, nothing is dead-lettered for a fixable credential problem) and

@@ -1,4 +1,4 @@
-"""Amperity rows (SPEC §6 "amperity"): golden events from the seed's query columns, every reason
+"""Amperity rows (docs/dialects.md#amperity): golden events from the seed's query columns, every reason
 code, grouping by order in time, late rows, Avro round trip, fuzzing, and `fboc preview`.
 
 Expected hashes are computed here from the normalised plaintext, so a reader sees what was hashed.
@@ -168,7 +168,7 @@ def test_website_row_carries_url_and_user_agent() -> None:
     assert out.event == {
         "event_name": "Purchase",
         "event_time": ORDER_TIME,
-        "event_id": "W-1",  # SPEC: event_id = order_id
+        "event_id": "W-1",  # docs/dialects.md#amperity: event_id = order_id
         "action_source": "website",
         "event_source_url": "https://shop.example.com/checkout/done",
         "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")],

@@ -1,4 +1,4 @@
-"""Grouping rows by order in time (SPEC §6 "amperity"): pure, the caller passes the time in."""
+"""Grouping rows by order in time (docs/dialects.md#amperity): pure, the caller passes the time in."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class OrderGrouper(Generic[T]):
             order.tokens.append(token)
             return
         if key in self._sent:
-            # SPEC: a row after its order was sent is its own event, so no need to wait.
+            # docs/dialects.md#amperity: a row after its order was sent is its own event, so no need to wait.
             self._sent.move_to_end(key)
             self._ready.append(Group([row], [token], True))
             return
