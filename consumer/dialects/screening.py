@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from consumer.capi.custom import Drop, Screen, screen_event
+from consumer.capi.custom import Drop, Screen, has_email, has_phone, screen_event
 from consumer.capi.event import Output, RecordContext, ServerEvent
 from consumer.capi.rules import check_action_source, check_currency
 from consumer.config import DestinationSettings
@@ -44,6 +44,10 @@ def finish(outputs: list[Output], dest: DestinationSettings) -> list[Output]:
             check_currency(event)
             drops.update(dropped)
             done[id(out.event)] = event
+        tag = out.upload_tag  # request-level, from the record in segment: screened too
+        if tag is not None and (has_email(tag) or has_phone(tag, screen.default_country)):
+            drops.add(("upload_tag", "email_value" if has_email(tag) else "phone_value"))
+            out = out._replace(upload_tag=None)
         result.append(out if event is out.event else out._replace(event=event))
     for _where, reason in drops:
         METRICS.custom_data_dropped.labels(reason).inc()

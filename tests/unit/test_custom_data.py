@@ -290,6 +290,16 @@ def test_finish_counts_each_dropped_property_once_per_record() -> None:
     assert shared["custom_data"]["email"] == "x"  # the dialect's event is not mutated
 
 
+def test_finish_drops_an_upload_tag_holding_customer_data() -> None:
+    event = {"event_name": "Lead", "action_source": "email", "custom_data": {}}
+    outputs = [Output("1", event, "pat@example.com"), Output("2", event, "pat@example.com")]
+    before = counted("email_value")
+    assert [o.upload_tag for o in finish(outputs, dest())] == [None, None]
+    assert counted("email_value") == before + 1
+    assert finish([Output("1", event, "+1 202-555-0146")], dest())[0].upload_tag is None
+    assert finish([Output("1", event, "store-7 2026-03")], dest())[0].upload_tag == "store-7 2026-03"
+
+
 def test_finish_keeps_outputs_that_need_nothing_dropped() -> None:
     outputs = [Output("1", {"event_name": "Lead", "action_source": "email", "user_data": {}})]
     assert finish(outputs, dest())[0] is outputs[0]
