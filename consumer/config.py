@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from consumer.config_input import apply_env_overrides, key_path, load_document, resolve
 from consumer.errors import ConfigError
@@ -158,6 +158,11 @@ class DestinationSettings(_Model):
     test_event_code: str | None = None
     # only a string agreed with Meta (docs/meta-api.md); sent only when set
     partner_agent: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[ -~]+$")
+    date_order: Literal["mdy", "dmy"] = "mdy"  # ambiguous dates of birth: 03/04/1990
+    external_id_normalization: Literal["lowercase", "exact"] = "lowercase"
+    # custom properties sent even though they look like customer data (README, "What is never sent")
+    allowed_custom_properties: frozenset[str] = Field(
+        frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow"))
 
     @field_validator("event_mapping", "event_sets", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consumer.capi import normalize
 from consumer.codec import AvroSchema, Decoder, RegistryDecoder
 from consumer.config import ServiceSettings, Settings
 from consumer.delivery import GraphClient
@@ -47,6 +48,7 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             decoder = AvroSchema.from_file(source.schema_).decode_body
         routes[source.topic] = Route(source, get_dialect(source.dialect), decoder,
                                      settings.destination(source.destination))
+    normalize.warm()  # country names of every language: not on the first record's time
     return routes
 
 

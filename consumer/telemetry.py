@@ -216,6 +216,9 @@ class Metrics:
         self.normalization_dropped = Counter("fboc_normalization_dropped_total",
                                              "Customer fields dropped as not normalisable",
                                              ["key"], registry=r)
+        self.custom_data_dropped = Counter("fboc_custom_data_dropped_total",
+                                           "Custom properties dropped as customer data",
+                                           ["reason"], registry=r)
         # fboc_match_key_events_total and fboc_match_keys_per_event (see match_quality.py)
         self.match_quality = MatchQuality()
         r.register(self.match_quality)

@@ -30,7 +30,6 @@ from consumer.config import DestinationSettings
 from consumer.dialects import Dialect
 from consumer.dialects.common import (
     get,
-    is_pii_key,
     ldu_from_location,
     number,
     one,
@@ -136,7 +135,7 @@ def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(attributes, Mapping):
         return {}
     return {k: v for k, v in attributes.items()
-            if isinstance(k, str) and not is_pii_key(k) and v is not None
+            if isinstance(k, str) and v is not None
             and not (isinstance(v, float) and not math.isfinite(v))}  # JSON has no NaN
 
 

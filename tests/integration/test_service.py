@@ -42,6 +42,7 @@ EXPECTED_METRICS = {
     "fboc_paused_partitions", "fboc_commits_total", "fboc_consumer_lag_records",
     "fboc_dead_letter_writes_total", "fboc_destination_halted", "fboc_normalization_dropped_total",
     "fboc_record_ack_seconds", "fboc_match_key_events_total", "fboc_match_keys_per_event",
+    "fboc_custom_data_dropped_total",
 }
 
 

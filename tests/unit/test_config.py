@@ -513,3 +513,17 @@ def test_check_config_prints_one_line_per_problem(tmp_path: Path,
 def test_a_kafka_option_must_be_a_scalar(value: Any) -> None:
     assert problems(with_options(**{"linger.ms": value})) == [
         ("kafka.options", "'linger.ms' must be a string, a number or a boolean")]
+
+
+def test_normalisation_and_custom_data_keys() -> None:
+    dest = parse_settings(minimal(), {"TOKEN": "t"}).destinations[0]
+    assert (dest.date_order, dest.external_id_normalization, dest.allowed_custom_properties) == (
+        "mdy", "lowercase", frozenset())
+    chosen = parse_settings(minimal(date_order="dmy", external_id_normalization="exact",
+                                    allowed_custom_properties=["phone_model"]), {"TOKEN": "t"})
+    assert chosen.destinations[0].allowed_custom_properties == frozenset({"phone_model"})
+    alias = parse_settings(minimal(custom_data_allow=["mobile"]), {"TOKEN": "t"})
+    assert alias.destinations[0].allowed_custom_properties == frozenset({"mobile"})
+    found = problems(minimal(date_order="ymd", external_id_normalization="none"))
+    assert [key for key, _ in found] == ["destinations[0].date_order",
+                                        "destinations[0].external_id_normalization"]

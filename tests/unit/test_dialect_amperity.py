@@ -31,11 +31,13 @@ from consumer.dialects.amperity import (
     check_row,
     item_number,
     preview_group,
-    transform,
     transform_rows,
 )
 from consumer.errors import Filtered, RecordOutcome, Rejected
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("amperity").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")

@@ -18,10 +18,12 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, parse_settings
 from consumer.dialects import get_dialect
-from consumer.dialects.commandersact import transform
 from consumer.errors import Filtered, Rejected
 from tests.fuzz import DELETE, mutate, paths
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("commandersact").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "commandersact_event.avsc")
@@ -115,7 +117,7 @@ PROPERTY_TABLE_OUTPUT: ServerEvent = {
     "event_id": "tc-uid-1",
     "action_source": "physical_store",
     "user_data": {
-        "external_id": [sha("CUST-42")],
+        "external_id": [sha("cust-42")],  # lower-cased first (external_id_normalization)
         "em": [sha("alex@example.com")],
         "ph": [sha("33612345678")],  # region from the event's country (France)
         "ge": [sha("f")],

@@ -24,11 +24,14 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, Settings, parse_settings
 from consumer.dialects import get_dialect
-from consumer.dialects.segment import transform
+from consumer.dialects.segment import transform as bare_transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import SUB_MISSING, check_event
 from tests.fuzz import DELETE, mutate, paths
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("segment").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "segment_track.avsc"
@@ -529,11 +532,14 @@ def test_event_source_url_from_page_then_properties() -> None:
     assert "url" not in one(both)["custom_data"]
 
 
+WEB_CONTEXT = {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop.example/p"}}
+
+
 @pytest.mark.parametrize(("fields", "destination", "expected"), [
     ({}, {}, "physical_store"),
-    ({}, {"action_source": "website"}, "website"),
+    ({"context": WEB_CONTEXT}, {"action_source": "website"}, "website"),
     ({"traits": {"action_source": "email"}}, {}, "email"),
-    ({"context": {"traits": {"action_source": "app"}}}, {}, "app"),
+    ({"context": {**WEB_CONTEXT, "traits": {"action_source": "website"}}}, {}, "website"),
     ({"properties": {"action_source": "chat"}}, {}, "chat"),
     ({"traits": {"action_source": "email"}, "properties": {"action_source": "chat"}}, {},
      "email"),
@@ -545,6 +551,23 @@ def test_action_source(fields: dict[str, Any], destination: dict[str, Any],
     sent = one(track(**fields), dest(**destination))
     assert sent["action_source"] == expected
     assert "action_source" not in sent["custom_data"]
+
+
+@pytest.mark.parametrize(("fields", "destination", "missing"), [
+    ({}, {"action_source": "website"}, "user_data.client_user_agent, event_source_url"),
+    ({"context": {"userAgent": "Mozilla/5.0"}}, {"action_source": "website"}, "event_source_url"),
+    ({"context": {"page": {"url": "https://shop.example/"}, "traits": {"action_source": "website"}}},
+     {}, "user_data.client_user_agent"),
+    # Segment carries no app_data or messaging_channel: such events cannot be sent
+    ({"context": {"traits": {"action_source": "app"}}}, {}, "app_data"),
+    ({}, {"action_source": "app"}, "app_data"),
+    ({"properties": {"action_source": "business_messaging"}}, {}, "messaging_channel"),
+])
+def test_action_source_requirements(fields: dict[str, Any], destination: dict[str, Any],
+                                    missing: str) -> None:
+    with pytest.raises(Rejected, match="missing_required_field") as info:
+        run(track(**fields), dest(**destination))
+    assert info.value.message.endswith(f"needs {missing}")
 
 
 # -- value, currency, contents, content_type --------------------------------------------------
@@ -885,8 +908,8 @@ def test_event_sets_per_name_and_default() -> None:
 
 
 def test_both_dialect_names_are_this_dialect() -> None:
-    assert get_dialect("segment").transform is transform
-    assert get_dialect("rudderstack").transform is transform
+    assert get_dialect("segment").transform.inner is bare_transform  # type: ignore[attr-defined]
+    assert get_dialect("rudderstack").transform.inner is bare_transform  # type: ignore[attr-defined]
     dialect = get_dialect("rudderstack")
     assert (dialect.default_unmapped, dialect.default_match_policy) == ("other", "meta_baseline")
 

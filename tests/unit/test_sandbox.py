@@ -29,6 +29,9 @@ TOKEN = "tok-secret-123"
 DAY = 86400
 H = hashlib.sha256(b"alex@example.com").hexdigest()
 H2 = hashlib.sha256(b"12025550146").hexdigest()
+APP_DATA = {"advertiser_tracking_enabled": True, "application_tracking_enabled": False,
+            "extinfo": ["a2", "com.example.app", "1.0", "1.0 long", "17.0", "iPhone15,2", "en_US",
+                        "CET", "Carrier", "393", "852", "3", "6", "256", "128", "Europe/Paris"]}
 
 
 def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -199,7 +202,33 @@ BAD_EVENTS = [
     pytest.param({"custom_data": {"value": 10}}, 2804019, id="purchase-without-currency"),
     pytest.param({"custom_data": {"currency": "USD"}}, 2804019, id="purchase-without-value"),
     pytest.param({"custom_data": [1]}, 2804019, id="custom-data-not-object"),
+    pytest.param({"custom_data": {"value": 1, "currency": "XYZ"}}, 2804019, id="currency-xyz"),
+    pytest.param({"event_name": "Lead", "custom_data": {"currency": "EURO"}}, 2804019,
+                 id="lead-currency-not-iso"),
+    pytest.param({"custom_data": {"value": 1, "currency": 840}}, 2804019, id="currency-number"),
+    pytest.param({"action_source": "app"}, 2804007, id="app-without-app-data"),
+    pytest.param({"action_source": "app", "app_data": {**APP_DATA, "extinfo": []}}, 2804007,
+                 id="app-without-extinfo"),
+    pytest.param({"action_source": "app", "app_data": {"application_tracking_enabled": True,
+                                                       "extinfo": ["a2"]}}, 2804007,
+                 id="app-without-advertiser-tracking"),
+    pytest.param({"action_source": "business_messaging"}, 2804007,
+                 id="business-messaging-without-channel"),
+    pytest.param({"action_source": "business_messaging", "messaging_channel": ""}, 2804007,
+                 id="business-messaging-empty-channel"),
 ]
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({"action_source": "app", "app_data": APP_DATA}, id="app"),
+    pytest.param({"action_source": "business_messaging", "messaging_channel": "whatsapp"},
+                 id="business-messaging"),
+    pytest.param({"custom_data": {"value": 1, "currency": "jpy"}}, id="currency-any-case"),
+    pytest.param({"event_name": "Lead", "custom_data": {}}, id="lead-without-currency"),
+])
+async def test_events_meta_takes(client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
+    response = await post(client, [event(0, **overrides)])
+    assert response.status == 200, await response.text()
 
 
 @pytest.mark.parametrize(("overrides", "subcode"), BAD_EVENTS)
