@@ -24,7 +24,7 @@ EM = hashlib.sha256(b"alex@example.com").hexdigest()
 def event(i: int) -> bytes:
     return orjson.dumps({"event_name": "Lead", "event_time": int(time.time()) - 10,
                          "event_id": f"e{i}", "action_source": "physical_store",
-                         "user_data": {"em": [EM]}})
+                         "user_data": {"em": [EM]}, "custom_data": {"order_id": f"o{i}"}})
 
 
 def get(url: str, path: str) -> Any:

@@ -120,10 +120,12 @@ JUSTIN_USER_DATA = {
 
 def test_seed_order_of_two_rows_is_one_purchase() -> None:
     rows = [row_of(COFFEE), row_of(MUG)]
+    # the item_number hashes the rows' sorted fingerprints: these rows, in any order
+    number = sha("\n".join(sorted([rows[0].fingerprint, rows[1].fingerprint])))[:16]
     assert transform_rows(rows, dest(), NOW, late=False) == [Output("111", {
         "event_name": "Purchase",
         "event_time": ORDER_TIME,
-        "event_id": "ORD-1001",
+        "event_id": f"ORD-1001-{number}",
         "action_source": "physical_store",
         "user_data": JUSTIN_USER_DATA,
         "custom_data": {
@@ -135,8 +137,11 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
             "content_type": "product",
             "order_id": "ORD-1001",
             "num_items": 5,
+            "item_number": number,
         },
     }, None)]
+    assert transform_rows(rows[::-1], dest(), NOW, late=False)[0].event["event_id"] == (
+        f"ORD-1001-{number}")
 
 
 def test_a_transform_leaves_no_cyclic_garbage() -> None:
@@ -150,29 +155,31 @@ def test_seed_minimal_row_through_the_registry() -> None:
     assert dialect.name == "amperity"
     assert dialect.default_unmapped == "other"
     outputs = dialect.transform(MINIMAL, ctx(MINIMAL), dest(upload_tag="stores-2026-03"), NOW)
+    number = item_number([row_of(MINIMAL)])
     assert outputs == [Output("111", {
         "event_name": "Purchase",
         "event_time": ORDER_TIME,
-        "event_id": "ORD-2002",
+        "event_id": f"ORD-2002-{number}",
         "action_source": "physical_store",  # the default
         "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")]},
         "custom_data": {"value": 40.0, "currency": "USD", "order_id": "ORD-2002", "num_items": 1,
-                        "content_type": "product"},
+                        "content_type": "product", "item_number": number},
     }, "stores-2026-03")]
 
 
 def test_website_row_carries_url_and_user_agent() -> None:
     [out] = transform(WEBSITE, ctx(WEBSITE), dest(), NOW)
+    number = item_number([row_of(WEBSITE)])
     assert out.event == {
         "event_name": "Purchase",
         "event_time": ORDER_TIME,
-        "event_id": "W-1",  # SPEC: event_id = order_id
+        "event_id": f"W-1-{number}",  # the order id and the part's item_number
         "action_source": "website",
         "event_source_url": "https://shop.example.com/checkout/done",
         "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")],
                       "client_user_agent": "Mozilla/5.0"},
         "custom_data": {"value": 40.0, "currency": "USD", "order_id": "W-1", "num_items": 1,
-                        "content_type": "product"},
+                        "content_type": "product", "item_number": number},
     }
 
 
@@ -382,7 +389,8 @@ def test_custom_properties() -> None:
     custom = transform(row, ctx(row), dest(), NOW)[0].event["custom_data"]
     assert custom == {"purchase_channel": "store", "purchase_brand": "ACME Essentials",
                       "store_id": 42, "value": 40.0, "currency": "USD", "order_id": "ORD-2002",
-                      "num_items": 1, "content_type": "product"}
+                      "num_items": 1, "content_type": "product",
+                      "item_number": item_number([row_of(row)])}
 
 
 # -- grouping rows into events -----------------------------------------------------------------
@@ -416,13 +424,34 @@ def test_rows_disagreeing_on_currency_become_a_second_event_meta_keeps() -> None
     cad = row_of({**MUG, "currency": "CAD"})
     outputs = transform_rows([usd, cad, row_of(MUG)], dest(), NOW, late=False)
     first, second = (o.event for o in outputs)
-    assert first["event_id"] == "ORD-1001"
-    assert "item_number" not in first["custom_data"]
+    assert first["custom_data"]["item_number"] == item_number([usd, row_of(MUG)])
+    assert first["event_id"] == f"ORD-1001-{item_number([usd, row_of(MUG)])}"
     assert first["custom_data"]["value"] == 51.97
     number = item_number([cad])
     assert second["custom_data"]["item_number"] == number
     assert second["event_id"] == f"ORD-1001-{number}"
     assert (second["custom_data"]["currency"], second["custom_data"]["value"]) == ("CAD", 26.97)
+
+
+def test_a_regrouped_or_late_part_of_an_order_keeps_its_own_dedup_key() -> None:
+    coffee, mug = row_of(COFFEE), row_of(MUG)
+    whole = transform_rows([coffee, mug], dest(), NOW, late=False)[0].event
+    # after a restart the grouper forgot the order: the mug row comes as an order of its own
+    regrouped = transform_rows([mug], dest(), NOW, late=False)[0].event
+    late = transform_rows([mug], dest(), NOW, late=True)[0].event
+    key = ("event_name", "event_time")
+    assert [whole[k] for k in key] == [regrouped[k] for k in key]
+    assert whole["custom_data"]["order_id"] == regrouped["custom_data"]["order_id"]
+    assert whole["custom_data"]["item_number"] != regrouped["custom_data"]["item_number"]
+    assert whole["event_id"] != regrouped["event_id"]
+    # a lone row is keyed the same whether it came late or as a new order: one kept event
+    assert late == regrouped
+    # the same rows again (a crash before the commit): the same key, so Meta drops the copy
+    again = transform_rows([row_of(dict(COFFEE)), row_of(dict(MUG))], dest(), NOW, late=False)
+    assert again[0].event == whole
+    swapped = transform_rows([row_of(MUG), row_of(COFFEE)], dest(), NOW, late=False)[0].event
+    assert (swapped["event_id"], swapped["custom_data"]["item_number"]) == (
+        whole["event_id"], whole["custom_data"]["item_number"])
 
 
 def test_an_order_is_rejected_as_a_whole() -> None:

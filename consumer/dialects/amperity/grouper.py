@@ -34,8 +34,8 @@ class OrderGrouper(Generic[T]):
     Memory is bounded: at most `max_open_orders` orders wait (past that the oldest is handed out
     early), and the keys of the last `max_sent_orders` emitted orders are remembered (an LRU) to
     recognise late rows. A late row whose order was forgotten (evicted, or emitted before a
-    restart or rebalance) starts a new order: its event gets event_id = order_id and no
-    item_number, still deterministic, and Meta may then dedup it against the earlier event.
+    restart or rebalance) starts a new order; every event's item_number is a hash of its own
+    rows, so Meta keeps it beside the earlier event and still drops a replay of the same rows.
 
     `now_ms` must not go backwards (use a monotonic clock): orders are closed oldest first.
     """
