@@ -32,13 +32,14 @@ def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int, *,
                    late: bool) -> list[Output]:
     """One order's rows → outputs (raises `Rejected` for the whole group).
 
-    Not late: one event per (order, event_name, currency, action_source), normally exactly one.
-    Late (the order was sent already): one event per row. Every event's item_number is a hash of
-    its rows and its event_id is `<order_id>-<item_number>`, so Meta's offline dedup keeps each
-    distinct part of an order and drops only a replay of the very same rows.
+    One event per (order, event_name, currency, action_source), normally exactly one, late
+    (the order was sent already) or not: late rows are a further part of the order, grouped
+    like the first ones so that a replay that no longer knows the order groups them the same.
+    Every event's item_number is a hash of its rows and its event_id `<order_id>-<item_number>`,
+    so Meta's offline dedup keeps each distinct part of an order and drops only a replay of the
+    very same rows.
     """
-    if late:
-        return [out for row in rows for out in _event([row], dest, now, item_number([row]))]
+    del late  # the key already tells the parts apart (docs/dialects.md, "Dedup keys")
     parts: dict[tuple[str, str, str, str], list[Row]] = {}
     for row in rows:
         parts.setdefault((row.order_id, row.event_name, row.currency, row.action_source),
