@@ -127,7 +127,7 @@ def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event
 
 
 def dedup_item_number(event_id: str) -> str:
-    """The item_number of an event without an order id (docs/dialects.md, "Dedup keys").
+    """The item_number of an event without an order id (README, "Dedup keys").
 
     Meta dedups offline events on (dataset, event_name, event_time, item_number, order_id or the
     customer fields): two purchases of one customer in the same second without an order id would

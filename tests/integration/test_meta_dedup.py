@@ -175,7 +175,6 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     fboc = FbocProcess(tmp_path, config)
     try:
         await kill_mid_stream(fboc, rng, 5.0, 7.0)
-        assert not all_committed(kafka.bootstrap, group_id, topic, 2), "the kill came too late"
         fboc.start()
         await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 2), 180,
                          "phase 1 committed")
@@ -212,4 +211,5 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     assert not twice, f"{len(twice)} rows counted twice, e.g. {sorted(twice)[:5]}"
     assert value == pytest.approx(2.5 * sum(orders.quantity.values()))
     assert stats["deduplicated_distinct"] == 0
+    assert stats["deduplicated"] > 0, "no kill left delivered rows uncommitted: nothing replayed"
     assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=5) == []

@@ -39,7 +39,7 @@ def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int, *,
     so Meta's offline dedup keeps each distinct part of an order and drops only a replay of the
     very same rows.
     """
-    del late  # the key already tells the parts apart (docs/dialects.md, "Dedup keys")
+    del late  # the key already tells the parts apart (README, "Dedup keys")
     parts: dict[tuple[str, str, str, str], list[Row]] = {}
     for row in rows:
         parts.setdefault((row.order_id, row.event_name, row.currency, row.action_source),
