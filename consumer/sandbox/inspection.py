@@ -17,7 +17,8 @@ GET  /_sandbox/requests                 every events request (no tokens)
 GET  /_sandbox/stats                    totals; deduplicated = offline events dropped as
                                         duplicates (still counted in events_received),
                                         deduplicated_distinct = those whose event_id differed
-                                        from the kept one: distinct conversions lost
+                                        from the kept one: distinct conversions lost;
+                                        deduplicated_changed = those whose content differed
 POST /_sandbox/reset                    forget events, requests and faults
 GET|POST|DELETE /_sandbox/faults        fault rules (DELETE /_sandbox/faults/{id} removes one)
 """

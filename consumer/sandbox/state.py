@@ -70,10 +70,13 @@ class SandboxState:
     requests: list[RequestRecord] = field(default_factory=list)
     faults: FaultBook = field(default_factory=FaultBook)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
-    # Offline dedup: key digest -> (event_id of the kept event, when it was kept), oldest first.
-    dedup_keys: OrderedDict[bytes, tuple[str | None, float]] = field(default_factory=OrderedDict)
+    # Offline dedup: key digest -> (event_id of the kept event, a digest of its content, when
+    # it was kept), oldest first.
+    dedup_keys: OrderedDict[bytes, tuple[str | None, bytes, float]] = field(
+        default_factory=OrderedDict)
     deduplicated: int = 0
     deduplicated_distinct: int = 0  # dropped although their event_id differs: conversions lost
+    deduplicated_changed: int = 0  # dropped, same key but other content than the kept one
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -94,12 +97,14 @@ class SandboxState:
             key = dedup_key(record.event_set_id, event)
             if key is not None:
                 kept = self.dedup_keys.get(key)
+                content = _content_digest(event)
                 if kept is not None:
                     record.deduplicated_events += 1
                     self.deduplicated += 1
                     self.deduplicated_distinct += kept[0] != event.get("event_id")
+                    self.deduplicated_changed += kept[1] != content
                     continue
-                self.dedup_keys[key] = (_str_or_none(event.get("event_id")), now)
+                self.dedup_keys[key] = (_str_or_none(event.get("event_id")), content, now)
             self.events.append(StoredEvent(record.event_set_id, record.upload_tag,
                                            record.test_event_code, record.request_id,
                                            record.received_at, event))
@@ -107,7 +112,7 @@ class SandboxState:
     def _expire(self, now: float) -> None:
         keys = self.dedup_keys
         while keys:
-            key, (_, kept_at) = next(iter(keys.items()))
+            key, (_, _, kept_at) = next(iter(keys.items()))
             if now - kept_at < DEDUP_SECONDS:
                 break
             del keys[key]
@@ -117,7 +122,7 @@ class SandboxState:
         self.requests.clear()
         self.faults.clear()
         self.dedup_keys.clear()
-        self.deduplicated = self.deduplicated_distinct = 0
+        self.deduplicated = self.deduplicated_distinct = self.deduplicated_changed = 0
 
     def list_events(self, event_set_id: str | None) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.events if event_set_id in (None, e.event_set_id)]
@@ -139,6 +144,7 @@ class SandboxState:
             "stored_events": len(self.events),
             "deduplicated": self.deduplicated,
             "deduplicated_distinct": self.deduplicated_distinct,
+            "deduplicated_changed": self.deduplicated_changed,
             "faults_applied": sum(r.fault is not None for r in self.requests),
             "by_status": dict(statuses),
             "by_error_code": dict(codes),
@@ -173,6 +179,10 @@ def dedup_key(event_set_id: str, event: dict[str, Any]) -> bytes | None:
     except TypeError:  # not JSON-shaped: validation has refused it before this
         return None
     return hashlib.sha256(canonical).digest()
+
+
+def _content_digest(event: dict[str, Any]) -> bytes:
+    return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).digest()[:16]
 
 
 def _str_or_none(value: object) -> str | None:

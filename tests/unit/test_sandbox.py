@@ -374,6 +374,7 @@ async def test_stats_count_requests_events_and_statuses(client: TestClient[Any, 
         "stored_events": 3,
         "deduplicated": 0,
         "deduplicated_distinct": 0,
+        "deduplicated_changed": 0,
         "faults_applied": 1,
         "by_status": {"200": 2, "400": 1, "503": 1},
         "by_error_code": {"100": 1, "2": 1},
@@ -413,6 +414,8 @@ async def test_offline_dedup_drops_a_later_event_with_the_same_key(
     stored = (await get_json(client, "/_sandbox/events"))["events"]
     assert [e["event"]["event_id"] for e in stored] == ["e1"]
     assert await stats_of(client) == (3, 1, 2, 1)
+    # the first duplicate also differed in content (value 99), the plain redelivery did not
+    assert (await get_json(client, "/_sandbox/stats"))["deduplicated_changed"] == 1
     requests = (await get_json(client, "/_sandbox/requests"))["requests"]
     assert [r["deduplicated_events"] for r in requests] == [0, 1, 1]
 
