@@ -270,7 +270,7 @@ class GraphClient:
         (a header aiohttp refuses, a client bug): halt as for a token error. Only the exception's
         type is logged: its message may quote the header, and the header holds the token."""
         self._halt(code=None, subcode=None, error=type(exc).__name__,
-                   cause="the request could not be sent (a token or app_secret holding a newline"
+                   cause="the request could not be sent (an access token holding a newline"
                          " or control character, or a client bug)")
 
     def _halt(self, **why: Any) -> None:
