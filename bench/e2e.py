@@ -335,7 +335,7 @@ def main() -> int:
             "p50_latency_s": p50, "p99_latency_s": p99,
             "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
             "deduplicated_distinct": distinct_dropped,
-            # how full the requests were: 1,000 is a full batch (META_API's limit)
+            # how full the requests were: 1,000 is a full batch (Meta's limit, docs/meta-api.md#limits)
             "events_per_request": round(delivered / max(1, stats["accepted_requests"])),
             # a request as fboc timed it: encode, send, the API's latency and validation, read
             "request_mean_s": round(request_s / max(1, requests), 3),

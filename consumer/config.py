@@ -1,4 +1,4 @@
-"""Typed settings (SPEC §10): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
+"""Typed settings (docs/operations.md): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
 
 `load_settings` returns validated `Settings` or raises `ConfigError` listing every problem with
 its key path, so a bad file stops start-up naming the key and never half-starts.
@@ -6,6 +6,7 @@ its key path, so a bad file stops start-up naming the key and never half-starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -76,6 +77,14 @@ class ServiceSettings(_Model):
     shutdown_deadline_seconds: float = Field(25, gt=0)
     log_format: Literal["json", "console"] = "json"
     commit_interval_ms: int = Field(1000, ge=10)
+    # the health/metrics port: loopback unless set (the Helm chart sets 0.0.0.0 for probes)
+    bind_address: str = "127.0.0.1"
+
+    @field_validator("bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # a ValueError names the key
+        return value
 
 
 class SourceSettings(_Model):

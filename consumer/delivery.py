@@ -1,13 +1,10 @@
 """Graph API client: auth, error classification, retries with backoff, split on invalid events.
 
-Classification follows META_API.md "Errors" on code / subcode / is_transient, not HTTP status.
-Policy for errors that say the request or its credentials are wrong, not an event (token and
-session errors 190 and 102, permissions 10, 3, 200-299, a code 100 without a subcode such as a
-missing appsecret_proof) and for a request that cannot even be sent (a local exception, e.g. a
-token holding a newline): the destination is *halted*: its batches wait and are re-probed every
-`facebook.auth_retry_seconds`; their records stay uncommitted (nothing is lost, nothing is
-dead-lettered for a fixable problem) and `fboc_destination_halted`, /readyz and an error log tell
-the operator. Time spent halted never counts against a batch's retry budget (docs/meta-api.md).
+Classification follows docs/meta-api.md#errors on code / subcode / is_transient, not HTTP status.
+Policy for token and permission errors (190, 10, 3, 200-299): the destination is *halted*: its
+batches wait and are re-probed every `facebook.auth_retry_seconds`; their records stay
+uncommitted (nothing is lost, nothing is dead-lettered for a fixable credential problem) and
+`fboc_destination_halted` plus an error log tell the operator.
 """
 
 from __future__ import annotations

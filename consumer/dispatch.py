@@ -12,7 +12,7 @@ import structlog
 from consumer.batching import Batch
 from consumer.delivery import Failure, GraphClient
 from consumer.outcomes import Outcomes, PendingRecord
-from consumer.telemetry import METRICS
+from consumer.telemetry import METRICS, event_label
 
 log = structlog.get_logger("fboc.pipeline")
 
@@ -91,7 +91,8 @@ class Dispatch:
                 if record.parts == 0:
                     self._outcomes.delivered(record, key.destination)
         for event_name, count in sent.items():
-            METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc(count)
+            METRICS.events_sent.labels(key.destination, key.event_set_id,
+                                       event_label(event_name)).inc(count)
 
     async def _send(self, destination: str, event_set_id: str, upload_tag: str | None,
                     events: Sequence[bytes]) -> list[Failure | None]:

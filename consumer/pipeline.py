@@ -2,7 +2,7 @@
 
 Every consumed record becomes a `PendingRecord` tracked by the offset tracker; it is marked done
 only once its outcome is final (`outcomes.py`: delivered, filtered, or dead-lettered and
-acknowledged), and commits never pass a record that is not done (DESIGN invariant 1). Closed
+acknowledged), and commits never pass a record that is not done (docs/design.md invariant 1). Closed
 batches go to `dispatch.py`, which sends them and settles their records.
 """
 
@@ -192,7 +192,7 @@ class Pipeline:
             raise FatalError(self.breaker.tripped)
 
     async def _shutdown(self) -> None:
-        """Clean stop (DESIGN invariant 6): flush, wait up to the deadline, commit, close."""
+        """Clean stop (docs/design.md invariant 6): flush, wait up to the deadline, commit, close."""
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds
         self._flush_all()
         while self.dispatch.busy or self.dead_letters.pending:
@@ -294,6 +294,7 @@ class Pipeline:
                outputs: list[Output]) -> None:
         for record in records:
             record.parts = len(outputs)
+        METRICS.match_quality.count(destination, outputs)
         encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
         now = time.monotonic()
         for out in outputs:
@@ -337,7 +338,7 @@ def _kafka_error_name(exc: KafkaException) -> str:
 def _dialect_error(exc: Exception, **where: Any) -> DeadLetter:
     """A dialect raised something unexpected: logged by the exception's type and the line that
     raised it, dead-lettered by its type. Never its message or traceback: they can hold the
-    customer values the dialect was working on (DESIGN invariant 5)."""
+    customer values the dialect was working on (docs/design.md invariant 5)."""
     last = traceback.extract_tb(exc.__traceback__)[-1:]
     at = f"{last[0].name} ({Path(last[0].filename).name}:{last[0].lineno})" if last else None
     log.error("dialect_error", error=type(exc).__name__, at=at, **where)

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer.codec import AvroSchema, Decoder, RegistryDecoder
-from consumer.config import Settings
+from consumer.config import ServiceSettings, Settings
 from consumer.delivery import GraphClient
 from consumer.dialects import get_dialect
 from consumer.kafka.deadletter import DeadLetterWriter
@@ -87,6 +87,14 @@ def health_app(pipeline: Pipeline) -> web.Application:
     return app
 
 
+async def start_health(pipeline: Pipeline, service: ServiceSettings) -> web.AppRunner:
+    """/healthz, /readyz and /metrics on `service.bind_address` (loopback by default)."""
+    runner = web.AppRunner(health_app(pipeline), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, service.bind_address, service.port).start()
+    return runner
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until stopped; 0 on a clean stop, 1 on a fatal error."""
     for dest in settings.destinations:
@@ -109,11 +117,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
                                               on_revoke=p.on_revoke, on_lost=p.on_lost,
                                               on_error=p.brokers.on_error, on_stats=p.brokers.on_stats,
                                               on_commit=p.on_commit))
-        runner = web.AppRunner(health_app(pipeline), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", settings.service.port).start()  # noqa: S104
+        runner = await start_health(pipeline, settings.service)
         log.info("started", topics=list(routes), group_id=settings.kafka.group_id,
-                 port=settings.service.port)
+                 bind_address=settings.service.bind_address, port=settings.service.port)
         try:
             await pipeline.run(stop)
         except FatalError as exc:

@@ -1,4 +1,4 @@
-"""Normalisation and SHA-256 hashing of Conversions API ``user_data`` (SPEC.md §4).
+"""Normalisation and SHA-256 hashing of Conversions API ``user_data`` (docs/dialects.md#normalisation).
 
 Pure functions: no I/O, no clock. Results are cached per (key, value, region, ...) so that
 recurring customers cost a dictionary lookup. Nothing here ever raises with a customer value in
@@ -215,7 +215,7 @@ def build_user_data(
     default_country: str = "US",
     max_year: int,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Build the Conversions API ``user_data`` object from raw values (SPEC.md §3, §4).
+    """Build the Conversions API ``user_data`` object from raw values (docs/dialects.md#hashing).
 
     Returns ``(user_data, dropped)``: hashed keys map to de-duplicated lists of lower-case hex
     SHA-256 in input order, plain keys to their first non-empty value; empty keys are left out.

@@ -1,4 +1,4 @@
-"""Checks every event passes before batching (SPEC §4, §7): one stale or key-less event would
+"""Checks every event passes before batching (docs/dialects.md#checks): one stale or key-less event would
 make Meta reject the whole request."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Commanders Act events (SPEC §6 "commandersact"): one Kafka record is one event."""
+"""Commanders Act events (docs/dialects.md#commandersact): one Kafka record is one event."""
 
 from __future__ import annotations
 

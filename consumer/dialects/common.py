@@ -61,7 +61,7 @@ def is_empty(value: Any) -> bool:
 
 
 def first(obj: Any, paths: Iterable[str]) -> Any:
-    """The first non-empty value among the paths (SPEC §6: first non-empty path wins)."""
+    """The first non-empty value among the paths (docs/dialects.md#paths: first non-empty path wins)."""
     for path in paths:
         value = get(obj, path)
         if not is_empty(value):

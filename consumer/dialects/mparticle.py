@@ -1,10 +1,10 @@
-"""mParticle event batches (SPEC §6 "mparticle").
+"""mParticle event batches (docs/dialects.md#mparticle).
 
 One record is one batch: a user (identities, attributes, device) and several events. Each
 `commerce_event` whose product action is in `PRODUCT_ACTIONS` becomes Conversions API events;
 the batch's other events are not sent.
 
-A record has exactly one outcome (SPEC §8), so a batch is judged as a whole:
+A record has exactly one outcome (docs/design.md#outcomes), so a batch is judged as a whole:
 - no qualifying event → filtered: `non_commerce_event` when it holds no commerce event at all,
   `unsupported_product_action` when its commerce events all have other actions (refund, click,
   remove_from_cart, ...);
@@ -13,7 +13,7 @@ A record has exactly one outcome (SPEC §8), so a batch is judged as a whole:
 - a qualifying event that is invalid (too old, no match keys, bad currency, Purchase without a
   value) rejects the whole batch: dropping just that event would lose it silently, and a replay
   re-sends the others under the same event_id, which Meta deduplicates;
-- a qualifying event with no event set for its name produces no output (SPEC §5); only a batch
+- a qualifying event with no event set for its name gives no output (docs/dialects.md#routing); only a batch
   left with no output at all is rejected `no_event_set`.
 """
 
@@ -42,7 +42,7 @@ from consumer.dialects.common import (
 from consumer.errors import Filtered, Rejected
 from consumer.routing import fan_out
 
-# SPEC's names, not the seed table's legacy "AddToWishList" / "Checkout".
+# fboc's names (docs/dialects.md#mparticle), not the seed table's legacy "AddToWishList" / "Checkout".
 PRODUCT_ACTIONS = {
     "add_to_cart": "AddToCart",
     "add_to_wishlist": "AddToWishlist",

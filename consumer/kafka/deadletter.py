@@ -1,4 +1,4 @@
-"""The dead-letter producer (SPEC §9): original key, value and headers plus `fboc.*` headers.
+"""The dead-letter producer (docs/operations.md): original key, value and headers plus `fboc.*` headers.
 
 Idempotent, acks=all. `on_done` runs (from `poll`) once the broker acknowledged the write; only
 then is the record final. A write the broker refuses for good is fatal: fboc stops rather than
@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from consumer.config import KafkaSettings
 from consumer.kafka.source import position
+from consumer.telemetry import KAFKA_LOGGER
 
 HEADER_PREFIX = "fboc."
 REPLAY_COUNT = "fboc.replay_count"
@@ -108,6 +109,7 @@ class DeadLetterWriter:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            "logger": KAFKA_LOGGER,
         }
         config.update({k: v for k, v in kafka.options.items() if not k.startswith("group.")})
         self._producer = Producer(config)

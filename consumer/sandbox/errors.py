@@ -1,4 +1,4 @@
-"""Graph API answers: error bodies shaped like Meta's (META_API.md, "Errors"), JSON responses."""
+"""Graph API answers: error bodies shaped like Meta's (docs/meta-api.md#errors), JSON responses."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Meta's all-or-nothing request validation: the first invalid event rejects the whole request.
 
-Meta documents only a few subcodes (META_API.md); the sandbox uses them like this:
+Meta documents only a few subcodes (docs/meta-api.md#errors); the sandbox uses them like this:
   2804048  request shape: `data` missing, not a list, empty or over 1,000 events; an event
            that is not an object; a body that is not a JSON object
   2804007  a required event field missing or of the wrong type (event_name, event_time,
@@ -10,7 +10,7 @@ Meta documents only a few subcodes (META_API.md); the sandbox uses them like thi
   2804003  event_time older than 7 days (62 for physical_store)
   2804001  event_time more than 60 s in the future
   2804016  a hashed user_data key that is not a list of lower-case hex SHA-256 strings
-  2804050  user_data missing, empty, or holding only keys Meta deems insufficient (SPEC.md §4)
+  2804050  user_data missing, empty, or holding only keys Meta deems insufficient (docs/dialects.md#checks)
 Messages name the event index and the field, never a value.
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from consumer.config import DestinationSettings, FacebookSettings
 from consumer.delivery import ErrorKind, GraphClient, classify
@@ -227,7 +228,7 @@ async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(
 
 
 async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
-        box: SandboxThread, capsys: pytest.CaptureFixture[str]) -> None:
+        box: SandboxThread) -> None:
     # a token file with two lines: aiohttp refuses the header before anything is sent
     bad = "sandbox-token\nsecond-line-secret"
     dest = DestinationSettings(name="main", access_token=bad)
@@ -235,11 +236,12 @@ async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
     fake = FakeTime()
     async with aiohttp.ClientSession() as session:
         client = GraphClient(session, facebook, dest, sleep=fake.sleep, clock=fake.clock)
-        task = asyncio.create_task(client.deliver("123", None, [event(1)]))
-        for _ in range(500):
-            if len(fake.waits) >= 3:
-                break
-            await asyncio.sleep(0.01)
+        with capture_logs() as logs:
+            task = asyncio.create_task(client.deliver("123", None, [event(1)]))
+            for _ in range(500):
+                if len(fake.waits) >= 3:
+                    break
+                await asyncio.sleep(0.01)
         assert not task.done()  # held: neither delivered nor failed nor crashed
         assert client.halted
         assert METRICS.destination_halted.labels("main")._value.get() == 1
@@ -248,7 +250,7 @@ async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
             await task
     assert fake.waits[:3] == [5.0, 5.0, 5.0]
     assert requests(box) == []
-    out = capsys.readouterr().out
-    assert "destination_halted" in out
-    assert "ValueError" in out
-    assert "second-line-secret" not in out
+    halts = [line for line in logs if line["event"] == "destination_halted"]
+    assert len(halts) == 1  # once per halt, not per probe
+    assert (halts[0]["log_level"], halts[0]["error"]) == ("error", "ValueError")
+    assert "second-line-secret" not in str(logs)

@@ -1,4 +1,4 @@
-"""Amperity rows (SPEC §6 "amperity"): golden events from the seed's query columns, every reason
+"""Amperity rows (docs/dialects.md#amperity): golden events from the seed's query columns, every reason
 code, grouping by order in time, late rows, Avro round trip, fuzzing, and `fboc preview`.
 
 Expected hashes are computed here from the normalised plaintext, so a reader sees what was hashed.

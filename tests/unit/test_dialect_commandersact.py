@@ -1,4 +1,4 @@
-"""The commandersact dialect (SPEC §6 "commandersact"), golden-tested from the seed page's tables."""
+"""The commandersact dialect (docs/dialects.md#commandersact), golden-tested from the seed page's tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The mparticle dialect (SPEC §6 "mparticle", with §4, §5, §7).
+"""The mparticle dialect (docs/dialects.md#mparticle).
 
 Golden tests use the seed page's own tables (event names, match keys, other attributes) on an
 mParticle batch; every hash is computed here from the normalised plaintext, so a reader sees
@@ -121,7 +121,7 @@ def seed_batch() -> dict[str, Any]:
     }
 
 
-USER_DATA = {  # the seed batch's user, normalised per SPEC §4, then hashed
+USER_DATA = {  # the seed batch's user, normalised per docs/dialects.md#normalisation, then hashed
     "em": [sha("jane.doe@example.com")],
     "ph": [sha("12025550146")],
     "fn": [sha("jane")],
@@ -141,7 +141,7 @@ USER_DATA = {  # the seed batch's user, normalised per SPEC §4, then hashed
 
 def test_seed_event_name_table_uses_spec_names() -> None:
     """Seed table: Add to Cart, Add to Wishlist, Checkout, Purchase, View Detail. The seed sends
-    the legacy "AddToWishList" and "Checkout"; SPEC decides: AddToWishlist, InitiateCheckout."""
+    the legacy "AddToWishList" and "Checkout"; fboc uses: AddToWishlist, InitiateCheckout."""
     outputs = run(seed_batch())
     names = [o.event.get("event_name") for o in outputs]
     assert names == ["AddToCart", "AddToWishlist", "InitiateCheckout", "Purchase", "ViewContent"]
@@ -217,7 +217,7 @@ def test_two_add_to_cart_of_one_user_in_one_second_keep_distinct_dedup_keys() ->
 
 
 def test_value_without_total_amount_multiplies_price_by_quantity() -> None:
-    """The seed says "summing the price of all products"; SPEC: sum of price x quantity."""
+    """The seed says "summing the price of all products"; fboc: sum of price x quantity."""
     batch = seed_batch()
     batch["events"] = [commerce("purchase", "m", products=[
         {"id": "a", "price": 10.25, "quantity": 3}, {"id": "b", "price": 5.0},
@@ -230,7 +230,7 @@ def test_value_without_total_amount_multiplies_price_by_quantity() -> None:
 
 
 def test_match_keys_follow_spec_not_the_seed() -> None:
-    """The seed hashes advertising ids and uses only some attributes; SPEC: madid plain (ios,
+    """The seed hashes advertising ids and uses only some attributes; fboc: madid plain (ios,
     else android), and $state, $zip, $mobile as well."""
     batch = seed_batch()
     batch["device_info"] = {"android_advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"}
@@ -264,7 +264,7 @@ def test_user_attribute_and_identity_keys_match_without_case() -> None:
 
 
 def test_email_identity_type_picks_the_identity_and_still_hashes_it() -> None:
-    """The seed would forward a non-email identity unhashed; SPEC §4 hashes every em, and a
+    """The seed would forward a non-email identity unhashed; fboc hashes every em, and a
     value that is not an email address is dropped."""
     batch = seed_batch()
     (out, *_rest) = run(batch, email_identity_type="other")

@@ -1,8 +1,8 @@
-"""The segment / rudderstack dialect (SPEC §6 "segment / rudderstack", with §3 to §5 and §7).
+"""The segment / rudderstack dialect (docs/dialects.md#segment).
 
 Golden tests use the seed pages' own sample track calls and tables (RudderStack and Segment);
 every hash is computed here from the normalised plaintext, so a reader sees what was hashed.
-Where the seeds disagree with SPEC, SPEC decides and the test says so.
+Where the seeds disagree with docs/dialects.md, the docs decide and the test says so.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def test_segment_context_traits_example() -> None:
         "user_data": {
             "em": [sha("hamsolo813@hamsolo813.com")],
             # no ph: 401-123-4567 is not a valid US number (an exchange cannot start with 1),
-            # so that field alone is dropped (SPEC §4)
+            # so that field alone is dropped (docs/dialects.md#normalisation)
             "fn": [sha("ham")],  # name "ham solo": first word
             "ln": [sha("solo")],  # last word
             "ge": [sha("m")],
@@ -229,7 +229,7 @@ def test_segment_context_traits_example() -> None:
             "external_id": [sha("hamsolo813")],
         },
         "custom_data": {
-            # the remaining properties; `name` is left out (SPEC: a property named name may be
+            # the remaining properties; `name` is left out (docs/dialects.md: a property named name may be
             # PII), and the top-level product_id is not a `products` entry, so no contents
             "cart_id": "cart1234", "product_id": "product12356", "sku": "G-32",
             "category": "Games", "brand": "Hasbro", "variant": "200 pieces", "quantity": 1,
@@ -267,7 +267,7 @@ def test_lead_id_from_the_seed_examples() -> None:
     # RudderStack: context.externalId entry of type LeadId
     rudder = track(context={"externalId": [{"id": "leadId-value", "type": "LeadId"}]})
     assert one(rudder)["user_data"]["lead_id"] == "leadId-value"  # never hashed
-    # Segment: integration options; SPEC reads them from integrations.<FB>.leadId
+    # Segment: integration options; fboc reads them from integrations.<FB>.leadId
     for key in ("Facebook Offline Conversions", "FacebookOfflineConversions"):
         segment = track(integrations={key: {"leadId": "<LEAD ADS ID>"}})
         assert one(segment)["user_data"]["lead_id"] == "<LEAD ADS ID>"
@@ -275,7 +275,7 @@ def test_lead_id_from_the_seed_examples() -> None:
     both = track(context={"externalId": [{"id": "lead-1", "type": "leadid"}]},
                  integrations={"FacebookOfflineConversions": {"leadId": "lead-2"}})
     assert one(both)["user_data"]["lead_id"] == "lead-1"
-    # Segment's page puts it under context."Facebook Offline Conversions": not a SPEC path
+    # Segment's page puts it under context."Facebook Offline Conversions": not one of fboc's paths
     seed_placement = track(context={"Facebook Offline Conversions": {"leadId": "x"}})
     assert "lead_id" not in one(seed_placement)["user_data"]
 
@@ -301,7 +301,7 @@ def test_seed_event_name_table(source: str, standard: str) -> None:
         "custom_data": {
             "value": 25.0,
             "currency": "EUR",
-            # Product List Viewed without products is a product group (SPEC §6)
+            # Product List Viewed without products is a product group (docs/dialects.md#segment)
             "content_type": "product_group" if source == "Product List Viewed" else "product",
             "item_number": dedup_item_number("msg-1"),
         },
@@ -309,7 +309,7 @@ def test_seed_event_name_table(source: str, standard: str) -> None:
 
 
 # RudderStack's property table, first path of every row (the precedence of the other paths is
-# tested below), plus the SPEC's additions (context.ip).
+# tested below), plus fboc's additions (context.ip).
 PROPERTY_TABLE: dict[str, Any] = {
     "type": "track",
     "messageId": "msg-table",
@@ -406,7 +406,7 @@ PLACES = ("traits", "context.traits", "traits.address", "context.traits.address"
 ZIPS = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
 STATES = [("Louisiana", "la"), ("CA", "ca"), ("Texas", "tx"), ("ny", "ny")]
 COUNTRIES = [("USA", "us"), ("France", "fr"), ("DEU", "de"), ("gb", "gb")]
-# key → (its paths in SPEC order, j → (raw value for path j, normalised value))
+# key → (its paths in docs/dialects.md order, j → (raw value for path j, normalised value))
 USER_PATHS: dict[str, tuple[list[str], Callable[[int], tuple[str, str]]]] = {
     "external_id": (["userId", "traits.userId", "traits.id", "context.traits.userId",
                      "context.traits.id", "anonymousId"], lambda j: (f"id-{j}", f"id-{j}")),
@@ -701,7 +701,7 @@ GAMES = {"category": "Games"}
      {"event_mapping": {"Viewed Shelf": "ViewContent"}}, "product"),
     ("Product Viewed", {}, {"event_mapping": {"Product Viewed": "ViewContent"}}, "product_group"),
     # 5. otherwise product; RudderStack sends product_group for an unmapped Product Viewed
-    # without products, SPEC says product
+    # without products, docs/dialects.md says product
     ("Product Viewed", {}, {}, "product"),
     ("Order Completed", {"properties": {"revenue": 1}}, {}, "product"),
 ])
@@ -865,7 +865,7 @@ def test_physical_store_events_may_be_62_days_old_when_configured() -> None:
 
 
 def test_each_fanned_out_event_has_its_own_name_and_content_type() -> None:
-    """SPEC §5: RudderStack sends the last mapped name to every event set; here each output
+    """docs/dialects.md#routing: RudderStack sends the last mapped name to every event set; here each output
     has its own event_name, content_type and value."""
     d = dest(default_event_sets=[],
              event_mapping={"Product Viewed": ["ViewContent", "Search"],
@@ -1041,7 +1041,7 @@ def check_transform(payload: dict[str, Any], d: DestinationSettings) -> None:
         sent = orjson.loads(orjson.dumps(out.event))  # what the pipeline sends
         assert sent == out.event
         problem = check_event(sent, NOW)
-        # Meta accepts it, except a website event without a user agent or URL (not SPEC's to
+        # Meta accepts it, except a website event without a user agent or URL (not the dialect's to
         # check for this dialect: delivery isolates such an event)
         assert problem is None or (sent["action_source"] == "website" and problem[0] == SUB_MISSING)
         assert out.upload_tag is None or isinstance(out.upload_tag, str)

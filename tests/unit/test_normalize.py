@@ -1,4 +1,4 @@
-"""Tests for consumer.capi.normalize (SPEC.md §3, §4).
+"""Tests for consumer.capi.normalize (docs/dialects.md#normalisation, #hashing).
 
 The official SDK (facebook-business) serves as an oracle where fboc's rule agrees with it; where fboc
 follows Meta's documentation instead, a test shows the difference explicitly.
@@ -46,9 +46,9 @@ def sdk(key: str, value: str) -> str:
     return result
 
 
-# --- SPEC.md §4 examples, each exactly ---------------------------------------------------------
+# --- docs/dialects.md#normalisation examples, each exactly ------------------------------------
 
-SPEC_EXAMPLES = [
+DOC_EXAMPLES = [
     ("em", " Alex@Example.com ", "alex@example.com"),
     ("ph", "+1-202-555-0146", "12025550146"),
     ("ph", "(650) 555-1212", "16505551212"),
@@ -69,12 +69,12 @@ SPEC_EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), SPEC_EXAMPLES)
+@pytest.mark.parametrize(("key", "value", "expected"), DOC_EXAMPLES)
 def test_spec_example_normalised(key: str, value: str, expected: str) -> None:
     assert norm(key, value) == expected
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), SPEC_EXAMPLES)
+@pytest.mark.parametrize(("key", "value", "expected"), DOC_EXAMPLES)
 def test_spec_example_hashed(key: str, value: str, expected: str) -> None:
     assert one(key, value) == [sha(expected)]
 
@@ -467,7 +467,7 @@ def test_hash_matches_sdk(key: str, value: str) -> None:
     assert one(key, value) == [sdk(key, value)]
 
 
-# Where fboc follows Meta's documentation (META_API.md "user_data") instead of the SDK.
+# Where fboc follows Meta's documentation (docs/meta-api.md#user-data-and-hashing) instead of the SDK.
 SDK_DIFFERS = [
     ("ph", "(650) 555-1212", "16505551212"),  # SDK adds no country code: "6505551212"
     ("fn", "O'Brien", "obrien"),  # SDK keeps punctuation: "o'brien"
@@ -477,7 +477,7 @@ SDK_DIFFERS = [
     ("db", "1990-05-17", "19900517"),  # SDK does not reformat dates: "1990-05-17"
     ("ge", "Male", "m"),  # SDK hashes "male"
     ("ct", "Coeur d'Alene", "coeurdalene"),  # SDK keeps the apostrophe
-    ("external_id", "Cust-42", "Cust-42"),  # SDK lower-cases; IDs are case-sensitive (SPEC §4)
+    ("external_id", "Cust-42", "Cust-42"),  # SDK lower-cases; IDs are case-sensitive (docs/dialects.md)
 ]
 
 

@@ -1,4 +1,4 @@
-"""Rows of one order → Conversions API events (SPEC §6 "amperity")."""
+"""Rows of one order → Conversions API events (docs/dialects.md#amperity)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grouping rows by order in time (SPEC §6 "amperity"): pure, the caller passes the time in."""
+"""Grouping rows by order in time (docs/dialects.md#amperity): pure, the caller passes the time in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One Amperity itemized transaction row: validation into a `Row` (SPEC §6 "amperity")."""
+"""One Amperity itemized transaction row: validation into a `Row` (docs/dialects.md#amperity)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Row:
     content: the same for the JSON form and the Avro form, whatever the number spelling."""
 
     order_id: str
-    event_name: str  # the source name, routed per SPEC §5
+    event_name: str  # the source name, routed per docs/dialects.md#routing
     action_source: str
     currency: str
     event_ms: int

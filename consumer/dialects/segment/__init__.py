@@ -1,4 +1,4 @@
-"""Segment / RudderStack `track` calls (SPEC §6 "segment / rudderstack", with §3 to §5 and §7).
+"""Segment / RudderStack `track` calls (docs/dialects.md#segment).
 
 `track.py` reads the call's objects and customer fields, `properties.py` its commerce properties;
 here they become one server event per output name and event set.

@@ -1,4 +1,4 @@
-"""Segment / RudderStack `properties` (SPEC §6): currency, contents, value and the custom
+"""Segment / RudderStack `properties` (docs/dialects.md#segment): currency, contents, value and the custom
 properties that are left over."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from consumer.errors import Rejected
 
 PRODUCT_ID_NAMES = ("product_id", "id", "sku")
 
-# Properties mapped to a field of their own (SPEC §6); the destination's value_field joins them.
+# Properties with a field of their own (docs/dialects.md#segment); the destination's value_field joins them.
 MAPPED_PROPERTIES = frozenset({
     "value", "revenue", "total", "price", "currency", "products", "order_id", "orderId",
     "item_number", "upload_tag", "url", "action_source",
@@ -121,7 +121,7 @@ def clean(value: Any, depth: int = 0) -> Any:
 
 
 def custom_properties(props: Mapping[str, Any], value_field: str) -> dict[str, Any]:
-    """The remaining properties: not mapped to a field of their own, not PII (SPEC §6)."""
+    """The remaining properties: not mapped to a field of their own, not PII (docs/dialects.md#segment)."""
     extra = {}
     for key, value in props.items():
         if (value is None or key in MAPPED_PROPERTIES or key == value_field
