@@ -81,6 +81,8 @@ class Pipeline:
         self.outcomes = Outcomes(self.tracker, self.breaker, dead_letters)
         self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
         self._last_poll = 0.0
+        self._group_ms = 0.0  # the groupers' clock: see _group_clock
+        self._group_tick = time.monotonic()
         self._closing = False
         self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
         self._last_commit = 0.0
@@ -239,7 +241,7 @@ class Pipeline:
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
                 self._groupers[tp[0]].add((route.destination.name, grouping.key(part)), part,
-                                          record, time.monotonic() * 1000)
+                                          record, self._group_clock())
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
@@ -257,7 +259,7 @@ class Pipeline:
 
     def _emit_groups(self, drain: bool = False) -> None:
         """Groups whose window closed (or all of them) become events owned by all their records."""
-        now_ms = time.monotonic() * 1000
+        now_ms = self._group_clock()
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
@@ -277,6 +279,16 @@ class Pipeline:
                         self.outcomes.dead_letter(record, dl)
                     continue
                 self._batch(tuple(records), route.destination.name, outputs)
+
+    def _group_clock(self) -> float:
+        """Milliseconds that pass only while fboc reads normally: while deliveries are saturated
+        the rest of an order's rows wait unread in Kafka, and closing its window then would
+        group them differently from a replay after a crash (a new item_number: counted twice)."""
+        now = time.monotonic()
+        if not self.dispatch.saturated():
+            self._group_ms += (now - self._group_tick) * 1000
+        self._group_tick = now
+        return self._group_ms
 
     def _batch(self, records: tuple[PendingRecord, ...], destination: str,
                outputs: list[Output]) -> None:

@@ -70,6 +70,9 @@ def health_app(pipeline: Pipeline) -> web.Application:
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
+        halted = sorted(name for name, client in pipeline.clients.items() if client.halted)
+        if halted:  # records are held until the destination is fixed (README, Delivery policy)
+            return web.Response(status=503, text=f"destination halted: {', '.join(halted)}\n")
         return web.Response(status=200 if pipeline.ready else 503,
                             text="ready\n" if pipeline.ready else "not assigned yet\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -109,6 +110,16 @@ def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event
         log.debug("field_not_normalisable", key=key)
     check_match_keys(user_data, match_policy)
     return user_data
+
+
+def dedup_item_number(event_id: str) -> str:
+    """The item_number of an event without an order id (README, "Dedup keys").
+
+    Meta dedups offline events on (dataset, event_name, event_time, item_number, order_id or the
+    customer fields): two purchases of one customer in the same second without an order id would
+    share that key and Meta would silently drop the second. Derived from the event's own id, it
+    separates distinct records and stays the same for a redelivery of the same record."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:16]
 
 
 def _year(unix_seconds: int) -> int:

@@ -29,6 +29,7 @@ from consumer.capi.event import Output, RecordContext, ServerEvent, compact, par
 from consumer.config import DestinationSettings
 from consumer.dialects import Dialect
 from consumer.dialects.common import (
+    dedup_item_number,
     get,
     ldu_from_location,
     number,
@@ -200,6 +201,7 @@ def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: Destin
             raise Rejected("invalid_currency", "currency_code is not an ISO 4217 code")
         if name == "Purchase" and value is None:
             raise Rejected("missing_value", "a Purchase needs total_amount or priced products")
+        order_id = text(action.get("transaction_id"))
         custom = compact({
             **_custom_attributes(data),
             "value": value,
@@ -207,7 +209,10 @@ def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: Destin
             "contents": contents,
             "content_ids": [c["id"] for c in contents],
             "content_type": _content_type(action.get("products"), dest),
-            "order_id": text(action.get("transaction_id")),
+            "order_id": order_id,
+            # Two add_to_cart of one user in one second without transaction_id: distinct keys.
+            "item_number": None if order_id or dest.action_source == "website"
+            else dedup_item_number(event_id),
         })
         return {"event_name": name, "event_time": event_time, "event_id": event_id,
                 "action_source": dest.action_source, "user_data": user_data,

@@ -24,6 +24,7 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, parse_settings
 from consumer.dialects import get_dialect
+from consumer.dialects.common import dedup_item_number
 from consumer.dialects.mparticle import transform as bare_transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import check_event
@@ -189,16 +190,33 @@ def test_golden_other_events_of_the_seed_batch() -> None:
         "action_source": "physical_store", "user_data": USER_DATA,
         "custom_data": {"value": 200.0, "currency": "USD",
                         "contents": [{"id": "sku-1", "quantity": 1, "item_price": 200.0}],
-                        "content_ids": ["sku-1"], "content_type": "product"},
+                        "content_ids": ["sku-1"], "content_type": "product",
+                        # no transaction_id: an item_number from the event id (offline dedup)
+                        "item_number": dedup_item_number("msg-cart")},
     }
     # no total_amount: price x quantity, quantity defaulting to 1
     assert wish["custom_data"] == {
         "value": 15.5, "currency": "USD", "contents": [{"id": "sku-2", "quantity": 1,
                                                         "item_price": 15.5}],
-        "content_ids": ["sku-2"], "content_type": "product"}
+        "content_ids": ["sku-2"], "content_type": "product",
+        "item_number": dedup_item_number("msg-wish")}
     assert checkout["custom_data"]["value"] == 400.0
     assert view["event_time"] == T + 60
     assert view["custom_data"]["value"] == 99.0
+
+
+def test_two_add_to_cart_of_one_user_in_one_second_keep_distinct_dedup_keys() -> None:
+    batch = seed_batch()
+    batch["events"] = [commerce("add_to_cart", None, 0, products=[{"id": "a", "price": 3.0}]),
+                       commerce("add_to_cart", None, 0, products=[{"id": "a", "price": 3.0}])]
+    first, second = (o.event for o in run(batch))
+    assert first["event_time"] == second["event_time"]
+    assert "order_id" not in first["custom_data"]
+    assert first["custom_data"]["item_number"] != second["custom_data"]["item_number"]
+    assert [o.event for o in run(batch)] == [first, second]  # a replay: the same keys
+    # with a transaction_id the order is the key, as the advertiser meant it
+    (purchase,) = (o.event for o in run(seed_batch()) if o.event["event_name"] == "Purchase")
+    assert "item_number" not in purchase["custom_data"]
 
 
 def test_value_without_total_amount_multiplies_price_by_quantity() -> None:

@@ -24,6 +24,7 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, Settings, parse_settings
 from consumer.dialects import get_dialect
+from consumer.dialects.common import dedup_item_number
 from consumer.dialects.segment import transform as bare_transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import SUB_MISSING, check_event
@@ -185,6 +186,9 @@ def test_segment_order_completed_example() -> None:
             "value": 39.95,  # Order Completed uses properties.revenue
             "currency": "USD",  # default
             "content_type": "product",
+            # no order_id: an item_number from the event id keeps Meta's offline dedup key
+            # distinct from the same customer's other purchases in that second
+            "item_number": dedup_item_number(digest(SEGMENT_ORDER)),
         },
     }
 
@@ -236,6 +240,7 @@ def test_segment_context_traits_example() -> None:
             "value": 18.99,  # pre-purchase: value absent, so price
             "currency": "USD",
             "content_type": "product",
+            "item_number": dedup_item_number(digest(SEGMENT_PRODUCT_ADDED)),
         },
     }
 
@@ -254,7 +259,8 @@ def test_segment_limited_data_use_example() -> None:
         "data_processing_options": [],
         "data_processing_options_country": 1,
         "data_processing_options_state": 1000,
-        "custom_data": {"currency": "USD", "content_type": "product"},
+        "custom_data": {"currency": "USD", "content_type": "product",
+                        "item_number": dedup_item_number(digest(payload))},
     }
     passthrough = one(payload, dest(limited_data_use=True, unmapped_events="passthrough"))
     assert passthrough["event_name"] == "Membership Upgraded"
@@ -300,6 +306,7 @@ def test_seed_event_name_table(source: str, standard: str) -> None:
             "currency": "EUR",
             # Product List Viewed without products is a product group (docs/dialects.md#segment)
             "content_type": "product_group" if source == "Product List Viewed" else "product",
+            "item_number": dedup_item_number("msg-1"),
         },
     }
 
@@ -761,7 +768,27 @@ def test_custom_data_carries_the_remaining_properties_without_pii() -> None:
 def test_value_field_property_is_not_also_custom() -> None:
     props = {"amount": 12.5, "value": 3}
     custom = one(track(properties=props), dest(value_field="properties.amount"))["custom_data"]
-    assert custom == {"value": 12.5, "currency": "USD", "content_type": "product"}
+    assert custom == {"value": 12.5, "currency": "USD", "content_type": "product",
+                      "item_number": dedup_item_number("msg-1")}
+
+
+def test_item_number_separates_records_without_an_order_id() -> None:
+    # one customer, same event and second, no order id: Meta's offline dedup key would be the
+    # same; the item_number (from the event id) keeps the two conversions apart
+    first, second = (one(track(messageId=f"m-{i}", properties={"value": 5}))
+                     for i in (1, 2))
+    assert first["event_time"] == second["event_time"]
+    assert first["custom_data"]["item_number"] != second["custom_data"]["item_number"]
+    # pinned: a changed derivation would make replays of old records count again
+    assert first["custom_data"]["item_number"] == hashlib.sha256(b"m-1").hexdigest()[:16]
+    assert one(track(messageId="m-1", properties={"value": 5})) == first  # a replay: same key
+    # an order id or an explicit item_number is the key; website events are not deduplicated so
+    assert "item_number" not in one(track(properties={"order_id": "o-1"}))["custom_data"]
+    explicit = one(track(properties={"item_number": "line-2"}))["custom_data"]["item_number"]
+    assert explicit == "line-2"
+    web = one(track(properties={"action_source": "website", "url": "https://shop.example/"},
+                    context={"userAgent": "UA/1"}))
+    assert (web["action_source"], "item_number" in web["custom_data"]) == ("website", False)
 
 
 def test_order_id_falls_back_to_order_id_camel_case() -> None:
@@ -1086,7 +1113,8 @@ def test_preview_lines_with_fixed_now() -> None:
         "user_data": {"external_id": [sha("019mr8mf4r")]},
         "data_processing_options": [],
         "custom_data": {"shippingMethod": "2-day", "value": 39.95, "currency": "USD",
-                        "content_type": "product"},
+                        "content_type": "product",
+                        "item_number": dedup_item_number(digest(SEGMENT_ORDER))},
     }
     assert out == [orjson.dumps(line) for line in [
         {"index": 0, "event_set_id": "111", "event": RUDDERSTACK_OUTPUT},
