@@ -43,8 +43,9 @@ STANDARD_KEYS = frozenset({
 CONTENT_KEYS = frozenset({"id", "quantity", "item_price", "brand", "category", "title",
                           "description", "delivery_category"})
 NUMERIC_KEYS = frozenset({"value", "num_items", "predicted_ltv", "quantity", "item_price"})
-# fboc's identifier fields (contents' id too): a plain run of digits there is an id, not a phone
-# number, and it is not compared with the customer's fields.
+# fboc's identifier fields (contents' id too): one token of ASCII letters and digits there (a plain
+# run of digits, or a hex id such as fboc's own item_number) is an id, not a phone number, and it
+# is not compared with the customer's fields.
 ID_KEYS = frozenset({"order_id", "item_number", "content_ids", "id"})
 
 # Names, compared case-folded without separators: whole names, ...
@@ -74,6 +75,7 @@ _PHONE_RUN = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
 _DATE_RUN = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
 _NON_DIGIT = re.compile(r"[^0-9]")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
 # st and country are too coarse to name anyone and too common to compare: "F", "CA", "US").
 CUSTOMER_KEYS = ("fn", "ln", "ct", "db", "zp", "external_id")
@@ -193,7 +195,7 @@ def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
     """Why a text value must not be sent, or None."""
     if has_email(text):
         return "email_value"
-    if not (id_like and text.isdigit()) and has_phone(text, walk.region):
+    if not (id_like and _ID_TOKEN.fullmatch(text)) and has_phone(text, walk.region):
         return "phone_value"
     if id_like:
         return None

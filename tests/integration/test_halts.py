@@ -107,23 +107,30 @@ async def test_missing_appsecret_proof_holds_every_record_and_says_why(
     print(f"halt test (c): {len(requests)} probes, 0 dead letters, 0 committed, exit 0")
 
 
-async def test_a_token_holding_a_newline_halts_visibly_instead_of_stalling(
+def test_a_token_holding_a_newline_stops_start_up_naming_the_key(
         kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
         tmp_path: Path) -> None:
-    """A token file with two lines: aiohttp refuses the header, so no request is ever sent.
-    Before, every delivery task died silently: nothing delivered, dead-lettered or committed,
-    /healthz ok and fboc_destination_halted 0."""
+    """A token file with two lines. Before, every delivery task died silently: nothing delivered,
+    dead-lettered or committed, /healthz ok and fboc_destination_halted 0. Now `fboc run` refuses
+    to start (exit 2, the key named, the value never printed). Should such a token reach the
+    client anyway, the destination halts visibly: tests/unit/test_delivery.py
+    test_a_request_that_cannot_be_sent_halts_the_destination_visibly."""
     topic = new_topic(1)
     token_file = tmp_path / "token"
     token_file.write_text("sandbox-token\nsecond-line-of-the-token\n")
-    fboc, dead = await run_halted(kafka, topic, group_id, sandbox.url, tmp_path,
-                                  access_token=f"${{file:{token_file}}}")
-    assert dead == 0
+    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
+    config["destinations"][0]["access_token"] = f"${{file:{token_file}}}"
+    fboc = FbocProcess(tmp_path, config).start()
+    try:
+        assert fboc.proc is not None
+        code = fboc.proc.wait(60)
+    finally:
+        fboc.stop_quietly()
+    assert code == 2
+    output = fboc.log_path.read_text()
+    assert "config error: destinations[0].access_token: holds a line break" in output
+    assert "second-line-of-the-token" not in output
     assert sandbox_requests(sandbox.url) == []
-    halts = [line for line in fboc.log_lines() if line.get("event") == "destination_halted"]
-    assert halts[0]["error"] == "ValueError"
-    assert "newline" in halts[0]["cause"]
-    assert "second-line-of-the-token" not in fboc.log_path.read_text()
 
 
 @pytest.mark.parametrize("code", [190, 102])

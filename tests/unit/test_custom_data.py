@@ -14,6 +14,7 @@ from consumer.capi import custom
 from consumer.capi.custom import REASONS, Screen, is_customer_name, screen_event
 from consumer.capi.event import Output
 from consumer.config import DestinationSettings
+from consumer.dialects.common import dedup_item_number
 from consumer.dialects.screening import finish
 from consumer.errors import Rejected
 from consumer.telemetry import METRICS
@@ -122,6 +123,17 @@ def test_phone_values_are_dropped(value: str | int) -> None:
     else:  # a plain run of digits in an id field is an id
         assert out["custom_data"] == {"content_ids": [value, "A"], "store_id": "S-1"}
     assert ("custom_data.note", "phone_value") in drops
+
+
+def test_hex_ids_are_ids_even_when_their_digits_look_like_a_phone_number() -> None:
+    """fboc's own item_number (16 hex digits of a hash) once lost to the phone check: its digit
+    run 590823125003 reads as a Guadeloupe number, and Meta's dedup key lost its distinct part."""
+    ids = [dedup_item_number(f"tc-{i}") for i in range(300)] + ["a590823125003bfd"]
+    for value in ids:
+        custom = {"item_number": value, "order_id": value, "content_ids": [value]}
+        assert kept(dict(custom)) == custom
+    assert ("custom_data.item_number", "phone_value") in screened(
+        {"item_number": "a+590 823 125 003"})[1]
 
 
 def test_text_with_many_number_runs_costs_bounded_time() -> None:

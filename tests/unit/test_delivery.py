@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from consumer.config import DestinationSettings, FacebookSettings
@@ -229,9 +230,11 @@ async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(
 
 async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
         box: SandboxThread) -> None:
-    # a token file with two lines: aiohttp refuses the header before anything is sent
+    # a token file with two lines: aiohttp refuses the header before anything is sent. The
+    # configuration rejects such a token; model_copy skips that check, as a future bug might.
     bad = "sandbox-token\nsecond-line-secret"
-    dest = DestinationSettings(name="main", access_token=bad)
+    dest = DestinationSettings(name="main", access_token="sandbox-token").model_copy(
+        update={"access_token": SecretStr(bad)})
     facebook = FacebookSettings(graph_url=box.url, auth_retry_seconds=5)
     fake = FakeTime()
     async with aiohttp.ClientSession() as session:
