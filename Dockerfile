@@ -37,6 +37,7 @@ RUN FBOC_COMPILE=1 /opt/build/bin/pip wheel --no-deps --no-build-isolation --whe
  && /opt/fboc/bin/fboc --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.version="0.1.0"
 ENV PATH=/opt/fboc/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

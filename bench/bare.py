@@ -7,7 +7,7 @@
 record it does one of two kinds of work:
 - floor: the floor's (`floor_event`: decode, hash the customer fields, encode one event), with
   the record's Kafka time as event_time;
-- transform: fboc's own decoding and Segment transform (SPEC rules, normalisation, checks), with
+- transform: fboc's own decoding and Segment transform (docs/dialects.md rules, normalisation, checks), with
   e2e's destination, and encodes what it gives. Compiled when fboc is (FBOC_BENCH_WRAP).
 Then only what delivery cannot do without: 1,000 events to a request, all to one event set,
 through aiohttp with up to --max-in-flight requests at once, a request at the latest

@@ -313,8 +313,11 @@ def main() -> int:
         start, end = timed_span([x for own in logs for x in own])
         steady, settled = steady_rate(logs, progress, sum(ends.values()), end)
         stats = get(sandbox + "/_sandbox/stats")
-        # every good record gives exactly one event (one name, one event set) in this config
-        delivered = stats["accepted_events"]
+        # every good record gives exactly one event (one name, one event set) in this config;
+        # an accepted event that Meta's offline dedup dropped although it was another conversion
+        # (deduplicated_distinct) is lost all the same
+        distinct_dropped = stats["deduplicated_distinct"]
+        delivered = stats["accepted_events"] - distinct_dropped
         dead = metric_total(metrics, "fboc_dead_letter_writes_total")
         lost = max(0, (n - bad) - delivered) + max(0, bad - int(dead))
         p50, p99 = quantiles(metrics)
@@ -331,7 +334,8 @@ def main() -> int:
             "ratio_to_floor": round(delivered / (end - start) / floor_eps, 3),
             "p50_latency_s": p50, "p99_latency_s": p99,
             "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
-            # how full the requests were: 1,000 is a full batch (META_API's limit)
+            "deduplicated_distinct": distinct_dropped,
+            # how full the requests were: 1,000 is a full batch (Meta's limit, docs/meta-api.md#limits)
             "events_per_request": round(delivered / max(1, stats["accepted_requests"])),
             # a request as fboc timed it: encode, send, the API's latency and validation, read
             "request_mean_s": round(request_s / max(1, requests), 3),

@@ -1,4 +1,4 @@
-"""Micro-batches per (destination, event set, upload_tag) (DESIGN "Delivery").
+"""Micro-batches per (destination, event set, upload_tag) (docs/design.md#delivery).
 
 Pure bookkeeping: `add` returns a batch when it is full, `due` returns batches whose linger time
 has passed, `drain` returns everything (shutdown, revocation). Events arrive already JSON-encoded

@@ -1,4 +1,4 @@
-"""Dead-letter circuit breaker (DESIGN invariant 4): a flood of dead letters is a bug, not data."""
+"""Dead-letter circuit breaker (docs/design.md invariant 4): a flood of dead letters is a bug, not data."""
 
 from __future__ import annotations
 

@@ -1,21 +1,23 @@
-"""The `fboc` command (SPEC §11)."""
+"""The `fboc` command (docs/operations.md#commands)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
 
 import orjson
 
 from consumer.capi.event import Output, RecordContext, parse_time_ms
-from consumer.config import Settings, load_settings, runtime_problems
-from consumer.dialects import get_dialect
+from consumer.config import DestinationSettings, Settings, load_settings, runtime_problems
+from consumer.dialects import Dialect, get_dialect
 from consumer.errors import ConfigError, Filtered, RecordOutcome, Rejected
 
 
@@ -28,9 +30,14 @@ def _load(path: str, *, for_run: bool) -> Settings:
     return settings
 
 
+def _printable(text: str) -> str:
+    """One line whatever a key or a message holds (a YAML key may be "\\r")."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_problems(exc: ConfigError) -> int:
     for path, message in exc.problems:
-        print(f"config error: {path}: {message}", file=sys.stderr)
+        print(f"config error: {_printable(path)}: {_printable(message)}", file=sys.stderr)
     return 2
 
 
@@ -61,31 +68,81 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems = connection_problems(settings)
         if problems:
             raise ConfigError(problems)
+    from consumer.checks import config_warnings
+
+    for path, message in config_warnings(settings, date.today()):
+        print(f"config warning: {path}: {message}", file=sys.stderr)
     print(f"ok: {len(settings.sources)} source(s), {len(settings.destinations)} destination(s)")
     return 0
 
 
-def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[str]) -> list[bytes]:
-    """One JSON line per output (SPEC §11); pure apart from reading `lines`."""
+Result = list[Output] | RecordOutcome
+# `--now` must fall in this range (unix ms): beyond it the age checks mean nothing
+PREVIEW_NOW_RANGE_MS = (946_684_800_000, 4_102_444_800_000)  # 2000-01-01 .. 2100-01-01 UTC
+
+
+def _unexpected(exc: Exception) -> Rejected:
+    """A dialect bug, named by its exception type only: its message may quote the record."""
+    return Rejected("transform_error", f"unexpected {type(exc).__name__}")
+
+
+def _preview_grouped(dialect: Dialect, payloads: list[tuple[int, dict[str, Any]]],
+                     dest: DestinationSettings, now_s: int) -> list[tuple[int, Result]]:
+    """A grouping dialect's preview; a row that breaks it is found alone and reported alone."""
+    assert dialect.grouping is not None
+    try:
+        return dialect.grouping.preview(payloads, dest, now_s)
+    except Exception:  # one bad row must not cost the others: try each row alone
+        failed: list[tuple[int, Result]] = []
+        good: list[tuple[int, dict[str, Any]]] = []
+        for item in payloads:
+            try:
+                dialect.grouping.preview([item], dest, now_s)
+                good.append(item)
+            except Exception as exc:
+                failed.append((item[0], _unexpected(exc)))
+    try:
+        return failed + dialect.grouping.preview(good, dest, now_s)
+    except Exception as exc:  # only the rows together fail: each of them says so
+        return failed + [(index, _unexpected(exc)) for index, _ in good]
+
+
+def _render(index: int, result: Result) -> list[bytes]:
+    if isinstance(result, Filtered):
+        return [orjson.dumps({"index": index, "filtered": {"reason": result.reason}})]
+    if isinstance(result, RecordOutcome):
+        return [orjson.dumps({"index": index, "rejected": {
+            "reason": result.reason, "message": result.message}})]
+    try:
+        return [orjson.dumps({"index": index, "event_set_id": o.event_set_id, "event": o.event})
+                for o in result]
+    except orjson.JSONEncodeError:
+        return _render(index, Rejected("invalid_payload", "the event is not encodable as JSON"))
+
+
+def preview_lines(settings: Settings, source_name: str, now_s: int,
+                  lines: Iterable[bytes | str]) -> list[bytes]:
+    """One JSON line per output (docs/operations.md#commands); pure apart from reading `lines`. Every input
+    line that is not blank gets at least one output line, whatever it holds."""
     source = settings.source(source_name)
     dialect = get_dialect(source.dialect)
     dest = settings.destination(source.destination)
-    results: list[tuple[int, list[Output] | RecordOutcome]] = []
+    results: list[tuple[int, Result]] = []
     payloads: list[tuple[int, dict[str, Any]]] = []
     for index, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             payload = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError:  # also bytes that are not UTF-8, and nesting over 1024
             results.append((index, Rejected("invalid_json", "the line is not JSON")))
             continue
         if not isinstance(payload, dict):
             results.append((index, Rejected("invalid_json", "a line must hold a JSON object")))
             continue
         payloads.append((index, payload))
-    if dialect.grouping is not None:  # amperity: rows of one order share one event (SPEC §11)
-        results += dialect.grouping.preview(payloads, dest, now_s)
+    if dialect.grouping is not None:  # rows of one order share one event (docs/dialects.md#amperity)
+        results += _preview_grouped(dialect, payloads, dest, now_s)
     else:
         for index, payload in payloads:
             try:
@@ -93,27 +150,65 @@ def preview_lines(settings: Settings, source_name: str, now_s: int, lines: IO[st
                     payload, RecordContext(now_s * 1000, payload), dest, now_s)))
             except RecordOutcome as exc:
                 results.append((index, exc))
+            except Exception as exc:  # one bad line must not cost the others
+                results.append((index, _unexpected(exc)))
     out: list[bytes] = []
     for index, result in sorted(results, key=lambda item: item[0]):
-        if isinstance(result, Filtered):
-            out.append(orjson.dumps({"index": index, "filtered": {"reason": result.reason}}))
-        elif isinstance(result, RecordOutcome):
-            out.append(orjson.dumps({"index": index, "rejected": {
-                "reason": result.reason, "message": result.message}}))
-        else:
-            out.extend(orjson.dumps({"index": index, "event_set_id": o.event_set_id,
-                                     "event": o.event}) for o in result)
+        out.extend(_render(index, result))
     return out
 
 
+def _preview_now_ms(text: str | None) -> int | None:
+    """`--now` as unix ms (now when absent); None when it is not a time in the sane range."""
+    if text is None:
+        return int(time.time() * 1000)
+    try:
+        ms = parse_time_ms(text)
+    except (ValueError, OverflowError):
+        return None
+    low, high = PREVIEW_NOW_RANGE_MS
+    return ms if ms is not None and low <= ms < high else None
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
+    from consumer.telemetry import configure_logging
+
+    now_ms = _preview_now_ms(args.now)
+    if now_ms is None:
+        print(f"fboc preview: --now: not an ISO 8601 time (or unix s/ms) between 2000 and 2100: "
+              f"{args.now[:40]!r}", file=sys.stderr)
+        return 2
     settings = _load(args.config, for_run=False)
+    configure_logging(settings.service.log_format)  # stderr: stdout carries only the JSON lines
+    try:
+        lines = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"fboc preview: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with lines:
+        for line in preview_lines(settings, args.source, now_ms // 1000, lines):
+            sys.stdout.buffer.write(line + b"\n")
+    return 0
+
+
+def cmd_preview_summary(args: argparse.Namespace) -> int:
+    """`fboc preview --summary`: the match keys of the previewed events, per event set."""
+    from consumer.match_quality import dropped_counts, preview_summary
+    from consumer.telemetry import METRICS, configure_logging
+
+    settings = _load(args.config, for_run=False)
+    configure_logging("console", logging.WARNING)  # to stderr: stdout is the table
     now_ms = parse_time_ms(args.now) if args.now else int(time.time() * 1000)
     if now_ms is None:
         raise ConfigError([("--now", "not an ISO 8601 time")])
+    dest = settings.destination(settings.source(args.source).destination)
+    before = dropped_counts(METRICS.registry)
     with (sys.stdin if args.input == "-" else open(args.input)) as lines:
-        for line in preview_lines(settings, args.source, now_ms // 1000, lines):
-            sys.stdout.buffer.write(line + b"\n")
+        out = preview_lines(settings, args.source, now_ms // 1000, lines)
+    after = dropped_counts(METRICS.registry)
+    dropped = {key: after[key] - before[key] for key in after}
+    for line in preview_summary(out, dest.name, dropped, dest.hashing):
+        print(line)
     return 0
 
 
@@ -182,13 +277,16 @@ REPLAY_DESCRIPTION = """\
 Re-publishes the original key, value, headers and timestamp of dead letters to their original
 topic (or --to), with fboc.replay_count + 1 and the other fboc.* headers removed; a record that
 failed for one event set gets fboc.target.event_set_id, so fboc sends it to that set only.
+Without --to, only to a configured source topic: others are skipped (not_a_source_topic).
 
 Reads the dead-letter topic up to the end offsets seen at start, in the consumer group
 <kafka.group_id>.replay (or --group), committing a record only once it is final: re-published
 and acknowledged, or skipped / parked / too old (those stay on the dead-letter topic). An
-interrupted replay resumes where it stopped. Records not matching --reason/--event-set/--since/
---until are skipped and passed in the group too: a later replay with other filters needs another
---group. --since/--until are times on the dead-letter topic (when a record was dead-lettered).
+interrupted replay resumes where it stopped, up to the end offsets of the run it resumes (stored
+with its commits): dead letters written since wait for the next run. Records not matching
+--reason/--event-set/--since/--until are skipped and passed in the group too: a later replay
+with other filters needs another --group. --since/--until are times on the dead-letter topic
+(when a record was dead-lettered), from 1970 to 2100.
 
 Parked: replay_count >= dead_letter.max_replays. Too old: the original Kafka timestamp is older
 than the destination's window (max_event_age_days within Meta's 7 days, 62 for physical_store).
@@ -209,8 +307,12 @@ def parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="JSON lines in a source's dialect → CAPI events")
     preview.add_argument("--config", required=True)
     preview.add_argument("--source", required=True)
-    preview.add_argument("--now", help="ISO 8601 time to judge event age against")
+    preview.add_argument("--now", help="ISO 8601 time to judge event age against "
+                         "(unix s/ms too; 2000 to 2100)")
     preview.add_argument("input", nargs="?", default="-")
+    # Swaps the command run (args.func) for the summary: cmd_preview itself is left alone.
+    preview.add_argument("--summary", dest="func", action="store_const", const=cmd_preview_summary,
+                         help="print the share of events carrying each match key, per event set")
     preview.set_defaults(func=cmd_preview)
     dlq = sub.add_parser("dlq", help="dead-letter topic: stats and replay")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

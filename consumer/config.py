@@ -1,21 +1,25 @@
-"""Typed settings (SPEC §10): one YAML file, `${ENV}` / `${file:/path}` references, env overrides.
+"""Typed settings (docs/operations.md): a YAML file, `${ENV}` / `${file:/path}` references, overrides.
 
 `load_settings` returns validated `Settings` or raises `ConfigError` listing every problem with
-its key path, so a bad file stops start-up naming the key and never half-starts.
+its key path, so a bad file stops start-up naming the key and never half-starts. Reading the
+file, references and overrides live in consumer/config_input.py.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from consumer.config_input import apply_env_overrides, key_path, load_document, resolve
 from consumer.errors import ConfigError
+from consumer.graph_versions import LATEST, MAX_MAJOR, major_of
 
 STANDARD_EVENTS = frozenset({
     "AddPaymentInfo", "AddToCart", "AddToWishlist", "CompleteRegistration", "Contact",
@@ -28,28 +32,64 @@ ACTION_SOURCES = frozenset({
     "business_messaging", "other",
 })
 Dialect = Literal["segment", "rudderstack", "mparticle", "commandersact", "amperity"]
+# Kafka's legal topic names; a librdkafka subscription starting with ^ would be a regex
+TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class KafkaSettings(_Model):
     bootstrap_servers: str = "localhost:9092"
     group_id: str = "fboc"
-    dead_letter_topic: str = "fboc.dead-letter"
+    dead_letter_topic: str = Field("fboc.dead-letter", pattern=TOPIC)
     schema_registry_url: str | None = None
     unreachable_timeout_seconds: float = Field(60.0, gt=0)
     options: dict[str, str | int | float | bool] = {}
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for key, option in value.items():
+                if not isinstance(option, str | int | float | bool):  # one error, not one per type
+                    raise ValueError(f"{str(key)[:100]!r} must be a string, a number or a boolean")
+        return value
+
 
 class FacebookSettings(_Model):
     graph_url: str = "https://graph.facebook.com"
-    api_version: str = Field("v26.0", pattern=r"^v\d+\.\d+$")
+    api_version: str = "v26.0"
     timeout_seconds: float = Field(1.5, gt=0)
     max_attempts: int = Field(8, ge=1)
     max_retry_seconds: float = Field(120.0, gt=0)
     auth_retry_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("graph_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.isascii() or not value.isprintable() or " " in value:
+            raise ValueError("must be a URL of visible ASCII characters")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold credentials")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_shape(cls, value: str) -> str:
+        if major_of(value) is None:
+            raise ValueError(f"must be a Graph API version like v{LATEST}.0 (v1.0 to v{MAX_MAJOR}.0)")
+        return value
 
 
 class BatchingSettings(_Model):
@@ -76,11 +116,19 @@ class ServiceSettings(_Model):
     shutdown_deadline_seconds: float = Field(25, gt=0)
     log_format: Literal["json", "console"] = "json"
     commit_interval_ms: int = Field(1000, ge=10)
+    # the health/metrics port: loopback unless set (the Helm chart sets 0.0.0.0 for probes)
+    bind_address: str = "127.0.0.1"
+
+    @field_validator("bind_address")
+    @classmethod
+    def _an_ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # a ValueError names the key
+        return value
 
 
 class SourceSettings(_Model):
     name: str
-    topic: str
+    topic: str = Field(pattern=TOPIC)
     dialect: Dialect
     destination: str
     schema_: str | None = Field(None, alias="schema")
@@ -108,6 +156,13 @@ class DestinationSettings(_Model):
     group_window_ms: int = Field(5000, ge=0)
     upload_tag: str | None = None
     test_event_code: str | None = None
+    # only a string agreed with Meta (docs/meta-api.md); sent only when set
+    partner_agent: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[ -~]+$")
+    date_order: Literal["mdy", "dmy"] = "mdy"  # ambiguous dates of birth: 03/04/1990
+    external_id_normalization: Literal["lowercase", "exact"] = "lowercase"
+    # custom properties sent even though they look like customer data (README, "What is never sent")
+    allowed_custom_properties: frozenset[str] = Field(
+        frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow"))
 
     @field_validator("event_mapping", "event_sets", mode="before")
     @classmethod
@@ -129,13 +184,22 @@ class DestinationSettings(_Model):
         _check_ids(value, "event set IDs")
         return value
 
+    @field_validator("access_token", "app_secret", mode="after")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = _secret_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
     @field_validator("event_mapping", mode="after")
     @classmethod
     def _standard_targets(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         for name, targets in value.items():
-            bad = [t for t in targets if t not in STANDARD_EVENTS]
+            bad = [i for i, t in enumerate(targets) if t not in STANDARD_EVENTS]
             if bad:
-                raise ValueError(f"{name!r} maps to {bad}, not standard events")
+                raise ValueError(f"{name!r}: item(s) {bad} are not standard events")
         return value
 
     @field_validator("action_source")
@@ -146,10 +210,34 @@ class DestinationSettings(_Model):
         return value
 
 
+_EVENT_SET_ID = re.compile(r"[0-9]+", re.ASCII)
+
+
 def _check_ids(ids: tuple[str, ...], what: str) -> None:
-    bad = [i for i in ids if not str(i).isdigit()]
+    """Problems by position: a value may have come from a ${...} reference, so it is not shown."""
+    bad = [i for i, set_id in enumerate(ids) if not _EVENT_SET_ID.fullmatch(set_id)]
     if bad:
-        raise ValueError(f"{what} must be numeric, got {bad}")
+        raise ValueError(f"{what} must be numeric (digits 0-9): item(s) {bad} are not")
+    repeated = [i for i, set_id in enumerate(ids) if set_id in ids[:i]]
+    if repeated:
+        raise ValueError(f"{what} must not repeat: item(s) {repeated} repeat an earlier one")
+
+
+def _secret_problem(secret: str) -> str | None:
+    """What would break the HTTP header (or the proof) about a token or secret; never its value."""
+    for position, char in enumerate(secret, 1):
+        if char in "\r\n":
+            kind = "a line break (a file reference drops only one trailing newline)"
+        elif char.isspace():
+            kind = "whitespace"
+        elif not char.isprintable():
+            kind = "a control character"
+        elif not char.isascii():
+            kind = "a non-ASCII character"
+        else:
+            continue
+        return f"holds {kind} at character {position}"
+    return None
 
 
 class Settings(_Model):
@@ -171,75 +259,23 @@ class Settings(_Model):
         raise ConfigError([("sources", f"no source named {name!r}")])
 
 
-_REF = re.compile(r"\$\{([^}]+)\}")
-
-
-def _resolve(value: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> Any:
-    """Replace ${VAR} and ${file:/path} references inside strings, recursively."""
-    if isinstance(value, dict):
-        return {k: _resolve(v, f"{path}.{k}" if path else str(k), env, problems)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        ref = match.group(1)
-        if ref.startswith("file:"):
-            try:
-                return Path(ref[5:]).read_text().strip()
-            except OSError as exc:
-                problems.append((path, f"cannot read referenced file ({exc.strerror})"))
-                return ""
-        if ref not in env:
-            problems.append((path, f"environment variable {ref} is not set"))
-            return ""
-        return env[ref]
-
-    return _REF.sub(substitute, value)
-
-
-def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    """FBOC_<SECTION>__<KEY>[__<KEY>...]=value overrides nested keys (values parsed as YAML)."""
-    for name, raw in env.items():
-        if not name.startswith("FBOC_") or "__" not in name:
-            continue
-        keys = [k.lower() for k in name[5:].split("__")]
-        node = data
-        for key in keys[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
-        node[keys[-1]] = yaml.safe_load(raw) if raw else raw
-
-
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError([("<file>", f"cannot read {path}: {exc.strerror}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([("<file>", f"not valid YAML: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([("<file>", "the top level must be a mapping")])
-    return parse_settings(data, env)
+    return parse_settings(load_document(path), env)
 
 
 def parse_settings(data: dict[str, Any], env: Mapping[str, str]) -> Settings:
-    _apply_env_overrides(data, env)
     problems: list[tuple[str, str]] = []
-    data = _resolve(data, "", env, problems)
+    apply_env_overrides(data, env, problems)
+    data = resolve(data, env, problems)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         # pydantic also calls a list "too short" when one of its items failed: report the item
         inner = {err["loc"][:1] for err in errors if len(err["loc"]) > 1}
-        problems += [(_key_path(err["loc"]), err["msg"]) for err in errors
-                     if not (err["type"] == "too_short" and err["loc"] in inner)]
+        problems += [(key_path(err["loc"]), err["msg"].removeprefix("Value error, "))
+                     for err in errors if not (err["type"] == "too_short" and err["loc"] in inner)]
         raise ConfigError(problems) from None
     problems += _cross_checks(settings)
     if problems:
@@ -247,41 +283,43 @@ def parse_settings(data: dict[str, Any], env: Mapping[str, str]) -> Settings:
     return settings
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic location as `sources[0].dialect`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<file>"
-
-
 def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     dest_names = [d.name for d in settings.destinations]
     for label, names in (("sources", [s.name for s in settings.sources]),
                          ("destinations", dest_names)):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            problems.append((label, f"names must be unique, repeated: {dupes}"))
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((f"{label}[{i}].name", f"{label}[{names.index(name)}].name "
+                                                       "has the same name: names must be unique"))
+    first_reader: dict[str, int] = {}
     for i, src in enumerate(settings.sources):
         if src.destination not in dest_names:
-            problems.append((f"sources[{i}].destination", f"no destination named {src.destination!r}"))
+            problems.append((f"sources[{i}].destination", "no destination has this name"))
         if settings.kafka.schema_registry_url is None and not src.schema_:
             problems.append((f"sources[{i}].schema",
                              "required when kafka.schema_registry_url is not set"))
+        if src.topic == settings.kafka.dead_letter_topic:
+            problems.append((f"sources[{i}].topic", "is kafka.dead_letter_topic: fboc would read "
+                                                    "its own dead letters"))
+        elif src.topic in first_reader:
+            problems.append((f"sources[{i}].topic", f"sources[{first_reader[src.topic]}].topic "
+                                                    "names the same topic: one source per topic"))
+        else:
+            first_reader[src.topic] = i
     return problems
 
 
 def runtime_problems(settings: Settings) -> list[tuple[str, str]]:
     """What `fboc run` needs beyond what `fboc preview` needs."""
+    from consumer.checks import kafka_option_problems, schema_problem
+
     problems: list[tuple[str, str]] = []
     for i, dest in enumerate(settings.destinations):
         if dest.access_token is None or not dest.access_token.get_secret_value():
             problems.append((f"destinations[{i}].access_token", "required to send events"))
     for i, src in enumerate(settings.sources):
-        if src.schema_ and not Path(src.schema_).is_file():
-            problems.append((f"sources[{i}].schema", f"file not found: {src.schema_}"))
-    return problems
+        problem = schema_problem(src.schema_) if src.schema_ else None
+        if problem:
+            problems.append((f"sources[{i}].schema", problem))
+    return problems + kafka_option_problems(settings.kafka)

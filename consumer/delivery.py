@@ -1,6 +1,6 @@
 """Graph API client: auth, error classification, retries with backoff, split on invalid events.
 
-Classification follows META_API.md "Errors" on code / subcode / is_transient, not HTTP status.
+Classification follows docs/meta-api.md#errors on code / subcode / is_transient, not HTTP status.
 Policy for token and permission errors (190, 10, 3, 200-299): the destination is *halted*: its
 batches wait and are re-probed every `facebook.auth_retry_seconds`; their records stay
 uncommitted (nothing is lost, nothing is dead-lettered for a fixable credential problem) and
@@ -44,7 +44,16 @@ class ErrorKind(enum.Enum):
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2, 341, 368})
-AUTH_CODES = frozenset({190, 10, 3, *range(200, 300)})
+AUTH_CODES = frozenset({190, 102, 10, 3, *range(200, 300)})
+# What an operator should look at, by code; logged with the halt (never Meta's own text).
+HALT_CAUSES: dict[int | None, str] = {
+    190: "access token expired or invalid",
+    102: "API session invalid: the access token was invalidated",
+    100: "request or credentials refused (appsecret_proof missing or wrong: check the "
+         "destination's app_secret), or an unsupported request",
+    10: "the token lacks permission for the dataset",
+    3: "the app lacks the capability for this call",
+}
 
 
 def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
@@ -59,7 +68,9 @@ def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
     if (error and error.get("is_transient") is True) or code in TRANSIENT_CODES or status >= 500:
         return ErrorKind.TRANSIENT
     if code == 100:
-        return ErrorKind.INVALID
+        # Without a subcode it is the request (e.g. no appsecret_proof), not an event: splitting
+        # would dead-letter every event for a fixable credential problem.
+        return ErrorKind.INVALID if subcode is not None else ErrorKind.AUTH
     return ErrorKind.UNKNOWN
 
 
@@ -120,7 +131,9 @@ class GraphClient:
         self._clock = clock
         token = dest.access_token.get_secret_value() if dest.access_token else ""
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        extras: dict[str, str] = {"partner_agent": "fboc"}
+        extras: dict[str, str] = {}
+        if dest.partner_agent:  # only a string agreed with Meta: unset by default
+            extras["partner_agent"] = dest.partner_agent
         if dest.app_secret is not None:
             extras["appsecret_proof"] = hmac.new(dest.app_secret.get_secret_value().encode(),
                                                  token.encode(), hashlib.sha256).hexdigest()
@@ -135,7 +148,8 @@ class GraphClient:
         extras = dict(self._extras)
         if upload_tag:
             extras["upload_tag"] = upload_tag
-        return b'{"data":[' + b",".join(events) + b"]," + orjson.dumps(extras)[1:]
+        tail = b"]," + orjson.dumps(extras)[1:] if extras else b"]}"  # no extras: no trailing comma
+        return b'{"data":[' + b",".join(events) + tail
 
     async def post(self, event_set_id: str, upload_tag: str | None,
                    events: Sequence[bytes]) -> None:
@@ -170,10 +184,14 @@ class GraphClient:
         raise GraphError(kind, status, error.get("code"), error.get("error_subcode"),
                          error.get("fbtrace_id"), _regain_seconds(usage))
 
-    async def _gate(self) -> None:
+    async def _gate(self) -> bool:
+        """Wait while the destination is throttled or halted; True when it waited for a halt."""
         wait = self._resume_at - self._clock()
-        if wait > 0:
-            await self._sleep(wait)
+        if wait <= 0:
+            return False
+        halted = self.halted
+        await self._sleep(wait)
+        return halted
 
     def _backoff(self, attempt: int) -> float:
         delay: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
@@ -191,11 +209,14 @@ class GraphClient:
         attempts = 0
         started = self._clock()
         while True:
-            await self._gate()
+            if await self._gate():  # time spent halted is not retry time: the budget restarts
+                attempts, started = 0, self._clock()
             attempts += 1
             try:
                 await self.post(event_set_id, upload_tag, [events[i] for i in indexes])
             except GraphError as err:
+                if err.kind is ErrorKind.AUTH:
+                    attempts = 0
                 failure = await self._handle(err, attempts, started, len(indexes))
                 if failure == "split":
                     half = len(indexes) // 2
@@ -206,6 +227,10 @@ class GraphClient:
                     for i in indexes:
                         results[i] = failure
                     return
+                continue
+            except Exception as exc:  # the request could not even be sent
+                attempts = 0
+                self.halt_for(exc)
                 continue
             if self.halted:
                 self.halted = False
@@ -223,12 +248,8 @@ class GraphClient:
                       subcode=err.subcode)
             return Failure.of("graph_dataset_unavailable", err, attempts)
         if err.kind is ErrorKind.AUTH:
-            if not self.halted:
-                log.error("destination_halted", destination=self._dest.name, code=err.code,
-                          subcode=err.subcode, retry_in_s=self._fb.auth_retry_seconds)
-            self.halted = True
-            METRICS.destination_halted.labels(self._dest.name).set(1)
-            self._resume_at = max(self._resume_at, self._clock() + self._fb.auth_retry_seconds)
+            self._halt(code=err.code, subcode=err.subcode,
+                       cause=HALT_CAUSES.get(err.code, "the token lacks permission"))
             return None
         limit = UNKNOWN_MAX_ATTEMPTS if err.kind is ErrorKind.UNKNOWN else self._fb.max_attempts
         if attempts >= limit or self._clock() - started >= self._fb.max_retry_seconds:
@@ -243,3 +264,19 @@ class GraphClient:
             return None
         await self._sleep(delay)
         return None
+
+    def halt_for(self, exc: BaseException) -> None:
+        """A request failed before Meta answered, for a reason retrying cannot fix by itself
+        (a header aiohttp refuses, a client bug): halt as for a token error. Only the exception's
+        type is logged: its message may quote the header, and the header holds the token."""
+        self._halt(code=None, subcode=None, error=type(exc).__name__,
+                   cause="the request could not be sent (an access token holding a newline"
+                         " or control character, or a client bug)")
+
+    def _halt(self, **why: Any) -> None:
+        if not self.halted:
+            log.error("destination_halted", destination=self._dest.name,
+                      retry_in_s=self._fb.auth_retry_seconds, **why)
+        self.halted = True
+        METRICS.destination_halted.labels(self._dest.name).set(1)
+        self._resume_at = max(self._resume_at, self._clock() + self._fb.auth_retry_seconds)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 
 import structlog
 
 from consumer.batching import Batch
-from consumer.delivery import GraphClient
+from consumer.delivery import Failure, GraphClient
 from consumer.outcomes import Outcomes, PendingRecord
-from consumer.telemetry import METRICS
+from consumer.telemetry import METRICS, event_label
 
 log = structlog.get_logger("fboc.pipeline")
 
@@ -71,8 +72,8 @@ class Dispatch:
         async with self._slots[key.destination]:
             METRICS.in_flight.labels(key.destination).inc()
             try:
-                results = await self._clients[key.destination].deliver(
-                    key.event_set_id, key.upload_tag, batch.events)
+                results = await self._send(key.destination, key.event_set_id, key.upload_tag,
+                                           batch.events)
             finally:
                 METRICS.in_flight.labels(key.destination).dec()
         METRICS.batch_events.observe(len(batch))
@@ -90,4 +91,16 @@ class Dispatch:
                 if record.parts == 0:
                     self._outcomes.delivered(record, key.destination)
         for event_name, count in sent.items():
-            METRICS.events_sent.labels(key.destination, key.event_set_id, event_name).inc(count)
+            METRICS.events_sent.labels(key.destination, key.event_set_id,
+                                       event_label(event_name)).inc(count)
+
+    async def _send(self, destination: str, event_set_id: str, upload_tag: str | None,
+                    events: Sequence[bytes]) -> list[Failure | None]:
+        """A delivery that raised (a client bug) halts the destination and is tried again after
+        its re-probe wait: its records stay held and visible, never silently stuck."""
+        client = self._clients[destination]
+        while True:
+            try:
+                return await client.deliver(event_set_id, upload_tag, events)
+            except Exception as exc:  # anything but cancellation
+                client.halt_for(exc)

@@ -52,9 +52,13 @@ def render_summary(summary: ReplaySummary, console: Console) -> None:
                                 for v in (Verdict.REPLAY, Verdict.PARKED, Verdict.TOO_OLD)))
     console.print(table)
     c = summary.counts
+    why = ", ".join(f"{name} {n}" for name, n in sorted(summary.skipped_by.items()))
     console.print(f"{replayed} {c[Verdict.REPLAY.value]}, parked {c[Verdict.PARKED.value]}, "
-                  f"too old {c[Verdict.TOO_OLD.value]}, skipped {c[Verdict.SKIPPED.value]}",
-                  highlight=False)
+                  f"too old {c[Verdict.TOO_OLD.value]}, skipped {c[Verdict.SKIPPED.value]}"
+                  + (f" ({why})" if why else ""), highlight=False)
+    if summary.resumed:
+        console.print("resumed an interrupted replay: stopped at the end offsets it saw; run "
+                      "again for dead letters written since", highlight=False)
     if summary.error:
         console.print(f"error: {summary.error}\nthe group's position covers only finished records: "
                       "fix the cause and run again to resume", highlight=False)

@@ -1,4 +1,4 @@
-"""What a dead letter says, and what `fboc dlq` does with it (SPEC §9): pure functions, no I/O.
+"""What a dead letter says, and what `fboc dlq` does with it (docs/operations.md): pure functions, no I/O.
 
 The rule for "too old" (a replay cannot decode the record, so it cannot know its event_time): the
 original Kafka timestamp (`fboc.original.timestamp`, else the dead letter's own timestamp) is
@@ -12,6 +12,7 @@ again as `event_too_old` (with its replay count one higher), so nothing is lost.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -39,28 +40,37 @@ ORIGINAL_PARTITION = "fboc.original.partition"
 ORIGINAL_TIMESTAMP = "fboc.original.timestamp"
 FAILED_AT = "fboc.failed_at"
 UNKNOWN = "unknown"
+MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01 UTC: times on a dead letter or in a flag lie before
+MAX_PARTITION = 2**31 - 1
+# The end offset of the replay run a commit belongs to, in the commit's metadata (see `resume_ends`)
+END_METADATA = "fboc.replay.end="
 AGE_BUCKETS = ((3_600_000, "<1h"), (86_400_000, "<1d"), (7 * 86_400_000, "<7d"))
 OLDER = "older"
 
 
-def _int(text: str | None) -> int | None:
+def _int(text: str | None, high: int | None = None) -> int | None:
+    """ASCII digits (a sign allowed) within [0, high] (when given) → int; None otherwise."""
+    if text is None or not text.isascii() or len(text) > 24:
+        return None
     try:
-        return int(text) if text is not None else None
+        value = int(text)
     except ValueError:
         return None
+    return value if high is None or 0 <= value <= high else None
 
 
 def iso_ms(text: str | None) -> int | None:
-    """ISO 8601 (naive = UTC) → unix ms; None when absent or not a time."""
+    """ISO 8601 (naive = UTC) → unix ms; None when absent, not a time or beyond 1970..2100."""
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return ms if 0 <= ms < MAX_TIME_MS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +96,8 @@ class DeadLetterView:
             destination=header(headers, DESTINATION),
             event_set_id=header(headers, EVENT_SET),
             original_topic=header(headers, ORIGINAL_TOPIC),
-            original_partition=_int(header(headers, ORIGINAL_PARTITION)),
-            original_timestamp_ms=_int(header(headers, ORIGINAL_TIMESTAMP)),
+            original_partition=_int(header(headers, ORIGINAL_PARTITION), MAX_PARTITION),
+            original_timestamp_ms=_int(header(headers, ORIGINAL_TIMESTAMP), MAX_TIME_MS),
             failed_at_ms=iso_ms(header(headers, FAILED_AT)),
             replay_count=max(0, _int(header(headers, REPLAY_COUNT)) or 0),
             timestamp_ms=timestamp_ms,
@@ -102,6 +112,19 @@ class DeadLetterView:
     @property
     def failed_ms(self) -> int:
         return self.failed_at_ms if self.failed_at_ms is not None else self.timestamp_ms
+
+
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ID = re.compile(r"[0-9]{1,32}")
+
+
+def loggable(view: DeadLetterView) -> dict[str, str | None]:
+    """A dead letter's reason and event set, as log fields: headers may hold anything (anyone who
+    can write to the topic writes them), so only a reason code and a numeric ID are logged."""
+    reason = view.reason if _CODE.fullmatch(view.reason) else UNKNOWN
+    event_set = view.event_set_id
+    return {"reason": reason,
+            "event_set_id": event_set if event_set is None or _ID.fullmatch(event_set) else UNKNOWN}
 
 
 def age_bucket(age_ms: int) -> str:
@@ -125,14 +148,38 @@ def replay_headers(headers: HeaderPairs) -> Headers:
 
 
 def parse_time_arg(text: str) -> int:
-    """`--since` / `--until`: unix milliseconds (digits) or ISO 8601 (naive = UTC)."""
+    """`--since` / `--until`: unix milliseconds (ASCII digits) or ISO 8601 (naive = UTC), from
+    1970 to 2100."""
     value = text.strip()
-    if value.isdigit():
-        return int(value)
-    ms = iso_ms(value)
+    ms = _int(value, MAX_TIME_MS - 1) if value.isascii() and value.isdigit() else iso_ms(value)
     if ms is None:
-        raise ValueError(f"not unix milliseconds or an ISO 8601 time: {text!r}")
+        raise ValueError(f"not unix milliseconds or an ISO 8601 time between 1970 and 2100: "
+                         f"{text[:40]!r}")
     return ms
+
+
+def end_metadata(end: int) -> str:
+    return f"{END_METADATA}{end}"
+
+
+def stored_end(metadata: str | None) -> int | None:
+    """The end offset a replay run stored with its commit; None for any other metadata."""
+    if not metadata or not metadata.startswith(END_METADATA):
+        return None
+    return _int(metadata.removeprefix(END_METADATA), 2**63 - 1)
+
+
+def resume_ends(committed: dict[int, tuple[int, int | None]]) -> dict[int, int] | None:
+    """Where a replay stops, from its group's committed (offset, stored end) per partition.
+
+    Each run stores its end offsets with its commits. While some partition's committed offset is
+    below the end its run stored, that run is unfinished: this run resumes it and stops at those
+    ends (a partition without one: at its committed offset), so the dead letters written since,
+    such as fboc's own from the records the first run re-published, wait for the next run. None:
+    no run is unfinished, read to the current end offsets."""
+    if not any(end is not None and offset < end for offset, end in committed.values()):
+        return None
+    return {p: end if end is not None else max(0, offset) for p, (offset, end) in committed.items()}
 
 
 def parse_rate(text: str) -> float:
@@ -191,6 +238,13 @@ def too_old(view: DeadLetterView, limit_days: int, now_ms: int) -> bool:
     return view.event_time_proxy_ms < now_ms - limit_days * DAY * 1000
 
 
+# why a dead letter was skipped
+FILTERS = "filters"  # --reason / --event-set / --since / --until
+NO_ORIGINAL_TOPIC = "no_original_topic"  # no fboc.original.topic header, and no --to
+NOT_A_SOURCE_TOPIC = "not_a_source_topic"  # its original topic is no source's, and no --to
+TRUNCATED_VALUE = "truncated"  # written cut to fit the topic (fboc.truncated): not the record
+
+
 class Verdict(Enum):
     REPLAY = "replayed"
     PARKED = "parked"
@@ -243,21 +297,27 @@ class ReplaySummary:
     dry_run: bool
     to_topic: str | None
     counts: Counter[str] = field(default_factory=Counter)  # by Verdict value
+    skipped_by: Counter[str] = field(default_factory=Counter)  # why, for Verdict.SKIPPED
     by_reason: defaultdict[str, Counter[str]] = field(
         default_factory=lambda: defaultdict(Counter))
     interrupted: bool = False
     limit_reached: bool = False
+    resumed: bool = False
     error: str | None = None
 
-    def count(self, verdict: Verdict, reason: str) -> None:
+    def count(self, verdict: Verdict, reason: str, skipped_because: str = FILTERS) -> None:
         self.counts[verdict.value] += 1
-        if verdict is not Verdict.SKIPPED:
+        if verdict is Verdict.SKIPPED:
+            self.skipped_by[skipped_because] += 1
+        else:
             self.by_reason[reason][verdict.value] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {"topic": self.topic, "group": self.group, "dry_run": self.dry_run,
                 "to": self.to_topic,
                 **{v.value: self.counts[v.value] for v in Verdict},
+                "skipped_by": dict(sorted(self.skipped_by.items())),
                 "by_reason": {r: dict(c) for r, c in sorted(self.by_reason.items())},
                 "interrupted": self.interrupted, "limit_reached": self.limit_reached,
+                "resumed": self.resumed,
                 "error": self.error}

@@ -1,4 +1,4 @@
-"""`fboc dlq stats` (SPEC §11): read the whole dead-letter topic once and count it.
+"""`fboc dlq stats` (docs/operations.md#dead-letters): read the whole dead-letter topic once and count it.
 
 Reads from the beginning of every partition to the end offsets seen at start, with assigned
 partitions and a throw-away group id: it joins no group and commits nothing. Also holds the Kafka
@@ -25,6 +25,7 @@ from consumer.config import KafkaSettings, Settings
 from consumer.dlq_records import AGE_BUCKETS, OLDER, DeadLetterView
 from consumer.dlq_records import age_bucket as bucket_of
 from consumer.kafka.deadletter import headers_of
+from consumer.telemetry import KAFKA_LOGGER
 
 log = structlog.get_logger("fboc.dlq")
 
@@ -46,7 +47,7 @@ def client_config(kafka: KafkaSettings, group: str | None = None) -> dict[str, A
     return {**kafka.options, "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": group or f"fboc-dlq-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "enable.partition.eof": True, "auto.offset.reset": "earliest"}
+            "enable.partition.eof": True, "auto.offset.reset": "earliest", "logger": KAFKA_LOGGER}
 
 
 def topic_partitions(client: Any, topic: str, timeout: float = 10) -> list[int]:

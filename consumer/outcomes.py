@@ -1,6 +1,6 @@
 """Where a record's outcome becomes final: delivered, filtered or dead-lettered (and the dead
 letter acknowledged). Only here is a record marked done for the offset tracker, so commits never
-pass a record that is still on its way (DESIGN invariant 1)."""
+pass a record that is still on its way (docs/design.md invariant 1)."""
 
 from __future__ import annotations
 

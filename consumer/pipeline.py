@@ -2,7 +2,7 @@
 
 Every consumed record becomes a `PendingRecord` tracked by the offset tracker; it is marked done
 only once its outcome is final (`outcomes.py`: delivered, filtered, or dead-lettered and
-acknowledged), and commits never pass a record that is not done (DESIGN invariant 1). Closed
+acknowledged), and commits never pass a record that is not done (docs/design.md invariant 1). Closed
 batches go to `dispatch.py`, which sends them and settles their records.
 """
 
@@ -83,6 +83,8 @@ class Pipeline:
         self.held = HeldRecords()  # waiting for the schema registry
         self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
         self._last_poll = 0.0
+        self._group_ms = 0.0  # the groupers' clock: see _group_clock
+        self._group_tick = time.monotonic()
         self._closing = False
         self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
         self._last_commit = 0.0
@@ -199,7 +201,7 @@ class Pipeline:
             raise FatalError(self.breaker.tripped)
 
     async def _shutdown(self) -> None:
-        """Clean stop (DESIGN invariant 6): flush, wait up to the deadline, commit, close."""
+        """Clean stop (docs/design.md invariant 6): flush, wait up to the deadline, commit, close."""
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds
         self._flush_all()
         while self.dispatch.busy or self.dead_letters.pending:
@@ -284,7 +286,7 @@ class Pipeline:
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
                 self._groupers[tp[0]].add((route.destination.name, grouping.key(part)), part,
-                                          record, time.monotonic() * 1000)
+                                          record, self._group_clock())
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
@@ -302,7 +304,7 @@ class Pipeline:
 
     def _emit_groups(self, drain: bool = False) -> None:
         """Groups whose window closed (or all of them) become events owned by all their records."""
-        now_ms = time.monotonic() * 1000
+        now_ms = self._group_clock()
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
@@ -329,6 +331,16 @@ class Pipeline:
                     for record in records:
                         self.outcomes.dead_letter(record, dl)
 
+    def _group_clock(self) -> float:
+        """Milliseconds that pass only while fboc reads normally: while deliveries are saturated
+        the rest of an order's rows wait unread in Kafka, and closing its window then would
+        group them differently from a replay after a crash (a new item_number: counted twice)."""
+        now = time.monotonic()
+        if not self.dispatch.saturated():
+            self._group_ms += (now - self._group_tick) * 1000
+        self._group_tick = now
+        return self._group_ms
+
     def _batch(self, records: tuple[PendingRecord, ...], destination: str,
                outputs: list[Output]) -> None:
         """Encode every event first (a value out of bounds dead-letters the records before any
@@ -351,6 +363,7 @@ class Pipeline:
             return
         for record in records:
             record.parts = len(outputs)
+        METRICS.match_quality.count(destination, outputs)
         now = time.monotonic()
         for out, name in zip(outputs, names, strict=True):
             key = BatchKey(destination, out.event_set_id, out.upload_tag)
@@ -390,7 +403,7 @@ def _kafka_error_name(exc: KafkaException) -> str:
 def _dialect_error(exc: Exception, **where: Any) -> DeadLetter:
     """A dialect raised something unexpected: logged by the exception's type and the line that
     raised it, dead-lettered by its type. Never its message or traceback: they can hold the
-    customer values the dialect was working on (DESIGN invariant 5)."""
+    customer values the dialect was working on (docs/design.md invariant 5)."""
     return _unexpected(exc, "transform", "transform_error", "dialect_error", **where)
 
 

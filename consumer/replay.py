@@ -1,8 +1,12 @@
-"""`fboc dlq replay` (SPEC §9, §11): re-publish dead letters to the topic they came from.
+"""`fboc dlq replay` (docs/operations.md#replay): re-publish dead letters to the topic they came from.
 
 A one-off job. It reads the dead-letter topic with assigned partitions in its own consumer group
 (`<kafka.group_id>.replay`, or `--group`), from the group's committed position (else the start)
 to the end offsets seen at start (narrowed by `--since` / `--until` through offsets_for_times).
+Those ends go into the metadata of every commit; a run that finds an unfinished one resumes it
+up to its ends (`resume_ends`), so it never re-publishes what was dead-lettered meanwhile (fboc's
+own dead letters of the records the first run re-published). Without `--to`, only source topics
+are written to.
 Each record is, in this order: skipped (does not match the filters), parked (its replay count
 reached `dead_letter.max_replays`), too old for Meta's window (see `consumer.dlq_records`), or
 re-published by an idempotent acks=all producer. The group's offset passes a record only once
@@ -25,6 +29,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer.config import Settings
 from consumer.dlq_records import (
+    FILTERS,
+    NO_ORIGINAL_TOPIC,
+    NOT_A_SOURCE_TOPIC,
+    TRUNCATED_VALUE,
     DeadLetterView,
     Filters,
     Pacer,
@@ -33,7 +41,11 @@ from consumer.dlq_records import (
     age_limit_days,
     classify,
     destination_for,
+    end_metadata,
+    loggable,
     replay_headers,
+    resume_ends,
+    stored_end,
     target_partition,
 )
 from consumer.dlq_stats import (
@@ -48,6 +60,7 @@ from consumer.dlq_stats import (
 from consumer.kafka.deadletter import TRUNCATED, header, headers_of
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.source import position
+from consumer.telemetry import KAFKA_LOGGER
 
 log = structlog.get_logger("fboc.replay")
 
@@ -84,6 +97,9 @@ class Replayer:
         self.pacer = Pacer(options.rate)
         self.attempts = 0  # re-publishes started (dry: would-be)
         self._partitions: dict[str, frozenset[int]] = {}
+        self._sources = frozenset(s.topic for s in settings.sources)
+        self._stops: dict[int, int] = {}  # this run's end offsets, stored with every commit
+        self.resumed = False  # this run finishes an interrupted one (up to that one's ends)
         self._last_commit = 0.0
         self._consumer = Consumer(client_config(settings.kafka, self.group))
         self._producer: Producer | None = None
@@ -92,15 +108,17 @@ class Replayer:
                         if not k.startswith("group.")}
             self._producer = Producer({**options_, "bootstrap.servers":
                                        settings.kafka.bootstrap_servers,
-                                       "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+                                       "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                                       "logger": KAFKA_LOGGER})
 
     # -- where to start and stop -----------------------------------------------------------------
 
-    def _committed(self, partitions: list[int]) -> dict[int, int]:
+    def _committed(self, partitions: list[int]) -> dict[int, tuple[int, int | None]]:
+        """Per partition: the group's committed offset, and the end its run stored with it."""
         tps = [TopicPartition(self.topic, p) for p in partitions]
         for attempt in range(40):  # the group coordinator may still be loading
             try:
-                return {tp.partition: tp.offset
+                return {tp.partition: (tp.offset, stored_end(tp.metadata))
                         for tp in self._consumer.committed(tps, timeout=10)}
             except KafkaException as exc:
                 if attempt == 39:
@@ -123,8 +141,11 @@ class Replayer:
         marks = watermarks(self._consumer, self.topic, partitions)
         ends = {p: high for p, (_low, high) in marks.items()}
         committed = self._committed(partitions)
-        starts = {p: max(low, committed.get(p, -1)) for p, (low, _high) in marks.items()}
-        stops = dict(ends)
+        starts = {p: max(low, committed.get(p, (-1, None))[0]) for p, (low, _high) in marks.items()}
+        resumed = resume_ends(committed)
+        self.resumed = self.summary.resumed = resumed is not None
+        stops = dict(ends) if resumed is None else {
+            p: max(starts[p], min(ends[p], resumed.get(p, starts[p]))) for p in partitions}
         f = self.options.filters
         if f.since_ms is not None:
             since = self._offsets_at(partitions, f.since_ms, ends)
@@ -132,6 +153,7 @@ class Replayer:
         if f.until_ms is not None:
             until = self._offsets_at(partitions, f.until_ms, ends)
             stops = {p: min(stops[p], until[p]) for p in partitions}
+        stops = {p: max(starts[p], stops[p]) for p in partitions}
         return {p: (starts[p], stops[p]) for p in partitions}
 
     # -- the run ---------------------------------------------------------------------------------
@@ -142,9 +164,10 @@ class Replayer:
             total = sum(max(0, b - a) for a, b in ranges.values())
             log.info("replay_started", topic=self.topic, group=self.group, records=total,
                      dry_run=self.options.dry_run, to=self.options.to_topic,
-                     ranges={str(p): list(r) for p, r in ranges.items()})
+                     resumed=self.resumed, ranges={str(p): list(r) for p, r in ranges.items()})
             self.on_start(total)
             try:
+                self._store_ends(ranges)
                 self._loop(ranges)
             except DlqError as exc:  # Kafka stopped answering, or no topic to re-publish to
                 self.summary.error = str(exc)
@@ -178,15 +201,20 @@ class Replayer:
         limit_days = age_limit_days(dest)
         verdict = classify(view, self.options.filters, self.settings.dead_letter.max_replays,
                            limit_days, self.now_ms())
-        where = {"partition": partition, "offset": offset, "reason": view.reason,
-                 "event_set_id": view.event_set_id}
+        where = {"partition": partition, "offset": offset, **loggable(view)}
+        skipped_because = FILTERS
         if verdict is Verdict.REPLAY:
             if to_topic is None:  # no fboc.original.topic and no --to
                 log.warning("replay_no_topic", **where)
-                verdict = Verdict.SKIPPED
+                verdict, skipped_because = Verdict.SKIPPED, NO_ORIGINAL_TOPIC
+            elif self.options.to_topic is None and to_topic not in self._sources:
+                # the header names a topic fboc does not consume: never write there unasked
+                # (the name itself is not logged: a header may hold anything)
+                log.warning("replay_not_a_source_topic", **where)
+                verdict, skipped_because = Verdict.SKIPPED, NOT_A_SOURCE_TOPIC
             elif header(headers_of(msg), TRUNCATED) is not None:  # not the record any more
                 log.warning("replay_truncated", **where)
-                verdict = Verdict.SKIPPED
+                verdict, skipped_because = Verdict.SKIPPED, TRUNCATED_VALUE
             else:
                 self._partitions_of(to_topic)  # DlqError when it does not exist
         if verdict is Verdict.PARKED:
@@ -198,7 +226,7 @@ class Replayer:
         if verdict is not Verdict.REPLAY or self._producer is None:
             self.tracker.track(tp, offset)
             self.tracker.done(tp, offset)
-            self.summary.count(verdict, view.reason)
+            self.summary.count(verdict, view.reason, skipped_because)
             self.attempts += verdict is Verdict.REPLAY
             return True
         assert to_topic is not None
@@ -263,6 +291,20 @@ class Replayer:
         if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit()
 
+    def _store_ends(self, ranges: Ranges) -> None:
+        """Commit each partition's start with this run's end offsets, before anything is read: a
+        run interrupted at any point is resumed up to these ends (`resume_ends`)."""
+        self._stops = {p: stop for p, (_start, stop) in ranges.items()}
+        if self.options.dry_run:
+            return
+        try:
+            self._consumer.commit(offsets=[
+                TopicPartition(self.topic, p, start, metadata=end_metadata(stop))
+                for p, (start, stop) in ranges.items()], asynchronous=False)
+        except KafkaException as exc:
+            raise DlqError(f"cannot commit to group {self.group!r}: "
+                           f"{kafka_error_name(exc)}") from None
+
     def _commit(self) -> None:
         """Synchronous: everything below the watermark is final (re-published and acknowledged,
         or left on the dead-letter topic as skipped, parked or too old)."""
@@ -273,8 +315,9 @@ class Replayer:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                  asynchronous=False)
+            self._consumer.commit(offsets=[
+                TopicPartition(t, p, o, metadata=end_metadata(self._stops.get(p, o)))
+                for (t, p), o in offsets.items()], asynchronous=False)
         except KafkaException as exc:
             log.warning("replay_commit_failed", error=kafka_error_name(exc))
             return

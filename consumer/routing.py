@@ -1,4 +1,4 @@
-"""Event names and event sets (SPEC §5): one input event → one output per (name, event set)."""
+"""Event names and event sets (docs/dialects.md#routing): one event → one output per (name, event set)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consumer.capi import normalize
 from consumer.codec import AvroSchema, Decoder, RegistryDecoder
-from consumer.config import Settings
+from consumer.config import ServiceSettings, Settings
 from consumer.delivery import GraphClient
 from consumer.dialects import get_dialect
+from consumer.graph_versions import LATEST, major_of, version_warning
 from consumer.kafka.deadletter import DeadLetterWriter
 from consumer.kafka.source import KafkaSource
 from consumer.pipeline import FatalError, Pipeline, Route
@@ -25,16 +27,12 @@ from consumer.telemetry import METRICS, register_secret
 log = structlog.get_logger("fboc.service")
 
 WEDGED_AFTER_S = 30.0
-# Graph versions live about two years. v24.0 (sunset 2028-02) came out around 2026-02 and a new
-# version follows about every four months; older versions are estimated from that pace.
-_V24_RELEASE = (2026, 2)
 
 
 def version_is_old(api_version: str, today: date) -> bool:
-    major = int(api_version.lstrip("v").split(".")[0])
-    months = _V24_RELEASE[0] * 12 + _V24_RELEASE[1] - 1 - (24 - major) * 4
-    released = date(months // 12, months % 12 + 1, 1)
-    return (today - released).days > 2 * 365
+    """Near or past its end of life, by the release table in consumer/graph_versions.py."""
+    major = major_of(api_version)
+    return major is not None and major <= LATEST and version_warning(api_version, today) is not None
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
@@ -50,12 +48,14 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             decoder = AvroSchema.from_file(source.schema_).decode_body
         routes[source.topic] = Route(source, get_dialect(source.dialect), decoder,
                                      settings.destination(source.destination))
+    normalize.warm()  # country names of every language: not on the first record's time
     return routes
 
 
 def startup_warnings(settings: Settings) -> None:
-    if version_is_old(settings.facebook.api_version, date.today()):
-        log.warning("graph_version_old", api_version=settings.facebook.api_version)
+    warning = version_warning(settings.facebook.api_version, date.today())
+    if warning:
+        log.warning("graph_version", api_version=settings.facebook.api_version, warning=warning)
     for dest in settings.destinations:
         if dest.test_event_code:
             log.warning("test_event_code_set", destination=dest.name,
@@ -70,6 +70,9 @@ def health_app(pipeline: Pipeline) -> web.Application:
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
+        halted = sorted(name for name, client in pipeline.clients.items() if client.halted)
+        if halted:  # records are held until the destination is fixed (README, Delivery policy)
+            return web.Response(status=503, text=f"destination halted: {', '.join(halted)}\n")
         return web.Response(status=200 if pipeline.ready else 503,
                             text="ready\n" if pipeline.ready else "not assigned yet\n")
 
@@ -82,6 +85,14 @@ def health_app(pipeline: Pipeline) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+async def start_health(pipeline: Pipeline, service: ServiceSettings) -> web.AppRunner:
+    """/healthz, /readyz and /metrics on `service.bind_address` (loopback by default)."""
+    runner = web.AppRunner(health_app(pipeline), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, service.bind_address, service.port).start()
+    return runner
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -106,11 +117,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
                                               on_revoke=p.on_revoke, on_lost=p.on_lost,
                                               on_error=p.brokers.on_error, on_stats=p.brokers.on_stats,
                                               on_commit=p.on_commit))
-        runner = web.AppRunner(health_app(pipeline), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", settings.service.port).start()  # noqa: S104
+        runner = await start_health(pipeline, settings.service)
         log.info("started", topics=list(routes), group_id=settings.kafka.group_id,
-                 port=settings.service.port)
+                 bind_address=settings.service.bind_address, port=settings.service.port)
         try:
             await pipeline.run(stop)
         except FatalError as exc:

@@ -180,3 +180,10 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def sandbox_stats(url: str) -> dict[str, Any]:
+    """The sandbox's totals; `deduplicated_distinct` counts conversions Meta would have lost."""
+    with urllib.request.urlopen(f"{url}/_sandbox/stats", timeout=10) as resp:
+        stats: dict[str, Any] = orjson.loads(resp.read())
+    return stats

@@ -1,4 +1,4 @@
-"""The Conversions API server event (SPEC §3) and what a dialect hands to the pipeline."""
+"""The Conversions API server event (docs/dialects.md#output) and what a dialect hands to the pipeline."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
-"""Checks every event passes before batching (SPEC §4, §7): one stale or key-less event would
+"""Checks every event passes before batching (docs/dialects.md#checks): one stale or key-less event would
 make Meta reject the whole request."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
+
+import pycountry
 
 from consumer.errors import Rejected
 
@@ -42,3 +45,56 @@ def check_match_keys(user_data: Mapping[str, Any], policy: str) -> None:
     # Every policy includes Meta's own baseline: Meta would refuse the whole request.
     if any(keys <= weak for weak in WEAK_KEY_SETS):
         raise Rejected("insufficient_match_keys", f"keys {sorted(keys)} alone cannot match")
+
+
+# What Meta requires beyond the common fields, by action_source (docs/meta-api.md); an event
+# without them would fail its whole request.
+APP_DATA_FIELDS = ("advertiser_tracking_enabled", "application_tracking_enabled", "extinfo")
+
+
+def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
+    """The fields ``event``'s action_source needs that it lacks (dotted paths)."""
+    source = event.get("action_source")
+    missing: list[str] = []
+    if source == "website":
+        user_data = event.get("user_data")
+        agent = user_data.get("client_user_agent") if isinstance(user_data, Mapping) else None
+        if not (isinstance(agent, str) and agent):
+            missing.append("user_data.client_user_agent")
+        url = event.get("event_source_url")
+        if not (isinstance(url, str) and url):
+            missing.append("event_source_url")
+    elif source == "app":
+        app_data = event.get("app_data")
+        if not isinstance(app_data, Mapping):
+            missing.append("app_data")
+        else:
+            for field in APP_DATA_FIELDS:
+                value = app_data.get(field)
+                if value is None or value == [] or value == "":
+                    missing.append(f"app_data.{field}")
+    elif source == "business_messaging":
+        channel = event.get("messaging_channel")
+        if not (isinstance(channel, str) and channel):
+            missing.append("messaging_channel")
+    return missing
+
+
+def check_action_source(event: Mapping[str, Any]) -> None:
+    missing = missing_for_action_source(event)
+    if missing:
+        raise Rejected("missing_required_field", f"action_source {event.get('action_source')} "
+                       f"needs {', '.join(missing)}")
+
+
+@cache
+def iso_4217() -> frozenset[str]:
+    return frozenset({str(c.alpha_3) for c in pycountry.currencies})
+
+
+def check_currency(event: Mapping[str, Any]) -> None:
+    """custom_data.currency, when there is one, must be an ISO 4217 code (upper-case)."""
+    custom = event.get("custom_data")
+    currency = custom.get("currency") if isinstance(custom, Mapping) else None
+    if currency is not None and not (isinstance(currency, str) and currency in iso_4217()):
+        raise Rejected("invalid_currency", "currency is not an ISO 4217 code")

@@ -56,7 +56,10 @@ _MODULES = {
 
 
 def get_dialect(name: str) -> Dialect:
+    """The dialect, its events screened and checked on the way out (dialects/screening.py)."""
+    from consumer.dialects.screening import screened
+
     module = importlib.import_module(f"consumer.dialects.{_MODULES[name]}")
     dialect: Dialect = module.DIALECT
-    return dialect
+    return screened(dialect)
 

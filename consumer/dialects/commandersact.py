@@ -1,4 +1,4 @@
-"""Commanders Act events (SPEC §6 "commandersact"): one Kafka record is one event."""
+"""Commanders Act events (docs/dialects.md#commandersact): one Kafka record is one event."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Any
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.config import STANDARD_EVENTS, DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import first, get, is_empty, number, quantity, text, user_data_for
+from consumer.dialects.common import (
+    dedup_item_number,
+    first,
+    get,
+    is_empty,
+    number,
+    quantity,
+    text,
+    user_data_for,
+)
 from consumer.errors import Filtered, Rejected
 from consumer.routing import fan_out
 
@@ -181,9 +190,12 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     policy = dest.match_policy or DIALECT.default_match_policy
     user_data = user_data_for(_raw_user(payload), dest, event_time, now, action_source, policy)
     custom = _custom_data(payload, dest)
+    event_id = text(get(payload, f"{FB}.event_id")) or ctx.digest()
+    if "order_id" not in custom and "item_number" not in custom and action_source != "website":
+        custom["item_number"] = dedup_item_number(event_id)  # see dedup_item_number
     base: ServerEvent = compact({
         "event_time": event_time,
-        "event_id": text(get(payload, f"{FB}.event_id")) or ctx.digest(),
+        "event_id": event_id,
         "action_source": action_source,
         "event_source_url": text(first(payload, ("url", "context.page.url"))),
         "user_data": user_data,

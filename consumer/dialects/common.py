@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -20,23 +21,8 @@ log = structlog.get_logger("fboc.dialects")
 _MISSING = object()
 
 ZIP_NAMES = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
-# Property names holding PII: never copied into custom_data by any dialect.
-PII_PROPERTIES = frozenset({
-    "email", "phone", "name", "firstName", "firstname", "first_name", "lastName", "lastname",
-    "last_name", "birthday", "dateOfBirth", "dateofbirth", "dob", "DOB", "address", "street",
-    "city", "state", "country", *ZIP_NAMES, "gender",
-})
-# Compared without case, `_`, `-`, `$` or spaces ("E-mail", "Phone Number", "$zip"), with the
-# usual variants of the same data.
-PII_KEYS = frozenset("".join(c for c in k.casefold() if c.isalnum()) for k in PII_PROPERTIES) | {
-    "emailaddress", "phonenumber", "mobile", "mobilenumber", "fullname", "birthdate", "postcode",
-    "address1", "address2", "street1", "street2", "streetaddress",
-}
-
-
-@functools.lru_cache(maxsize=4096)
-def is_pii_key(key: str) -> bool:
-    return "".join(c for c in key.casefold() if c.isalnum()) in PII_KEYS
+# Custom properties that hold customer data are screened out of every dialect's events on the
+# way out (consumer/dialects/screening.py), not here.
 
 
 def get(obj: Any, path: str) -> Any:
@@ -60,7 +46,7 @@ def is_empty(value: Any) -> bool:
 
 
 def first(obj: Any, paths: Iterable[str]) -> Any:
-    """The first non-empty value among the paths (SPEC §6: first non-empty path wins)."""
+    """The first non-empty value among the paths (docs/dialects.md#paths: first non-empty path wins)."""
     for path in paths:
         value = get(obj, path)
         if not is_empty(value):
@@ -117,12 +103,23 @@ def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event
     check_time(event_time, now, action_source, dest.max_event_age_days)
     user_data, dropped = build_user_data(
         raw, hashing=dest.hashing, hash_external_id=dest.hash_external_id,
-        default_country=dest.default_country, max_year=_year(event_time))
+        default_country=dest.default_country, max_year=_year(event_time),
+        date_order=dest.date_order, external_id=dest.external_id_normalization)
     for key in dropped:  # a process counter, not I/O: the output stays a pure function
         METRICS.normalization_dropped.labels(key).inc()
         log.debug("field_not_normalisable", key=key)
     check_match_keys(user_data, match_policy)
     return user_data
+
+
+def dedup_item_number(event_id: str) -> str:
+    """The item_number of an event without an order id (README, "Dedup keys").
+
+    Meta dedups offline events on (dataset, event_name, event_time, item_number, order_id or the
+    customer fields): two purchases of one customer in the same second without an order id would
+    share that key and Meta would silently drop the second. Derived from the event's own id, it
+    separates distinct records and stays the same for a redelivery of the same record."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:16]
 
 
 def _year(unix_seconds: int) -> int:

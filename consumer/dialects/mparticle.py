@@ -1,10 +1,10 @@
-"""mParticle event batches (SPEC §6 "mparticle").
+"""mParticle event batches (docs/dialects.md#mparticle).
 
 One record is one batch: a user (identities, attributes, device) and several events. Each
 `commerce_event` whose product action is in `PRODUCT_ACTIONS` becomes Conversions API events;
 the batch's other events are not sent.
 
-A record has exactly one outcome (SPEC §8), so a batch is judged as a whole:
+A record has exactly one outcome (docs/design.md#outcomes), so a batch is judged as a whole:
 - no qualifying event → filtered: `non_commerce_event` when it holds no commerce event at all,
   `unsupported_product_action` when its commerce events all have other actions (refund, click,
   remove_from_cart, ...);
@@ -13,7 +13,7 @@ A record has exactly one outcome (SPEC §8), so a batch is judged as a whole:
 - a qualifying event that is invalid (too old, no match keys, bad currency, Purchase without a
   value) rejects the whole batch: dropping just that event would lose it silently, and a replay
   re-sends the others under the same event_id, which Meta deduplicates;
-- a qualifying event with no event set for its name produces no output (SPEC §5); only a batch
+- a qualifying event with no event set for its name gives no output (docs/dialects.md#routing); only a batch
   left with no output at all is rejected `no_event_set`.
 """
 
@@ -29,8 +29,8 @@ from consumer.capi.event import Output, RecordContext, ServerEvent, compact, par
 from consumer.config import DestinationSettings
 from consumer.dialects import Dialect
 from consumer.dialects.common import (
+    dedup_item_number,
     get,
-    is_pii_key,
     ldu_from_location,
     number,
     one,
@@ -41,7 +41,7 @@ from consumer.dialects.common import (
 from consumer.errors import Filtered, Rejected
 from consumer.routing import fan_out
 
-# SPEC's names, not the seed table's legacy "AddToWishList" / "Checkout".
+# fboc's names (docs/dialects.md#mparticle), not the seed table's legacy "AddToWishList" / "Checkout".
 PRODUCT_ACTIONS = {
     "add_to_cart": "AddToCart",
     "add_to_wishlist": "AddToWishlist",
@@ -136,7 +136,7 @@ def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(attributes, Mapping):
         return {}
     return {k: v for k, v in attributes.items()
-            if isinstance(k, str) and not is_pii_key(k) and v is not None
+            if isinstance(k, str) and v is not None
             and not (isinstance(v, float) and not math.isfinite(v))}  # JSON has no NaN
 
 
@@ -201,6 +201,7 @@ def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: Destin
             raise Rejected("invalid_currency", "currency_code is not an ISO 4217 code")
         if name == "Purchase" and value is None:
             raise Rejected("missing_value", "a Purchase needs total_amount or priced products")
+        order_id = text(action.get("transaction_id"))
         custom = compact({
             **_custom_attributes(data),
             "value": value,
@@ -208,7 +209,10 @@ def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: Destin
             "contents": contents,
             "content_ids": [c["id"] for c in contents],
             "content_type": _content_type(action.get("products"), dest),
-            "order_id": text(action.get("transaction_id")),
+            "order_id": order_id,
+            # Two add_to_cart of one user in one second without transaction_id: distinct keys.
+            "item_number": None if order_id or dest.action_source == "website"
+            else dedup_item_number(event_id),
         })
         return {"event_name": name, "event_time": event_time, "event_id": event_id,
                 "action_source": dest.action_source, "user_data": user_data,

@@ -1,4 +1,4 @@
-"""Bounded memory (DESIGN invariant 3): pause every assigned partition when too many records are
+"""Bounded memory (docs/design.md invariant 3): pause every assigned partition when too many records are
 not final yet, resume below half. Polling goes on while paused (group membership). After a
 rebalance the new partitions are set to our state explicitly: librdkafka may hand back a partition
 still paused from before it was revoked, and nothing else would ever resume it."""

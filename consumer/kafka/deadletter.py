@@ -1,4 +1,4 @@
-"""The dead-letter producer (SPEC §9): original key, value and headers plus `fboc.*` headers.
+"""The dead-letter producer (docs/operations.md): original key, value and headers plus `fboc.*` headers.
 
 Idempotent, acks=all. `on_done` runs (from `poll`) once the broker acknowledged the write; only
 then is the record final. A dead letter larger than the producer's `message.max.bytes` is written
@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.config import KafkaSettings
 from consumer.kafka.source import position
+from consumer.telemetry import KAFKA_LOGGER
 
 log = structlog.get_logger("fboc.deadletter")
 
@@ -144,6 +145,7 @@ class DeadLetterWriter:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            "logger": KAFKA_LOGGER,
         }
         config.update({k: v for k, v in kafka.options.items() if not k.startswith("group.")})
         self._max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))

@@ -1,4 +1,4 @@
-"""Per-partition commit watermarks (DESIGN invariant 1).
+"""Per-partition commit watermarks (docs/design.md invariant 1).
 
 Records are tracked in the order they are consumed and marked done in any order. The offset to
 commit for a partition is the first offset that is not yet final (or one past the last tracked

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from consumer.config import KafkaSettings
 from consumer.kafka.offsets import TopicPartition as TP
+from consumer.telemetry import KAFKA_LOGGER
 
 RebalanceCallback = Callable[[list[TP]], None]
 STATS_INTERVAL_MS = 5000
@@ -30,6 +31,7 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         # librdkafka prefetches up to 64 MB per consumer by default; bounded memory wants less
         "queued.max.messages.kbytes": 16384,
+        "logger": KAFKA_LOGGER,  # librdkafka's lines as JSON, redacted (README: Metrics and logs)
     }
     config.update(kafka.options)
     return config

@@ -42,7 +42,11 @@ class BrokerWatch:
             for topic, data in stats.get("topics", {}).items():
                 for partition, p in data.get("partitions", {}).items():
                     lag = p.get("consumer_lag", -1)
-                    if partition != "-1" and isinstance(lag, int) and lag >= 0:
+                    if p.get("desired") is False:
+                        # revoked: librdkafka keeps reporting the lag it last saw; the
+                        # partition's new owner reports the real one
+                        METRICS.consumer_lag.remove(topic, partition)
+                    elif partition != "-1" and isinstance(lag, int) and lag >= 0:
                         METRICS.consumer_lag.labels(topic, partition).set(lag)
         except (orjson.JSONDecodeError, AttributeError):
             log.debug("stats_unreadable")

@@ -1,4 +1,4 @@
-"""fboc sandbox: a local stand-in for Meta's Conversions API (META_API.md). It never calls Meta.
+"""fboc sandbox: a local stand-in for Meta's Conversions API (docs/meta-api.md). It never calls Meta.
 
 Modules: app (aiohttp app and the Graph endpoint), validate (Meta's checks), faults (fault rules),
 errors (error bodies, JSON responses), state (what it records), inspection (the /_sandbox/ API),

@@ -139,10 +139,10 @@ def _check_proof(body: dict[str, Any], token: str, app_secret: str | None) -> Gr
         return None
     proof = body.get("appsecret_proof")
     if not isinstance(proof, str):
-        return GraphError(100, "API calls from the server require an appsecret_proof argument")
+        return errors.method("API calls from the server require an appsecret_proof argument")
     expected = hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(proof.encode(), expected.encode()):
-        return GraphError(100, "Invalid appsecret_proof provided in the API argument")
+        return errors.method("Invalid appsecret_proof provided in the API argument")
     return None
 
 
@@ -232,6 +232,8 @@ def _injected_error(action: dict[str, Any]) -> GraphError:
         is_transient=spec.get("is_transient", code in errors.TRANSIENT_CODES),
         http_status=spec.get("http_status", 400),
         headers=headers,
+        type=spec.get("type", "GraphMethodException" if code == 100 and
+                      spec.get("error_subcode") is None else "OAuthException"),
     )
 
 

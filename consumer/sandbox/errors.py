@@ -1,4 +1,4 @@
-"""Graph API answers: error bodies shaped like Meta's (META_API.md, "Errors"), JSON responses."""
+"""Graph API answers: error bodies shaped like Meta's (docs/meta-api.md#errors), JSON responses."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ _MESSAGES: dict[int, str] = {
     17: "User request limit reached",
     32: "Page request limit reached",
     100: "Invalid parameter",
+    102: "Session key invalid or no longer valid",
     190: "Invalid OAuth access token - Cannot parse access token",
     341: "Application limit reached",
     368: "The action attempted has been deemed abusive or is otherwise disallowed",
@@ -55,10 +56,11 @@ class GraphError:
     user_msg: str | None = None
     http_status: int = 400
     headers: dict[str, str] = field(default_factory=dict)
+    type: str = "OAuthException"  # a request Meta cannot serve: GraphMethodException
 
     def body(self, fbtrace_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {
-            "message": self.message, "type": "OAuthException", "code": self.code,
+            "message": self.message, "type": self.type, "code": self.code,
         }
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
@@ -79,6 +81,11 @@ def invalid(subcode: int | None, title: str, user_msg: str, http_status: int = 4
 def oauth(message: str) -> GraphError:
     """A code-190 error: no usable token."""
     return GraphError(190, message)
+
+
+def method(message: str) -> GraphError:
+    """A code 100 without a subcode: the request or its credentials are wrong, not an event."""
+    return GraphError(100, message, type="GraphMethodException")
 
 
 def transient(http_status: int) -> GraphError:

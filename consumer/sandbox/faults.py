@@ -5,8 +5,9 @@ A rule: {"match": {"event_set_id"?: str, "event_ids"?: [str]}, "times"?: int | n
 Actions: {"latency_ms": int}, {"http_status": 5xx}, {"reset": true}, {"wrong_events_received": true},
   {"timeout": true, "seconds"?: number (default 30)},
   {"reject_events": true, "error_subcode"?: int}  (needs match.event_ids),
-  {"error": {"code": int, "error_subcode"?, "is_transient"?, "message"?, "http_status"? (default
-   400), "regain_minutes"?}, "regain_minutes"?: int}.
+  {"error": {"code": int, "error_subcode"?, "is_transient"?, "message"?, "type"? (default
+   GraphMethodException for a code 100 without subcode, else OAuthException), "http_status"?
+   (default 400), "regain_minutes"?}, "regain_minutes"?: int}; e.g. {"error": {"code": 102}}.
 `times` absent or null means forever. Rules are checked in order; the first one that matches a
 request and has uses left applies (only one per request) and uses one up.
 """
@@ -148,7 +149,8 @@ def _check_action(action: object, *, has_event_ids: bool) -> str:
 def _check_error(error: object, action: dict[str, Any]) -> bool:
     if not isinstance(error, dict) or not _is_int(error.get("code")):
         return False
-    allowed = {"code", "error_subcode", "is_transient", "message", "regain_minutes", "http_status"}
+    allowed = {"code", "error_subcode", "is_transient", "message", "regain_minutes", "http_status",
+               "type"}
     if not set(error) <= allowed:
         return False
     status = error.get("http_status", 400)
@@ -156,6 +158,7 @@ def _check_error(error: object, action: dict[str, Any]) -> bool:
         _optional_int(error, "error_subcode")
         and isinstance(error.get("is_transient", False), bool)
         and isinstance(error.get("message", ""), str)
+        and isinstance(error.get("type", ""), str)
         and _optional_int(error, "regain_minutes")
         and _optional_int(action, "regain_minutes")
         and _is_int(status) and 200 <= status <= 599

@@ -12,9 +12,13 @@ from consumer.sandbox.state import STATE
 _INDEX_PAGE = """fboc sandbox: a local stand-in for Meta's Conversions API. It never calls Meta.
 
 POST /{version}/{event_set_id}/events   Authorization: Bearer <token>, JSON body {"data": [...]}
-GET  /_sandbox/events[?event_set_id=]   accepted events
+GET  /_sandbox/events[?event_set_id=]   accepted events Meta keeps (offline duplicates dropped)
 GET  /_sandbox/requests                 every events request (no tokens)
-GET  /_sandbox/stats                    totals
+GET  /_sandbox/stats                    totals; deduplicated = offline events dropped as
+                                        duplicates (still counted in events_received),
+                                        deduplicated_distinct = those whose event_id differed
+                                        from the kept one: distinct conversions lost;
+                                        deduplicated_changed = those whose content differed
 POST /_sandbox/reset                    forget events, requests and faults
 GET|POST|DELETE /_sandbox/faults        fault rules (DELETE /_sandbox/faults/{id} removes one)
 """

@@ -1,20 +1,23 @@
 """What the sandbox remembers: accepted events (the latest `max_stored_events`), every request,
-fault rules. One event loop only."""
+fault rules, and Meta's offline dedup keys. One event loop only."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from consumer.sandbox.faults import FaultBook
 
 DEFAULT_MAX_STORED_EVENTS = 100_000
+DEDUP_SECONDS = 7 * 86400  # Meta's offline dedup window (docs/meta-api.md)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class RequestRecord:
     fault: str | None = None
     fault_id: str | None = None
     accepted_events: int = 0
+    deduplicated_events: int = 0  # accepted (counted in events_received) but dropped as duplicates
     done: bool = False
     client_disconnected: bool = False  # the client gave up before the answer
 
@@ -66,6 +70,13 @@ class SandboxState:
     requests: list[RequestRecord] = field(default_factory=list)
     faults: FaultBook = field(default_factory=FaultBook)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # Offline dedup: key digest -> (event_id of the kept event, a digest of its content, when
+    # it was kept), oldest first.
+    dedup_keys: OrderedDict[bytes, tuple[str | None, bytes, float]] = field(
+        default_factory=OrderedDict)
+    deduplicated: int = 0
+    deduplicated_distinct: int = 0  # dropped although their event_id differs: conversions lost
+    deduplicated_changed: int = 0  # dropped, same key but other content than the kept one
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -77,17 +88,41 @@ class SandboxState:
         return record
 
     def store(self, record: RequestRecord, data: list[dict[str, Any]]) -> None:
+        """Keep what Meta keeps: every event counts as received, a later offline event with the
+        key of one kept in the last 7 days is dropped silently (first wins)."""
         record.accepted_events = len(data)
-        self.events.extend(
-            StoredEvent(record.event_set_id, record.upload_tag, record.test_event_code,
-                        record.request_id, record.received_at, event)
-            for event in data
-        )
+        now = self.now()
+        self._expire(now)
+        for event in data:
+            key = dedup_key(record.event_set_id, event)
+            if key is not None:
+                kept = self.dedup_keys.get(key)
+                content = _content_digest(event)
+                if kept is not None:
+                    record.deduplicated_events += 1
+                    self.deduplicated += 1
+                    self.deduplicated_distinct += kept[0] != event.get("event_id")
+                    self.deduplicated_changed += kept[1] != content
+                    continue
+                self.dedup_keys[key] = (_str_or_none(event.get("event_id")), content, now)
+            self.events.append(StoredEvent(record.event_set_id, record.upload_tag,
+                                           record.test_event_code, record.request_id,
+                                           record.received_at, event))
+
+    def _expire(self, now: float) -> None:
+        keys = self.dedup_keys
+        while keys:
+            key, (_, _, kept_at) = next(iter(keys.items()))
+            if now - kept_at < DEDUP_SECONDS:
+                break
+            del keys[key]
 
     def reset(self) -> None:
         self.events.clear()
         self.requests.clear()
         self.faults.clear()
+        self.dedup_keys.clear()
+        self.deduplicated = self.deduplicated_distinct = self.deduplicated_changed = 0
 
     def list_events(self, event_set_id: str | None) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.events if event_set_id in (None, e.event_set_id)]
@@ -107,6 +142,9 @@ class SandboxState:
             "in_progress": in_progress,
             "accepted_events": sum(r.accepted_events for r in self.requests),
             "stored_events": len(self.events),
+            "deduplicated": self.deduplicated,
+            "deduplicated_distinct": self.deduplicated_distinct,
+            "deduplicated_changed": self.deduplicated_changed,
             "faults_applied": sum(r.fault is not None for r in self.requests),
             "by_status": dict(statuses),
             "by_error_code": dict(codes),
@@ -123,6 +161,28 @@ def new_state(tokens: Collection[str], app_secret: str | None, now: Callable[[],
     if max_stored_events < 0:
         raise ValueError("max_stored_events must be 0 or more")
     return SandboxState(frozenset(tokens), app_secret, now, max_stored_events)
+
+
+def dedup_key(event_set_id: str, event: dict[str, Any]) -> bytes | None:
+    """Meta's offline dedup key, for events not from a website: dataset, event_name,
+    event_time, item_number and order_id, or the customer fields when there is no order_id."""
+    if event.get("action_source") == "website":
+        return None
+    custom = event.get("custom_data")
+    custom = custom if isinstance(custom, dict) else {}
+    order_id = custom.get("order_id")
+    who = order_id if order_id not in (None, "") else event.get("user_data")
+    parts = [event_set_id, event.get("event_name"), event.get("event_time"),
+             custom.get("item_number"), order_id not in (None, ""), who]
+    try:
+        canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not JSON-shaped: validation has refused it before this
+        return None
+    return hashlib.sha256(canonical).digest()
+
+
+def _content_digest(event: dict[str, Any]) -> bytes:
+    return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).digest()[:16]
 
 
 def _str_or_none(value: object) -> str | None:

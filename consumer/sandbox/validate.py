@@ -1,23 +1,29 @@
 """Meta's all-or-nothing request validation: the first invalid event rejects the whole request.
 
-Meta documents only a few subcodes (META_API.md); the sandbox uses them like this:
+Meta documents only a few subcodes (docs/meta-api.md#errors); the sandbox uses them like this:
   2804048  request shape: `data` missing, not a list, empty or over 1,000 events; an event
            that is not an object; a body that is not a JSON object
   2804007  a required event field missing or of the wrong type (event_name, event_time,
-           action_source; client_user_agent and event_source_url for website events)
+           action_source; what the action_source needs: client_user_agent and event_source_url
+           for website, app_data with advertiser_tracking_enabled, application_tracking_enabled
+           and extinfo for app, messaging_channel for business_messaging)
   2804019  a field with a value Meta refuses (action_source not allowed, custom_data not an object,
-           Purchase without numeric value and 3-letter currency, non-string upload_tag etc.)
+           a currency that is not ISO 4217, Purchase without numeric value and currency,
+           non-string upload_tag etc.)
   2804003  event_time older than 7 days (62 for physical_store)
   2804001  event_time more than 60 s in the future
   2804016  a hashed user_data key that is not a list of lower-case hex SHA-256 strings
-  2804050  user_data missing, empty, or holding only keys Meta deems insufficient (SPEC.md §4)
+  2804050  user_data missing, empty, or holding only keys Meta deems insufficient (docs/dialects.md#checks)
 Messages name the event index and the field, never a value.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
+
+import pycountry
 
 from consumer.sandbox.errors import GraphError, invalid
 
@@ -87,6 +93,8 @@ def check_event(event: object, now: float) -> Problem | None:
         _check_time(event_time, source, now)
         or _check_user_data(event.get("user_data"))
         or _check_website(event, source)
+        or _check_app(event, source)
+        or _check_messaging(event, source)
         or _check_custom_data(event, name)
     )
 
@@ -146,20 +154,49 @@ def _check_website(event: dict[str, Any], source: str) -> Problem | None:
     return None
 
 
+def _check_app(event: dict[str, Any], source: str) -> Problem | None:
+    if source != "app":
+        return None
+    app_data = event.get("app_data")
+    if not isinstance(app_data, dict):
+        return SUB_MISSING, "Missing App Data", "app_data is required for action_source app"
+    for field in ("advertiser_tracking_enabled", "application_tracking_enabled"):
+        if not isinstance(app_data.get(field), bool | int):
+            return (SUB_MISSING, "Missing App Data",
+                    f"app_data.{field} is required for action_source app")
+    extinfo = app_data.get("extinfo")
+    if not isinstance(extinfo, list) or not extinfo:
+        return (SUB_MISSING, "Missing App Data",
+                "app_data.extinfo is required for action_source app")
+    return None
+
+
+def _check_messaging(event: dict[str, Any], source: str) -> Problem | None:
+    channel = event.get("messaging_channel")
+    if source == "business_messaging" and not (isinstance(channel, str) and channel):
+        return (SUB_MISSING, "Missing Messaging Channel",
+                "messaging_channel is required for action_source business_messaging")
+    return None
+
+
+@cache
+def _currencies() -> frozenset[str]:
+    return frozenset({str(c.alpha_3) for c in pycountry.currencies})
+
+
 def _check_custom_data(event: dict[str, Any], name: str) -> Problem | None:
     custom_data = event.get("custom_data", {})
     if not isinstance(custom_data, dict):
         return SUB_INVALID, "Invalid Custom Data", "custom_data must be an object"
+    currency = custom_data.get("currency")
+    if currency is not None and not (isinstance(currency, str)
+                                     and currency.upper() in _currencies()):
+        return (SUB_INVALID, "Invalid Currency",
+                "custom_data.currency must be an ISO 4217 currency code")
     if name != "Purchase":
         return None
     value = custom_data.get("value")
-    currency = custom_data.get("currency")
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not isinstance(currency, str)
-        or len(currency) != 3
-    ):
+    if not isinstance(value, int | float) or isinstance(value, bool) or currency is None:
         return (SUB_INVALID, "Missing Purchase Value",
-                "Purchase events need custom_data.value (number) and currency (3 letters)")
+                "Purchase events need custom_data.value (number) and currency")
     return None

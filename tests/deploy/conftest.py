@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "fboc"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
 HELM_SCRIPT = REPO / "scripts" / "helm"
+PROMTOOL_SCRIPT = REPO / "scripts" / "promtool"
 # The first build of helm (go install) takes minutes on a cold machine.
 HELM_BUILD_TIMEOUT_S = 1500
 RELEASE = "fboc"
@@ -87,6 +88,34 @@ def helm() -> Helm:
     return Helm(binary)
 
 
+@dataclass(frozen=True)
+class Promtool:
+    binary: Path
+
+    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.binary), *args], capture_output=True, text=True,
+                              timeout=300, cwd=cwd, check=False)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Promtool:
+    """scripts/promtool's binary: built once with `go install` and cached under ~/.cache/fboc."""
+    try:
+        proc = subprocess.run(["bash", str(PROMTOOL_SCRIPT)], capture_output=True, text=True,
+                              timeout=HELM_BUILD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        fail_or_skip(f"scripts/promtool did not finish within {HELM_BUILD_TIMEOUT_S} s")
+        raise AssertionError("unreachable") from None
+    lines = proc.stdout.strip().splitlines()
+    binary = Path(lines[-1]) if lines else None
+    if proc.returncode != 0 or binary is None or not binary.is_file():
+        fail_or_skip("promtool is unavailable: scripts/promtool (go install "
+                     "github.com/prometheus/prometheus/cmd/promtool) failed:\n"
+                     + proc.stderr.strip()[-3000:])
+        raise AssertionError("unreachable")
+    return Promtool(binary)
+
+
 def by_kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
     return [m for m in manifests if m["kind"] == kind]
 
@@ -98,7 +127,10 @@ def one(manifests: Sequence[Manifest], kind: str) -> Manifest:
 
 
 def rendered_config(manifests: Sequence[Manifest]) -> str:
-    config: str = one(manifests, "ConfigMap")["data"]["fboc.yaml"]
+    """fboc.yaml from the configuration ConfigMap (the dashboard has a ConfigMap of its own)."""
+    maps = [m for m in by_kind(manifests, "ConfigMap") if "fboc.yaml" in m.get("data", {})]
+    assert len(maps) == 1, f"expected one ConfigMap with fboc.yaml, got {len(maps)}"
+    config: str = maps[0]["data"]["fboc.yaml"]
     return config
 
 

@@ -216,6 +216,8 @@ def test_fboc_service_agrees_with_the_configuration() -> None:
     assert host_file(fboc, option(argv, "--config")) == SAMPLE_CONFIG
     port = config["service"]["port"]
     assert published(fboc) == {port: port}
+    # a published port needs fboc to listen beyond the container's loopback (its default)
+    assert config["service"]["bind_address"] == "0.0.0.0"
     # SIGTERM drains within shutdown_deadline_seconds; compose's SIGKILL must come later.
     assert duration_seconds(fboc["stop_grace_period"]) > config["service"]["shutdown_deadline_seconds"]
     assert fboc["read_only"] is True

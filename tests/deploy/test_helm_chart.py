@@ -43,7 +43,7 @@ KUBE_VERSIONS = sorted({MIN_KUBE, kubernetes_validate.latest_version()},
                        key=lambda v: tuple(int(p) for p in v.split(".")))
 SECRET_DIR = "/var/run/secrets/fboc"
 CONFIG_FILE = "/etc/fboc/fboc.yaml"
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}  # tests/deploy/test_alerts.py
 EXISTING_SECRET = {"secrets.existingSecret": "meta-credentials",
                    "secrets.accessTokenKey": "token", "secrets.appSecretKey": "secret"}
 
@@ -89,8 +89,9 @@ def test_default_render_has_the_expected_objects(helm: Helm) -> None:
 
 def test_all_on_render_has_every_object_and_no_hpa(helm: Helm) -> None:
     kinds = sorted(m["kind"] for m in render(helm, "all-on"))
-    assert kinds == ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "ScaledObject",
-                     "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget",
+                     "PrometheusRule", "ScaledObject", "Secret", "Service", "ServiceAccount",
+                     "ServiceMonitor"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -353,6 +354,18 @@ def test_probes_ports_and_service_follow_service_port(helm: Helm, port: int) -> 
     assert service["spec"]["selector"] == one(manifests, "Deployment")["spec"]["selector"][
         "matchLabels"]
     assert yaml.safe_load(rendered_config(manifests))["service"]["port"] == port
+
+
+@pytest.mark.parametrize(("sets", "bind"), [
+    ({}, "0.0.0.0"),
+    ({"config.service": "null"}, "0.0.0.0"),  # a values file without the key
+    ({"config.service.bind_address": "::"}, "::"),
+])
+def test_the_probes_reach_fboc_from_outside_the_pod(helm: Helm, sets: dict[str, str],
+                                                   bind: str) -> None:
+    """fboc listens on 127.0.0.1 unless told: the chart always tells it."""
+    config = yaml.safe_load(rendered_config(helm.template(sets=sets)))
+    assert config["service"]["bind_address"] == bind
 
 
 def test_configuration_and_secret_are_mounted_read_only(helm: Helm) -> None:

@@ -67,13 +67,12 @@ async def test_rows_of_an_order_become_one_event(kafka: Broker, new_topic: Any, 
     events = [e["event"] for e in sandbox_events(sandbox.url)]
     assert len(events) == 2
     first, late = events
-    assert first["event_id"] == "A"
+    assert first["event_id"] == f"A-{first['custom_data']['item_number']}"
     assert first["custom_data"]["value"] == 25.5
     assert first["custom_data"]["num_items"] == 3
     assert [c["id"] for c in first["custom_data"]["contents"]] == ["sku-1", "sku-2"]
-    assert "item_number" not in first["custom_data"]
     assert late["custom_data"]["order_id"] == "A"
-    assert late["custom_data"]["item_number"]
+    assert late["custom_data"]["item_number"] != first["custom_data"]["item_number"]
     assert late["event_id"] == f"A-{late['custom_data']['item_number']}"
     dead = read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=15)
     assert [m.key() for m in dead] == [b"C"]

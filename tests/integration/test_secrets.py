@@ -1,4 +1,4 @@
-"""DESIGN invariant 5: a planted token, app secret and PII appear in no log line, metric,
+"""docs/design.md invariant 5: a planted token, app secret and PII appear in no log line, metric,
 error message or dead-letter header, whatever goes wrong."""
 
 from __future__ import annotations

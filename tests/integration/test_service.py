@@ -12,14 +12,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
 
 from consumer.checks import connection_problems
 from consumer.cli import main
+from consumer.config import ServiceSettings
 from consumer.sandbox import SandboxThread
-from consumer.service import health_app, serve, version_is_old
-from consumer.telemetry import METRICS
+from consumer.service import health_app, serve, start_health, version_is_old
+from consumer.telemetry import METRICS, configure_logging
 from tests.helpers import (
     avro,
     config_for,
@@ -38,7 +41,8 @@ EXPECTED_METRICS = {
     "fboc_graph_retries_total", "fboc_requests_in_flight", "fboc_buffered_records",
     "fboc_paused_partitions", "fboc_commits_total", "fboc_consumer_lag_records",
     "fboc_dead_letter_writes_total", "fboc_destination_halted", "fboc_normalization_dropped_total",
-    "fboc_record_ack_seconds",
+    "fboc_record_ack_seconds", "fboc_match_key_events_total", "fboc_match_keys_per_event",
+    "fboc_custom_data_dropped_total",
 }
 
 
@@ -118,3 +122,66 @@ def test_check_config_connect(kafka: Broker, new_topic: Any, tmp_path: Path,
     path = write_config(tmp_path / "down.yaml", data)
     assert main(["check-config", "--config", str(path), "--connect"]) == 2
     assert "kafka.bootstrap_servers: Kafka not reachable" in capsys.readouterr().err
+
+
+MALFORMED_REQUESTS = [  # each one makes aiohttp log "Error handling request" with a traceback
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nAuthorization : Bearer %s\r\n\r\n",
+    b"GET /h\x00ealthz?access_token=%s HTTP/1.1\r\n\r\n",
+    b"\x16\x03\x01 %s not even HTTP\r\n\r\n",
+    b"GET /readyz HTTP/1.1\r\nContent-Length: -1\r\nX-Api-Key: %s\r\n\r\n",
+]
+
+
+async def raw_request(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_to_the_health_port_log_json_lines_without_the_token(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    token = "EAAB-health-probe-planted-8a1e"
+    configure_logging("json")
+    pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=True)
+    port = kafka_local.free_port()
+    runner = await start_health(pipeline, ServiceSettings(port=port))  # type: ignore[arg-type]
+    try:
+        for template in MALFORMED_REQUESTS:
+            answer = await raw_request(port, template % token.encode())
+            assert answer.startswith(b"HTTP/1.0 400 Bad Request"), answer[:100]
+        ok = await raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK")
+    finally:
+        await runner.cleanup()
+    err = capsys.readouterr().err
+    lines = [orjson.loads(line) for line in err.splitlines()]  # every line is JSON
+    errors = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    # all but the bad status line (TLS sent to the plain port), which aiohttp logs at debug level
+    assert len(errors) == len(MALFORMED_REQUESTS) - 1
+    assert all(e["exception"].split(" ")[0] in {"BadHttpMessage", "InvalidURLError",
+                                                 "BadStatusLine", "InvalidHeader"} for e in errors)
+    assert token not in err
+    assert token[5:] not in err
+
+
+async def test_health_port_binds_loopback_unless_configured() -> None:
+    pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=True)
+    for settings, host in ((ServiceSettings(port=0), "127.0.0.1"),
+                           (ServiceSettings(port=0, bind_address="0.0.0.0"), "0.0.0.0"),
+                           (ServiceSettings(port=0, bind_address="::1"), "::1")):
+        runner = await start_health(pipeline, settings)  # type: ignore[arg-type]
+        try:
+            assert [address[0] for address in runner.addresses] == [host]
+        finally:
+            await runner.cleanup()
+
+
+def test_bind_address_must_be_an_ip_address() -> None:
+    for bad in ("", "localhost; rm -rf /", "256.0.0.1", "0.0.0.0:8080"):
+        with pytest.raises(ValidationError):
+            ServiceSettings(bind_address=bad)

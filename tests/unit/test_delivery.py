@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
@@ -10,10 +11,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from consumer.config import DestinationSettings, FacebookSettings
 from consumer.delivery import ErrorKind, GraphClient, classify
 from consumer.sandbox import SandboxThread
+from consumer.telemetry import METRICS
 from tests.helpers import TOKEN, sandbox_post
 
 EM = hashlib.sha256(b"alex@example.com").hexdigest()
@@ -22,7 +26,7 @@ EM = hashlib.sha256(b"alex@example.com").hexdigest()
 def event(i: int) -> bytes:
     return orjson.dumps({"event_name": "Lead", "event_time": int(time.time()) - 10,
                          "event_id": f"e{i}", "action_source": "physical_store",
-                         "user_data": {"em": [EM]}})
+                         "user_data": {"em": [EM]}, "custom_data": {"order_id": f"o{i}"}})
 
 
 def get(url: str, path: str) -> Any:
@@ -147,6 +151,9 @@ async def test_timeouts_resets_and_short_counts_are_retried(
     (400, {"code": 100, "error_subcode": 33}, ErrorKind.DATASET),
     (400, {"code": 100, "error_subcode": 2804003}, ErrorKind.INVALID),
     (400, {"code": 100, "is_transient": True}, ErrorKind.TRANSIENT),
+    (400, {"code": 100}, ErrorKind.AUTH),
+    (400, {"code": 100, "error_subcode": None}, ErrorKind.AUTH),
+    (400, {"code": 102}, ErrorKind.AUTH),
     (500, {}, ErrorKind.TRANSIENT),
     (400, {"code": 2}, ErrorKind.TRANSIENT),
     (400, {"code": 999}, ErrorKind.UNKNOWN),
@@ -154,3 +161,99 @@ async def test_timeouts_resets_and_short_counts_are_retried(
 def test_classification_follows_meta_api(status: int, error: dict[str, Any],
                                          kind: ErrorKind) -> None:
     assert classify(status, error) is kind
+
+
+class FakeTime:
+    """A clock that moves only when the client sleeps: time budgets without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def send_timed(box: SandboxThread, events: list[bytes], fake: FakeTime,
+                     dest: DestinationSettings | None = None, **fb: Any) -> list[Any]:
+    facebook = FacebookSettings(graph_url=box.url, **{"max_attempts": 4, **fb})
+    dest = dest or DestinationSettings(name="main", access_token=TOKEN,
+                                       app_secret="app-secret-xyz")
+    async with aiohttp.ClientSession() as session:
+        client = GraphClient(session, facebook, dest, sleep=fake.sleep, clock=fake.clock)
+        return await client.deliver("123", None, events)
+
+
+@pytest.mark.parametrize("error", [{"code": 100}, {"code": 102}, {"code": 190}])
+async def test_request_level_errors_halt_without_splitting_or_dead_lettering(
+        box: SandboxThread, error: dict[str, Any]) -> None:
+    # code 100 without a subcode (appsecret_proof) and 102 (session) are like 190: never split
+    sandbox_post(box.url, "/_sandbox/faults", {"times": 6, "action": {"error": error}})
+    fake = FakeTime()
+    results = await send_timed(box, [event(i) for i in range(4)], fake, auth_retry_seconds=300)
+    assert results == [None] * 4
+    reqs = requests(box)
+    assert [r["events"] for r in reqs] == [4] * 7
+    assert [r["error_code"] for r in reqs] == [error["code"]] * 6 + [None]
+    assert fake.waits == [300.0] * 6
+
+
+async def test_time_spent_halted_does_not_spend_the_retry_budget(box: SandboxThread) -> None:
+    # halted for longer than both budgets, then one 500, then success: delivered
+    sandbox_post(box.url, "/_sandbox/faults", {"times": 8, "action": {"error": {"code": 190}}})
+    sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {"http_status": 500}})
+    fake = FakeTime()
+    results = await send_timed(box, [event(1), event(2)], fake, max_attempts=3,
+                               max_retry_seconds=100, auth_retry_seconds=60)
+    assert results == [None, None]
+    assert [r["status"] for r in requests(box)] == [400] * 8 + [500, 200]
+
+
+async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(
+        box: SandboxThread) -> None:
+    sandbox_post(box.url, "/_sandbox/faults", {"times": 2, "action": {"http_status": 500}})
+    sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {"error": {"code": 190}}})
+    sandbox_post(box.url, "/_sandbox/faults", {"action": {"http_status": 500}})
+    fake = FakeTime()
+    (result,) = await send_timed(box, [event(1)], fake, max_attempts=3, auth_retry_seconds=60)
+    assert result is not None
+    assert result.reason == "graph_retries_exhausted"
+    # 2 retries, the halt, then a fresh budget of 3 attempts
+    assert [r["status"] for r in requests(box)] == [500, 500, 400, 500, 500, 500]
+    assert result.attempts == 3
+
+
+async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
+        box: SandboxThread) -> None:
+    # a token file with two lines: aiohttp refuses the header before anything is sent. The
+    # configuration rejects such a token; model_copy skips that check, as a future bug might.
+    bad = "sandbox-token\nsecond-line-secret"
+    dest = DestinationSettings(name="main", access_token="sandbox-token").model_copy(
+        update={"access_token": SecretStr(bad)})
+    facebook = FacebookSettings(graph_url=box.url, auth_retry_seconds=5)
+    fake = FakeTime()
+    async with aiohttp.ClientSession() as session:
+        client = GraphClient(session, facebook, dest, sleep=fake.sleep, clock=fake.clock)
+        with capture_logs() as logs:
+            task = asyncio.create_task(client.deliver("123", None, [event(1)]))
+            for _ in range(500):
+                if len(fake.waits) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+        assert not task.done()  # held: neither delivered nor failed nor crashed
+        assert client.halted
+        assert METRICS.destination_halted.labels("main")._value.get() == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert fake.waits[:3] == [5.0, 5.0, 5.0]
+    assert requests(box) == []
+    halts = [line for line in logs if line["event"] == "destination_halted"]
+    assert len(halts) == 1  # once per halt, not per probe
+    assert (halts[0]["log_level"], halts[0]["error"]) == ("error", "ValueError")
+    assert "second-line-secret" not in str(logs)

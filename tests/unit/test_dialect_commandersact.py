@@ -1,4 +1,4 @@
-"""The commandersact dialect (SPEC §6 "commandersact"), golden-tested from the seed page's tables."""
+"""The commandersact dialect (docs/dialects.md#commandersact), golden-tested from the seed page's tables."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, parse_settings
 from consumer.dialects import get_dialect
-from consumer.dialects.commandersact import transform
+from consumer.dialects.common import dedup_item_number
 from consumer.errors import Filtered, Rejected
 from tests.fuzz import DELETE, mutate, paths
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("commandersact").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "commandersact_event.avsc")
@@ -80,7 +83,9 @@ def test_seed_event_table(source: str, standard: str) -> None:
         "event_id": f"tc-{source}",
         "action_source": "physical_store",
         "user_data": {"em": [sha("toto@domain.fr")]},
-        "custom_data": {"value": 25.0, "currency": "EUR", "content_type": "product"},
+        # no order id: an item_number from the event id keeps Meta's offline dedup key distinct
+        "custom_data": {"value": 25.0, "currency": "EUR", "content_type": "product",
+                        "item_number": dedup_item_number(f"tc-{source}")},
     }
 
 
@@ -115,7 +120,7 @@ PROPERTY_TABLE_OUTPUT: ServerEvent = {
     "event_id": "tc-uid-1",
     "action_source": "physical_store",
     "user_data": {
-        "external_id": [sha("CUST-42")],
+        "external_id": [sha("cust-42")],  # lower-cased first (external_id_normalization)
         "em": [sha("alex@example.com")],
         "ph": [sha("33612345678")],  # region from the event's country (France)
         "ge": [sha("f")],
@@ -166,11 +171,28 @@ def test_contents_only_when_every_item_is_complete_else_content_ids() -> None:
              {"product": {"id": "C", "name": "Cap", "category_2": "Hats"}}, "junk"]
     custom = one(event("view_item_list", items=items))["custom_data"]
     assert custom == {"content_ids": ["A", "B", "C"], "content_name": "Cap",
-                      "content_category": "Hats", "content_type": "product"}
+                      "content_category": "Hats", "content_type": "product",
+                      "item_number": dedup_item_number("tc-view_item_list")}
     # ids and prices may sit under items[].product
     complete = [{"quantity": 3, "product": {"id": "P1", "price": 2.5}}]
     assert one(event("add_to_cart", items=complete))["custom_data"]["contents"] == [
         {"id": "P1", "quantity": 3, "item_price": 2.5}]
+
+
+def test_events_without_an_order_id_keep_distinct_dedup_keys() -> None:
+    # no event_id either: the record's hash is the event id, so the item_number follows it
+    first = event("purchase", amount=5, currency="EUR")
+    del first["integrations"]["facebook"]["event_id"]
+    second = {**first, "session_id": "s-2"}
+    a, b = one(first), one(second)
+    assert a["event_time"] == b["event_time"]
+    assert a["custom_data"]["item_number"] != b["custom_data"]["item_number"]
+    assert one(copy.deepcopy(first)) == a  # the same record: the same key
+    # an order id (or an explicit item_number) is the key
+    assert "item_number" not in one(event("purchase", amount=5, id="O-9"))["custom_data"]
+    explicit = event("purchase", amount=5)
+    explicit["integrations"]["facebook"]["custom_data"] = {"item_number": "L-2"}
+    assert one(explicit)["custom_data"]["item_number"] == "L-2"
 
 
 def test_a_quantity_beyond_2_to_53_is_not_a_count() -> None:
@@ -202,7 +224,9 @@ def test_overrides_from_integrations_facebook() -> None:
                       "ph": [sha("33612345678")],  # an empty override keeps the event's value
                       "client_ip_address": "198.51.100.1"},
         "custom_data": {"value": 12.5, "currency": "EUR", "content_type": "product_group",
-                        "loyalty_tier": "gold"},
+                        "loyalty_tier": "gold",
+                        # the override removed the order id
+                        "item_number": dedup_item_number("tc-add_to_cart")},
     }
 
 

@@ -1,4 +1,4 @@
-"""The mparticle dialect (SPEC §6 "mparticle", with §4, §5, §7).
+"""The mparticle dialect (docs/dialects.md#mparticle).
 
 Golden tests use the seed page's own tables (event names, match keys, other attributes) on an
 mParticle batch; every hash is computed here from the normalised plaintext, so a reader sees
@@ -24,11 +24,15 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, parse_settings
 from consumer.dialects import get_dialect
-from consumer.dialects.mparticle import transform
+from consumer.dialects.common import dedup_item_number
+from consumer.dialects.mparticle import transform as bare_transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import check_event
 from tests.fuzz import DELETE, mutate, paths
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("mparticle").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "mparticle_batch.avsc")
@@ -120,7 +124,7 @@ def seed_batch() -> dict[str, Any]:
     }
 
 
-USER_DATA = {  # the seed batch's user, normalised per SPEC §4, then hashed
+USER_DATA = {  # the seed batch's user, normalised per docs/dialects.md#normalisation, then hashed
     "em": [sha("jane.doe@example.com")],
     "ph": [sha("12025550146")],
     "fn": [sha("jane")],
@@ -140,7 +144,7 @@ USER_DATA = {  # the seed batch's user, normalised per SPEC §4, then hashed
 
 def test_seed_event_name_table_uses_spec_names() -> None:
     """Seed table: Add to Cart, Add to Wishlist, Checkout, Purchase, View Detail. The seed sends
-    the legacy "AddToWishList" and "Checkout"; SPEC decides: AddToWishlist, InitiateCheckout."""
+    the legacy "AddToWishList" and "Checkout"; fboc uses: AddToWishlist, InitiateCheckout."""
     outputs = run(seed_batch())
     names = [o.event.get("event_name") for o in outputs]
     assert names == ["AddToCart", "AddToWishlist", "InitiateCheckout", "Purchase", "ViewContent"]
@@ -186,20 +190,37 @@ def test_golden_other_events_of_the_seed_batch() -> None:
         "action_source": "physical_store", "user_data": USER_DATA,
         "custom_data": {"value": 200.0, "currency": "USD",
                         "contents": [{"id": "sku-1", "quantity": 1, "item_price": 200.0}],
-                        "content_ids": ["sku-1"], "content_type": "product"},
+                        "content_ids": ["sku-1"], "content_type": "product",
+                        # no transaction_id: an item_number from the event id (offline dedup)
+                        "item_number": dedup_item_number("msg-cart")},
     }
     # no total_amount: price x quantity, quantity defaulting to 1
     assert wish["custom_data"] == {
         "value": 15.5, "currency": "USD", "contents": [{"id": "sku-2", "quantity": 1,
                                                         "item_price": 15.5}],
-        "content_ids": ["sku-2"], "content_type": "product"}
+        "content_ids": ["sku-2"], "content_type": "product",
+        "item_number": dedup_item_number("msg-wish")}
     assert checkout["custom_data"]["value"] == 400.0
     assert view["event_time"] == T + 60
     assert view["custom_data"]["value"] == 99.0
 
 
+def test_two_add_to_cart_of_one_user_in_one_second_keep_distinct_dedup_keys() -> None:
+    batch = seed_batch()
+    batch["events"] = [commerce("add_to_cart", None, 0, products=[{"id": "a", "price": 3.0}]),
+                       commerce("add_to_cart", None, 0, products=[{"id": "a", "price": 3.0}])]
+    first, second = (o.event for o in run(batch))
+    assert first["event_time"] == second["event_time"]
+    assert "order_id" not in first["custom_data"]
+    assert first["custom_data"]["item_number"] != second["custom_data"]["item_number"]
+    assert [o.event for o in run(batch)] == [first, second]  # a replay: the same keys
+    # with a transaction_id the order is the key, as the advertiser meant it
+    (purchase,) = (o.event for o in run(seed_batch()) if o.event["event_name"] == "Purchase")
+    assert "item_number" not in purchase["custom_data"]
+
+
 def test_value_without_total_amount_multiplies_price_by_quantity() -> None:
-    """The seed says "summing the price of all products"; SPEC: sum of price x quantity."""
+    """The seed says "summing the price of all products"; fboc: sum of price x quantity."""
     batch = seed_batch()
     batch["events"] = [commerce("purchase", "m", products=[
         {"id": "a", "price": 10.25, "quantity": 3}, {"id": "b", "price": 5.0},
@@ -212,7 +233,7 @@ def test_value_without_total_amount_multiplies_price_by_quantity() -> None:
 
 
 def test_match_keys_follow_spec_not_the_seed() -> None:
-    """The seed hashes advertising ids and uses only some attributes; SPEC: madid plain (ios,
+    """The seed hashes advertising ids and uses only some attributes; fboc: madid plain (ios,
     else android), and $state, $zip, $mobile as well."""
     batch = seed_batch()
     batch["device_info"] = {"android_advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"}
@@ -246,7 +267,7 @@ def test_user_attribute_and_identity_keys_match_without_case() -> None:
 
 
 def test_email_identity_type_picks_the_identity_and_still_hashes_it() -> None:
-    """The seed would forward a non-email identity unhashed; SPEC §4 hashes every em, and a
+    """The seed would forward a non-email identity unhashed; fboc hashes every em, and a
     value that is not an email address is dropped."""
     batch = seed_batch()
     (out, *_rest) = run(batch, email_identity_type="other")
@@ -303,7 +324,7 @@ def test_an_event_without_an_event_set_is_not_checked() -> None:
     batch = seed_batch()
     batch["events"][0] = commerce("add_to_cart", "old", -30 * 86400)
     outputs = run(batch, default_event_sets=[], event_sets={"Purchase": ["1"]},
-                  action_source="website")
+                  action_source="email")
     assert [o.event["event_id"] for o in outputs] == ["msg-purchase"]
 
 
@@ -474,7 +495,7 @@ def test_ldu_is_on_every_event_of_the_batch() -> None:
 
 
 def test_dialect_is_registered() -> None:
-    assert get_dialect("mparticle").transform is transform
+    assert get_dialect("mparticle").transform.inner is bare_transform  # type: ignore[attr-defined]
 
 
 def test_avro_round_trip_keeps_custom_properties() -> None:

@@ -1,8 +1,8 @@
-"""The segment / rudderstack dialect (SPEC §6 "segment / rudderstack", with §3 to §5 and §7).
+"""The segment / rudderstack dialect (docs/dialects.md#segment).
 
 Golden tests use the seed pages' own sample track calls and tables (RudderStack and Segment);
 every hash is computed here from the normalised plaintext, so a reader sees what was hashed.
-Where the seeds disagree with SPEC, SPEC decides and the test says so.
+Where the seeds disagree with docs/dialects.md, the docs decide and the test says so.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from consumer.cli import preview_lines
 from consumer.codec import AvroSchema
 from consumer.config import DestinationSettings, Settings, parse_settings
 from consumer.dialects import get_dialect
-from consumer.dialects.segment import transform
+from consumer.dialects.common import dedup_item_number
+from consumer.dialects.segment import transform as bare_transform
 from consumer.errors import Filtered, Rejected
 from consumer.sandbox.validate import SUB_MISSING, check_event
 from tests.fuzz import DELETE, mutate, paths
 from tests.garbage import cyclic_garbage
+
+# What the service runs: the dialect's events screened and checked on the way out.
+transform = get_dialect("segment").transform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "segment_track.avsc"
@@ -182,6 +186,9 @@ def test_segment_order_completed_example() -> None:
             "value": 39.95,  # Order Completed uses properties.revenue
             "currency": "USD",  # default
             "content_type": "product",
+            # no order_id: an item_number from the event id keeps Meta's offline dedup key
+            # distinct from the same customer's other purchases in that second
+            "item_number": dedup_item_number(digest(SEGMENT_ORDER)),
         },
     }
 
@@ -214,7 +221,7 @@ def test_segment_context_traits_example() -> None:
         "user_data": {
             "em": [sha("hamsolo813@hamsolo813.com")],
             # no ph: 401-123-4567 is not a valid US number (an exchange cannot start with 1),
-            # so that field alone is dropped (SPEC §4)
+            # so that field alone is dropped (docs/dialects.md#normalisation)
             "fn": [sha("ham")],  # name "ham solo": first word
             "ln": [sha("solo")],  # last word
             "ge": [sha("m")],
@@ -225,7 +232,7 @@ def test_segment_context_traits_example() -> None:
             "external_id": [sha("hamsolo813")],
         },
         "custom_data": {
-            # the remaining properties; `name` is left out (SPEC: a property named name may be
+            # the remaining properties; `name` is left out (docs/dialects.md: a property named name may be
             # PII), and the top-level product_id is not a `products` entry, so no contents
             "cart_id": "cart1234", "product_id": "product12356", "sku": "G-32",
             "category": "Games", "brand": "Hasbro", "variant": "200 pieces", "quantity": 1,
@@ -233,6 +240,7 @@ def test_segment_context_traits_example() -> None:
             "value": 18.99,  # pre-purchase: value absent, so price
             "currency": "USD",
             "content_type": "product",
+            "item_number": dedup_item_number(digest(SEGMENT_PRODUCT_ADDED)),
         },
     }
 
@@ -251,7 +259,8 @@ def test_segment_limited_data_use_example() -> None:
         "data_processing_options": [],
         "data_processing_options_country": 1,
         "data_processing_options_state": 1000,
-        "custom_data": {"currency": "USD", "content_type": "product"},
+        "custom_data": {"currency": "USD", "content_type": "product",
+                        "item_number": dedup_item_number(digest(payload))},
     }
     passthrough = one(payload, dest(limited_data_use=True, unmapped_events="passthrough"))
     assert passthrough["event_name"] == "Membership Upgraded"
@@ -261,7 +270,7 @@ def test_lead_id_from_the_seed_examples() -> None:
     # RudderStack: context.externalId entry of type LeadId
     rudder = track(context={"externalId": [{"id": "leadId-value", "type": "LeadId"}]})
     assert one(rudder)["user_data"]["lead_id"] == "leadId-value"  # never hashed
-    # Segment: integration options; SPEC reads them from integrations.<FB>.leadId
+    # Segment: integration options; fboc reads them from integrations.<FB>.leadId
     for key in ("Facebook Offline Conversions", "FacebookOfflineConversions"):
         segment = track(integrations={key: {"leadId": "<LEAD ADS ID>"}})
         assert one(segment)["user_data"]["lead_id"] == "<LEAD ADS ID>"
@@ -269,7 +278,7 @@ def test_lead_id_from_the_seed_examples() -> None:
     both = track(context={"externalId": [{"id": "lead-1", "type": "leadid"}]},
                  integrations={"FacebookOfflineConversions": {"leadId": "lead-2"}})
     assert one(both)["user_data"]["lead_id"] == "lead-1"
-    # Segment's page puts it under context."Facebook Offline Conversions": not a SPEC path
+    # Segment's page puts it under context."Facebook Offline Conversions": not one of fboc's paths
     seed_placement = track(context={"Facebook Offline Conversions": {"leadId": "x"}})
     assert "lead_id" not in one(seed_placement)["user_data"]
 
@@ -295,14 +304,15 @@ def test_seed_event_name_table(source: str, standard: str) -> None:
         "custom_data": {
             "value": 25.0,
             "currency": "EUR",
-            # Product List Viewed without products is a product group (SPEC §6)
+            # Product List Viewed without products is a product group (docs/dialects.md#segment)
             "content_type": "product_group" if source == "Product List Viewed" else "product",
+            "item_number": dedup_item_number("msg-1"),
         },
     }
 
 
 # RudderStack's property table, first path of every row (the precedence of the other paths is
-# tested below), plus the SPEC's additions (context.ip).
+# tested below), plus fboc's additions (context.ip).
 PROPERTY_TABLE: dict[str, Any] = {
     "type": "track",
     "messageId": "msg-table",
@@ -399,7 +409,7 @@ PLACES = ("traits", "context.traits", "traits.address", "context.traits.address"
 ZIPS = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
 STATES = [("Louisiana", "la"), ("CA", "ca"), ("Texas", "tx"), ("ny", "ny")]
 COUNTRIES = [("USA", "us"), ("France", "fr"), ("DEU", "de"), ("gb", "gb")]
-# key → (its paths in SPEC order, j → (raw value for path j, normalised value))
+# key → (its paths in docs/dialects.md order, j → (raw value for path j, normalised value))
 USER_PATHS: dict[str, tuple[list[str], Callable[[int], tuple[str, str]]]] = {
     "external_id": (["userId", "traits.userId", "traits.id", "context.traits.userId",
                      "context.traits.id", "anonymousId"], lambda j: (f"id-{j}", f"id-{j}")),
@@ -529,11 +539,14 @@ def test_event_source_url_from_page_then_properties() -> None:
     assert "url" not in one(both)["custom_data"]
 
 
+WEB_CONTEXT = {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop.example/p"}}
+
+
 @pytest.mark.parametrize(("fields", "destination", "expected"), [
     ({}, {}, "physical_store"),
-    ({}, {"action_source": "website"}, "website"),
+    ({"context": WEB_CONTEXT}, {"action_source": "website"}, "website"),
     ({"traits": {"action_source": "email"}}, {}, "email"),
-    ({"context": {"traits": {"action_source": "app"}}}, {}, "app"),
+    ({"context": {**WEB_CONTEXT, "traits": {"action_source": "website"}}}, {}, "website"),
     ({"properties": {"action_source": "chat"}}, {}, "chat"),
     ({"traits": {"action_source": "email"}, "properties": {"action_source": "chat"}}, {},
      "email"),
@@ -545,6 +558,23 @@ def test_action_source(fields: dict[str, Any], destination: dict[str, Any],
     sent = one(track(**fields), dest(**destination))
     assert sent["action_source"] == expected
     assert "action_source" not in sent["custom_data"]
+
+
+@pytest.mark.parametrize(("fields", "destination", "missing"), [
+    ({}, {"action_source": "website"}, "user_data.client_user_agent, event_source_url"),
+    ({"context": {"userAgent": "Mozilla/5.0"}}, {"action_source": "website"}, "event_source_url"),
+    ({"context": {"page": {"url": "https://shop.example/"}, "traits": {"action_source": "website"}}},
+     {}, "user_data.client_user_agent"),
+    # Segment carries no app_data or messaging_channel: such events cannot be sent
+    ({"context": {"traits": {"action_source": "app"}}}, {}, "app_data"),
+    ({}, {"action_source": "app"}, "app_data"),
+    ({"properties": {"action_source": "business_messaging"}}, {}, "messaging_channel"),
+])
+def test_action_source_requirements(fields: dict[str, Any], destination: dict[str, Any],
+                                    missing: str) -> None:
+    with pytest.raises(Rejected, match="missing_required_field") as info:
+        run(track(**fields), dest(**destination))
+    assert info.value.message.endswith(f"needs {missing}")
 
 
 # -- value, currency, contents, content_type --------------------------------------------------
@@ -694,7 +724,7 @@ GAMES = {"category": "Games"}
      {"event_mapping": {"Viewed Shelf": "ViewContent"}}, "product"),
     ("Product Viewed", {}, {"event_mapping": {"Product Viewed": "ViewContent"}}, "product_group"),
     # 5. otherwise product; RudderStack sends product_group for an unmapped Product Viewed
-    # without products, SPEC says product
+    # without products, docs/dialects.md says product
     ("Product Viewed", {}, {}, "product"),
     ("Order Completed", {"properties": {"revenue": 1}}, {}, "product"),
 ])
@@ -738,7 +768,27 @@ def test_custom_data_carries_the_remaining_properties_without_pii() -> None:
 def test_value_field_property_is_not_also_custom() -> None:
     props = {"amount": 12.5, "value": 3}
     custom = one(track(properties=props), dest(value_field="properties.amount"))["custom_data"]
-    assert custom == {"value": 12.5, "currency": "USD", "content_type": "product"}
+    assert custom == {"value": 12.5, "currency": "USD", "content_type": "product",
+                      "item_number": dedup_item_number("msg-1")}
+
+
+def test_item_number_separates_records_without_an_order_id() -> None:
+    # one customer, same event and second, no order id: Meta's offline dedup key would be the
+    # same; the item_number (from the event id) keeps the two conversions apart
+    first, second = (one(track(messageId=f"m-{i}", properties={"value": 5}))
+                     for i in (1, 2))
+    assert first["event_time"] == second["event_time"]
+    assert first["custom_data"]["item_number"] != second["custom_data"]["item_number"]
+    # pinned: a changed derivation would make replays of old records count again
+    assert first["custom_data"]["item_number"] == hashlib.sha256(b"m-1").hexdigest()[:16]
+    assert one(track(messageId="m-1", properties={"value": 5})) == first  # a replay: same key
+    # an order id or an explicit item_number is the key; website events are not deduplicated so
+    assert "item_number" not in one(track(properties={"order_id": "o-1"}))["custom_data"]
+    explicit = one(track(properties={"item_number": "line-2"}))["custom_data"]["item_number"]
+    assert explicit == "line-2"
+    web = one(track(properties={"action_source": "website", "url": "https://shop.example/"},
+                    context={"userAgent": "UA/1"}))
+    assert (web["action_source"], "item_number" in web["custom_data"]) == ("website", False)
 
 
 def test_order_id_falls_back_to_order_id_camel_case() -> None:
@@ -838,7 +888,7 @@ def test_physical_store_events_may_be_62_days_old_when_configured() -> None:
 
 
 def test_each_fanned_out_event_has_its_own_name_and_content_type() -> None:
-    """SPEC §5: RudderStack sends the last mapped name to every event set; here each output
+    """docs/dialects.md#routing: RudderStack sends the last mapped name to every event set; here each output
     has its own event_name, content_type and value."""
     d = dest(default_event_sets=[],
              event_mapping={"Product Viewed": ["ViewContent", "Search"],
@@ -885,8 +935,8 @@ def test_event_sets_per_name_and_default() -> None:
 
 
 def test_both_dialect_names_are_this_dialect() -> None:
-    assert get_dialect("segment").transform is transform
-    assert get_dialect("rudderstack").transform is transform
+    assert get_dialect("segment").transform.inner is bare_transform  # type: ignore[attr-defined]
+    assert get_dialect("rudderstack").transform.inner is bare_transform  # type: ignore[attr-defined]
     dialect = get_dialect("rudderstack")
     assert (dialect.default_unmapped, dialect.default_match_policy) == ("other", "meta_baseline")
 
@@ -1014,7 +1064,7 @@ def check_transform(payload: dict[str, Any], d: DestinationSettings) -> None:
         sent = orjson.loads(orjson.dumps(out.event))  # what the pipeline sends
         assert sent == out.event
         problem = check_event(sent, NOW)
-        # Meta accepts it, except a website event without a user agent or URL (not SPEC's to
+        # Meta accepts it, except a website event without a user agent or URL (not the dialect's to
         # check for this dialect: delivery isolates such an event)
         assert problem is None or (sent["action_source"] == "website" and problem[0] == SUB_MISSING)
         assert out.upload_tag is None or isinstance(out.upload_tag, str)
@@ -1063,7 +1113,8 @@ def test_preview_lines_with_fixed_now() -> None:
         "user_data": {"external_id": [sha("019mr8mf4r")]},
         "data_processing_options": [],
         "custom_data": {"shippingMethod": "2-day", "value": 39.95, "currency": "USD",
-                        "content_type": "product"},
+                        "content_type": "product",
+                        "item_number": dedup_item_number(digest(SEGMENT_ORDER))},
     }
     assert out == [orjson.dumps(line) for line in [
         {"index": 0, "event_set_id": "111", "event": RUDDERSTACK_OUTPUT},

@@ -45,3 +45,38 @@ async def test_half_a_round_of_batches_may_wait_behind_those_in_flight() -> None
     assert client.requests == 6
     assert (dispatch.saturated(), dispatch.free_slots()) == (False, {"main": 4})
 
+
+
+class BuggyClient:
+    """Raises on its first deliveries (a client bug), then answers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.halts: list[str] = []
+        self.requests = 0
+
+    async def deliver(self, event_set_id: str, upload_tag: str | None,
+                      events: list[bytes]) -> list[Failure | None]:
+        self.requests += 1
+        await asyncio.sleep(0)
+        if self.requests <= self.failures:
+            raise KeyError("a bug")
+        return [None for _ in events]
+
+    def halt_for(self, exc: BaseException) -> None:
+        self.halts.append(type(exc).__name__)
+
+
+async def test_a_delivery_that_raises_halts_the_destination_and_is_tried_again() -> None:
+    # before, the task died and its records were never settled: a silent stall
+    client = BuggyClient(failures=2)
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=1,
+                        outcomes=cast(Outcomes, None))
+    dispatch.send(empty_batch())
+    for _ in range(50):
+        if not dispatch.busy:
+            break
+        await dispatch.wait_any(0.1)
+    assert not dispatch.busy
+    assert client.requests == 3
+    assert client.halts == ["KeyError", "KeyError"]

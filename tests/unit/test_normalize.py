@@ -1,4 +1,4 @@
-"""Tests for consumer.capi.normalize (SPEC.md §3, §4).
+"""Tests for consumer.capi.normalize (docs/dialects.md#normalisation, #hashing).
 
 The official SDK (facebook-business) serves as an oracle where fboc's rule agrees with it; where fboc
 follows Meta's documentation instead, a test shows the difference explicitly.
@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import phonenumbers
+import pycountry
 import pytest
 from facebook_business.adobjects.serverside.normalize import Normalize
 from hypothesis import HealthCheck, given, settings
@@ -29,8 +30,8 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def norm(key: str, value: str, region: str = "US") -> str | None:
-    return normalize_field(key, value, region=region, max_year=YEAR)
+def norm(key: str, value: str, region: str = "US", **options: str) -> str | None:
+    return normalize_field(key, value, region=region, max_year=YEAR, **options)
 
 
 def one(key: str, value: str, **options: Any) -> list[str] | str | None:
@@ -46,9 +47,9 @@ def sdk(key: str, value: str) -> str:
     return result
 
 
-# --- SPEC.md §4 examples, each exactly ---------------------------------------------------------
+# --- docs/dialects.md#normalisation examples, each exactly ------------------------------------
 
-SPEC_EXAMPLES = [
+DOC_EXAMPLES = [
     ("em", " Alex@Example.com ", "alex@example.com"),
     ("ph", "+1-202-555-0146", "12025550146"),
     ("ph", "(650) 555-1212", "16505551212"),
@@ -66,15 +67,19 @@ SPEC_EXAMPLES = [
     ("zp", "M1 1AE", "m11ae"),
     ("country", "USA", "us"),
     ("country", "United States", "us"),
+    ("country", "Deutschland", "de"),
+    ("db", "17.05.1990", "19900517"),
+    ("db", "02/03/1990", "19900203"),  # mdy, the default date_order
+    ("external_id", " Cust-42 ", "cust-42"),
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), SPEC_EXAMPLES)
+@pytest.mark.parametrize(("key", "value", "expected"), DOC_EXAMPLES)
 def test_spec_example_normalised(key: str, value: str, expected: str) -> None:
     assert norm(key, value) == expected
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), SPEC_EXAMPLES)
+@pytest.mark.parametrize(("key", "value", "expected"), DOC_EXAMPLES)
 def test_spec_example_hashed(key: str, value: str, expected: str) -> None:
     assert one(key, value) == [sha(expected)]
 
@@ -156,12 +161,41 @@ def test_gender(value: str, expected: str | None) -> None:
      ("1990-05-17T10:30:00Z", "19900517"), ("1990-05-17 10:30:00.123", "19900517"),
      (" 2000-02-29 ", "20000229"), ("1900-01-01", "19000101"), (f"{YEAR}-12-31", f"{YEAR}1231"),
      ("1899-12-31", None), (f"{YEAR + 1}-01-01", None), ("1990-02-30", None), ("1990-13-01", None),
-     ("17/05/1990", None),  # DD/MM is not accepted: month 17
-     ("1990-05-17Tgarbage", None), ("1990/05/17", None), ("May 17 1990", None), ("1990", None),
-     ("", None)],
+     # day first: unambiguous when the day is over 12, with any one separator or none
+     ("17/05/1990", "19900517"), ("16/02/1997", "19970216"), ("17.05.1990", "19900517"),
+     ("17-05-1990", "19900517"), ("17 05 1990", "19900517"), ("17051990", "19900517"),
+     ("5.17.1990", "19900517"), ("05171990", "19900517"),
+     # year first is year-month-day, with any one separator or none
+     ("1990/05/17", "19900517"), ("1990.5.7", "19900507"), ("1990 05 17", "19900517"),
+     # ambiguous: month first (date_order mdy, the default)
+     ("03/04/1990", "19900304"), ("03041990", "19900304"), ("3.4.1990", "19900304"),
+     ("13/13/1990", None), ("17/05-1990", None), ("1990/05-17", None), ("32.01.1990", None),
+     ("1990-05-17Tgarbage", None), ("May 17 1990", None), ("1990", None), ("17/05/90", None),
+     ("1990517", None), ("17/05/1990/1", None), ("", None)],
 )  # fmt: skip
 def test_birthdate(value: str, expected: str | None) -> None:
     assert norm("db", value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "mdy", "dmy"),
+    [("03/04/1990", "19900304", "19900403"), ("03.04.1990", "19900304", "19900403"),
+     ("03041990", "19900304", "19900403"), ("12-12-1990", "19901212", "19901212"),
+     # unambiguous ones whatever the order
+     ("16/02/1997", "19970216", "19970216"), ("02/16/1997", "19970216", "19970216"),
+     ("1990-03-04", "19900304", "19900304"), ("19900304", "19900304", "19900304")],
+)  # fmt: skip
+def test_birthdate_date_order_decides_ambiguous_dates_only(value: str, mdy: str, dmy: str) -> None:
+    assert norm("db", value, date_order="mdy") == mdy
+    assert norm("db", value, date_order="dmy") == dmy
+    assert one("db", value, date_order="dmy") == [sha(dmy)]
+
+
+def test_birthdate_date_order_is_part_of_the_cache_key() -> None:
+    raw = {"db": ["03/04/1991"], "em": ["order.probe@example.com"]}
+    mdy, _ = build_user_data(raw, max_year=YEAR)
+    dmy, _ = build_user_data(raw, max_year=YEAR, date_order="dmy")
+    assert (mdy["db"], dmy["db"]) == ([sha("19910304")], [sha("19910403")])
 
 
 def test_birthdate_upper_bound_is_max_year() -> None:
@@ -215,15 +249,58 @@ def test_zip(value: str, region: str, expected: str | None) -> None:
     ("value", "expected"),
     [("us", "us"), ("US", "us"), ("GBR", "gb"), ("United Kingdom", "gb"), ("germany", "de"),
      ("Côte d'Ivoire", "ci"), ("Cote d\u2019Ivoire", "ci"), ("United States of America", "us"),
-     ("Bolivia", "bo"), ("XX", None), ("Atlantis", None), ("", None)],
+     ("Bolivia", "bo"), ("XX", None), ("Atlantis", None), ("", None),
+     # CLDR's names in other languages, any case and accents
+     ("Deutschland", "de"), ("ALLEMAGNE", "de"), ("Alemania", "de"), ("Österreich", "at"),
+     ("oesterreich", None), ("Espagne", "es"), ("España", "es"), ("Espana", "es"),
+     ("Royaume-Uni", "gb"), ("Vereinigtes Königreich", "gb"), ("Nederland", "nl"),
+     ("Schweiz", "ch"), ("Suisse", "ch"), ("Svizzera", "ch"), ("Polska", "pl"), ("Italia", "it"),
+     ("Россия", "ru"), ("日本", "jp"), ("Ελλάδα", "gr"), ("Türkiye", "tr"), ("Brasil", "br"),
+     ("Estados Unidos", "us"), ("Stati Uniti", "us"),
+     # CLDR's code aliases, and fboc's alias list for the parts of the United Kingdom
+     ("UK", "gb"), ("uk", "gb"), ("England", "gb"), ("Scotland", "gb"), ("Wales", "gb"),
+     ("Northern Ireland", "gb"), ("Great Britain", "gb"), ("great-britain", "gb"),
+     # codes win over names; regions and names meaning two countries are not countries
+     ("DE", "de"), ("Europe", None), ("EU", None), ("Kongo", None), ("Amérique du Nord", None)],
 )  # fmt: skip
 def test_country(value: str, expected: str | None) -> None:
     assert norm("country", value) == expected
 
 
-def test_external_id_trim_only() -> None:
-    assert norm("external_id", "  Cust-ABC 42 ") == "Cust-ABC 42"
+def test_country_name_in_any_language_sets_the_phone_region() -> None:
+    """"UK" used to drop the country and with it a national-format phone number."""
+    for country in ("UK", "England", "Great Britain", "Royaume-Uni"):
+        user_data, dropped = build_user_data({"ph": ["020 7946 0958"], "country": [country]},
+                                             max_year=YEAR)
+        assert user_data == {"ph": [sha("442079460958")], "country": [sha("gb")]}, country
+        assert dropped == ()
+
+
+def test_country_table_holds_the_cldr_names_of_every_country() -> None:
+    from babel import Locale
+
+    codes = {str(c.alpha_2) for c in pycountry.countries}
+    table = nz._countries()
+    for locale in ("en", "de", "fr", "es", "pt", "ja", "ru", "ar", "hi", "sr_Latn"):
+        for code, name in Locale.parse(locale).territories.items():
+            if code in codes:
+                assert table.get(nz._fold(name)) == code.lower(), (locale, code)
+
+
+def test_external_id_lower_cased_without_whitespace_by_default() -> None:
+    """As Meta's parameter builder does, so that the same id matches across channels."""
+    assert norm("external_id", "  Cust-ABC 42 ") == "cust-abc42"
+    assert norm("external_id", "\tCUST\u00a042\n") == "cust42"
     assert norm("external_id", "   ") is None
+    assert one("external_id", "Cust-42") == one("external_id", "cust-42 ") == [sha("cust-42")]
+
+
+def test_external_id_exact_only_trims() -> None:
+    assert norm("external_id", "  Cust-ABC 42 ", external_id="exact") == "Cust-ABC 42"
+    assert norm("external_id", "   ", external_id="exact") is None
+    assert one("external_id", " Cust-42 ", external_id="exact") == [sha("Cust-42")]
+    # the mode is part of the cache key
+    assert one("external_id", " Cust-42 ") == [sha("cust-42")]
 
 
 def test_unknown_key_raises_without_pii() -> None:
@@ -252,7 +329,7 @@ def test_build_user_data_full_event() -> None:
         "em": [sha("alex@example.com"), sha("sam@example.com")],  # de-duplicated, input order
         "ph": [sha("16505551212")],
         "country": [sha("us")],
-        "external_id": [sha("Cust-1")],
+        "external_id": [sha("cust-1")],
         "client_user_agent": "Mozilla/5.0",
         "fbc": "fb.1.1554763741205.AbCdEfGh",  # first non-empty value, never hashed
     }
@@ -328,10 +405,11 @@ def test_hashing_off_drops_plaintext() -> None:
     assert dropped == ("em", "fn", "external_id")
 
 
-def test_hash_external_id_off_sends_it_trimmed() -> None:
-    assert one("external_id", " Cust-1 ", hash_external_id=False) == ["Cust-1"]
+def test_hash_external_id_off_sends_it_normalised() -> None:
+    assert one("external_id", " Cust-1 ", hash_external_id=False) == ["cust-1"]
+    assert one("external_id", " Cust-1 ", hash_external_id=False, external_id="exact") == ["Cust-1"]
     # external_id is then not a hashed key, so hashing=False does not drop it either
-    assert one("external_id", " Cust-1 ", hash_external_id=False, hashing=False) == ["Cust-1"]
+    assert one("external_id", " Cust-1 ", hash_external_id=False, hashing=False) == ["cust-1"]
     assert one("em", "a@b.co", hash_external_id=False) == [sha("a@b.co")]
 
 
@@ -458,7 +536,7 @@ SDK_AGREES = [
     ("st", "CA"), ("st", "ny"), ("zp", "94025"), ("zp", "90009-1234"), ("country", "US"),
     ("country", "gb"), ("ph", "+1 650 555 1212"), ("ph", "16505551212"),
     ("ph", "+44 20 7946 0958"), ("ph", "0044 20 7946 0958"), ("db", "19900517"),
-    ("external_id", "cust42"),
+    ("external_id", "cust42"), ("external_id", "Cust-42"), ("external_id", " CUST-42 "),
 ]  # fmt: skip
 
 
@@ -467,7 +545,7 @@ def test_hash_matches_sdk(key: str, value: str) -> None:
     assert one(key, value) == [sdk(key, value)]
 
 
-# Where fboc follows Meta's documentation (META_API.md "user_data") instead of the SDK.
+# Where fboc follows Meta's documentation (docs/meta-api.md#user-data-and-hashing) instead of the SDK.
 SDK_DIFFERS = [
     ("ph", "(650) 555-1212", "16505551212"),  # SDK adds no country code: "6505551212"
     ("fn", "O'Brien", "obrien"),  # SDK keeps punctuation: "o'brien"
@@ -477,7 +555,10 @@ SDK_DIFFERS = [
     ("db", "1990-05-17", "19900517"),  # SDK does not reformat dates: "1990-05-17"
     ("ge", "Male", "m"),  # SDK hashes "male"
     ("ct", "Coeur d'Alene", "coeurdalene"),  # SDK keeps the apostrophe
-    ("external_id", "Cust-42", "Cust-42"),  # SDK lower-cases; IDs are case-sensitive (SPEC §4)
+    ("external_id", " Cust 42 ", "cust42"),  # SDK keeps inner whitespace: "cust 42"
+    ("db", "16/02/1997", "19970216"),  # SDK does not reformat dates
+    ("db", "17.05.1990", "19900517"),
+    ("db", "1990/05/17", "19900517"),
 ]
 
 
@@ -493,8 +574,12 @@ def test_md5_looking_value_differs_from_sdk() -> None:
     assert one("external_id", md5) == [sha(md5)]
 
 
-def test_country_names_differ_from_sdk() -> None:
+@pytest.mark.parametrize(("value", "code"), [
+    ("United States", "us"), ("UK", "gb"), ("England", "gb"), ("Great Britain", "gb"),
+    ("Deutschland", "de"),
+])
+def test_country_names_differ_from_sdk(value: str, code: str) -> None:
     # The SDK rejects names (and puts the value in its exception message); fboc maps them.
-    with pytest.raises(TypeError, match="United States"):
-        Normalize.normalize_field("country", "United States")
-    assert one("country", "United States") == [sha("us")] == [sdk("country", "us")]
+    with pytest.raises(TypeError, match=value):
+        Normalize.normalize_field("country", value)
+    assert one("country", value) == [sha(code)] == [sdk("country", code)]

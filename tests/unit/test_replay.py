@@ -13,6 +13,7 @@ from consumer.cli import main
 from consumer.config import Settings, parse_settings
 from consumer.dlq_command import render_summary
 from consumer.dlq_records import (
+    NOT_A_SOURCE_TOPIC,
     DeadLetterView,
     Filters,
     Pacer,
@@ -22,10 +23,14 @@ from consumer.dlq_records import (
     age_limit_days,
     classify,
     destination_for,
+    end_metadata,
     iso_ms,
+    loggable,
     parse_rate,
     parse_time_arg,
     replay_headers,
+    resume_ends,
+    stored_end,
     target_partition,
     too_old,
 )
@@ -270,3 +275,86 @@ def test_summary_counts_by_reason_and_renders_a_dry_run_as_such() -> None:
     text = buffer.getvalue()
     assert "DRY RUN" in text
     assert "would replay 2, parked 1, too old 1, skipped 1" in text
+
+
+# -- hostile times, headers and commit metadata ---------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["9" * 30, "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                                 "9999-12-31T23:59:59-01:00", "2100-01-01", "-5", "1e12",
+                                 "\u0661\u0667\u0666\u0667", "\u00b2\u00b3", "4102444800000"])
+def test_time_arguments_beyond_1970_to_2100_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="between 1970 and 2100"):
+        parse_time_arg(bad)
+
+
+def test_time_arguments_at_the_edges_of_the_range() -> None:
+    assert parse_time_arg("0") == 0
+    assert parse_time_arg("4102444799999") == 4_102_444_799_999
+    assert parse_time_arg("2099-12-31T23:59:59.999Z") == 4_102_444_799_999
+
+
+@pytest.mark.parametrize("flag", ["--since", "--until"])
+@pytest.mark.parametrize("value", ["9" * 30, "0001-01-01T00:00:00Z"])
+def test_out_of_range_times_exit_2_naming_the_flag(flag: str, value: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dlq", "replay", "--config", "/nonexistent.yaml", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"config error: {flag}: not unix milliseconds or an ISO 8601 time between" in err
+    assert "Traceback" not in err
+
+
+def test_hostile_header_values_read_as_absent() -> None:
+    huge = "9" * 30
+    v = view(**{"fboc.original.timestamp": huge, "fboc.original.partition": "-1",
+                "fboc.failed_at": "0001-01-01T00:00:00+01:00", "fboc.replay_count": huge})
+    assert (v.original_timestamp_ms, v.original_partition, v.failed_at_ms) == (None, None, None)
+    assert v.event_time_proxy_ms == NOW  # the dead letter's own timestamp
+    assert v.replay_count == 0
+    assert view(**{"fboc.original.timestamp": str(2**63)}).original_timestamp_ms is None
+    assert view(**{"fboc.original.partition": str(2**31)}).original_partition is None
+    assert view(**{"fboc.original.partition": "\u0663"}).original_partition is None
+
+
+def test_stored_ends_round_trip_and_ignore_foreign_metadata() -> None:
+    assert stored_end(end_metadata(1234)) == 1234
+    for other in (None, "", "1234", "fboc.replay.end=", "fboc.replay.end=x",
+                  "fboc.replay.end=-1", "fboc.replay.end=" + "9" * 30):
+        assert stored_end(other) is None
+
+
+def test_a_replay_resumes_an_unfinished_run_up_to_its_ends() -> None:
+    assert resume_ends({}) is None
+    assert resume_ends({0: (-1001, None), 1: (-1001, None)}) is None  # never ran
+    assert resume_ends({0: (10, 10), 1: (7, 7)}) is None  # the last run finished
+    assert resume_ends({0: (10, None), 1: (7, None)}) is None  # committed by an older fboc
+    # partition 1 stopped short of its run's end: resume both up to the ends of that run
+    assert resume_ends({0: (10, 10), 1: (5, 7)}) == {0: 10, 1: 7}
+    # a partition that run did not know stays where it is
+    assert resume_ends({0: (3, 10), 1: (-1001, None), 2: (4, None)}) == {0: 10, 1: 0, 2: 4}
+
+
+def test_summary_says_why_records_were_skipped() -> None:
+    summary = ReplaySummary("dlq", "fboc.replay", dry_run=False, to_topic=None)
+    summary.count(Verdict.SKIPPED, "undecodable")
+    summary.count(Verdict.SKIPPED, "undecodable", NOT_A_SOURCE_TOPIC)
+    summary.count(Verdict.SKIPPED, "undecodable", NOT_A_SOURCE_TOPIC)
+    summary.resumed = True
+    out = summary.to_json()
+    assert out["skipped"] == 3
+    assert out["skipped_by"] == {"filters": 1, "not_a_source_topic": 2}
+    assert out["by_reason"] == {}
+    assert out["resumed"] is True
+    buffer = io.StringIO()
+    render_summary(summary, Console(file=buffer, width=200))
+    assert "skipped 3 (filters 1, not_a_source_topic 2)" in buffer.getvalue()
+    assert "resumed an interrupted replay" in buffer.getvalue()
+
+
+def test_only_codes_and_numeric_ids_of_a_dead_letter_are_logged() -> None:
+    assert loggable(view()) == {"reason": "graph_invalid_event", "event_set_id": "222"}
+    assert loggable(view(stage="decode", reason="undecodable")) == {"reason": "undecodable",
+                                                                    "event_set_id": None}
+    forged = view(**{"fboc.error.reason": "person@example.com",
+                     "fboc.event_set_id": "+1 415 555 0100"})
+    assert loggable(forged) == {"reason": "unknown", "event_set_id": "unknown"}
+    assert loggable(view(**{"fboc.error.reason": "x" * 65}))["reason"] == "unknown"

@@ -29,6 +29,9 @@ TOKEN = "tok-secret-123"
 DAY = 86400
 H = hashlib.sha256(b"alex@example.com").hexdigest()
 H2 = hashlib.sha256(b"12025550146").hexdigest()
+APP_DATA = {"advertiser_tracking_enabled": True, "application_tracking_enabled": False,
+            "extinfo": ["a2", "com.example.app", "1.0", "1.0 long", "17.0", "iPhone15,2", "en_US",
+                        "CET", "Carrier", "393", "852", "3", "6", "256", "128", "Europe/Paris"]}
 
 
 def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -72,11 +75,12 @@ async def get_json(client: TestClient[Any, Any], path: str) -> Any:
     return await response.json()
 
 
-async def error_of(response: aiohttp.ClientResponse, status: int = 400) -> dict[str, Any]:
+async def error_of(response: aiohttp.ClientResponse, status: int = 400,
+                   kind: str = "OAuthException") -> dict[str, Any]:
     assert response.status == status
     body = await response.json()
     error: dict[str, Any] = body["error"]
-    assert error["type"] == "OAuthException"
+    assert error["type"] == kind
     assert error["fbtrace_id"]
     return error
 
@@ -199,7 +203,33 @@ BAD_EVENTS = [
     pytest.param({"custom_data": {"value": 10}}, 2804019, id="purchase-without-currency"),
     pytest.param({"custom_data": {"currency": "USD"}}, 2804019, id="purchase-without-value"),
     pytest.param({"custom_data": [1]}, 2804019, id="custom-data-not-object"),
+    pytest.param({"custom_data": {"value": 1, "currency": "XYZ"}}, 2804019, id="currency-xyz"),
+    pytest.param({"event_name": "Lead", "custom_data": {"currency": "EURO"}}, 2804019,
+                 id="lead-currency-not-iso"),
+    pytest.param({"custom_data": {"value": 1, "currency": 840}}, 2804019, id="currency-number"),
+    pytest.param({"action_source": "app"}, 2804007, id="app-without-app-data"),
+    pytest.param({"action_source": "app", "app_data": {**APP_DATA, "extinfo": []}}, 2804007,
+                 id="app-without-extinfo"),
+    pytest.param({"action_source": "app", "app_data": {"application_tracking_enabled": True,
+                                                       "extinfo": ["a2"]}}, 2804007,
+                 id="app-without-advertiser-tracking"),
+    pytest.param({"action_source": "business_messaging"}, 2804007,
+                 id="business-messaging-without-channel"),
+    pytest.param({"action_source": "business_messaging", "messaging_channel": ""}, 2804007,
+                 id="business-messaging-empty-channel"),
 ]
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({"action_source": "app", "app_data": APP_DATA}, id="app"),
+    pytest.param({"action_source": "business_messaging", "messaging_channel": "whatsapp"},
+                 id="business-messaging"),
+    pytest.param({"custom_data": {"value": 1, "currency": "jpy"}}, id="currency-any-case"),
+    pytest.param({"event_name": "Lead", "custom_data": {}}, id="lead-without-currency"),
+])
+async def test_events_meta_takes(client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
+    response = await post(client, [event(0, **overrides)])
+    assert response.status == 200, await response.text()
 
 
 @pytest.mark.parametrize(("overrides", "subcode"), BAD_EVENTS)
@@ -312,11 +342,17 @@ async def test_refuses_secrets_in_the_url_and_never_echoes_them(
 async def test_appsecret_proof_required_when_app_secret_set() -> None:
     proof = hmac.new(b"app-secret", TOKEN.encode(), hashlib.sha256).hexdigest()
     async with sandbox(app_secret="app-secret") as client:
-        error = await error_of(await post(client, [event()]))
+        # like Meta: code 100 without a subcode, a GraphMethodException naming the proof
+        error = await error_of(await post(client, [event()]), kind="GraphMethodException")
         assert error["code"] == 100
-        error = await error_of(await post(client, [event()], appsecret_proof="0" * 64))
-        assert error["code"] == 100
-        error = await error_of(await post(client, [event()], appsecret_proof=proof.upper()))
+        assert "error_subcode" not in error
+        assert "appsecret_proof" in error["message"]
+        error = await error_of(await post(client, [event()], appsecret_proof="0" * 64),
+                               kind="GraphMethodException")
+        assert (error["code"], error.get("error_subcode")) == (100, None)
+        assert "appsecret_proof" in error["message"]
+        error = await error_of(await post(client, [event()], appsecret_proof=proof.upper()),
+                               kind="GraphMethodException")
         assert error["code"] == 100
         response = await post(client, [event()], appsecret_proof=proof)
         assert response.status == 200
@@ -365,6 +401,9 @@ async def test_stats_count_requests_events_and_statuses(client: TestClient[Any, 
         "in_progress": 0,
         "accepted_events": 3,
         "stored_events": 3,
+        "deduplicated": 0,
+        "deduplicated_distinct": 0,
+        "deduplicated_changed": 0,
         "faults_applied": 1,
         "by_status": {"200": 2, "400": 1, "503": 1},
         "by_error_code": {"100": 1, "2": 1},
@@ -379,6 +418,81 @@ async def test_only_the_latest_events_are_kept_but_stats_count_every_one() -> No
         assert [e["event"]["event_id"] for e in stored] == ["e1", "e2"]
         stats = await get_json(client, "/_sandbox/stats")
         assert (stats["accepted_events"], stats["stored_events"]) == (3, 2)
+
+
+# --- offline dedup, as Meta does it -------------------------------------------------------
+
+
+async def stats_of(client: TestClient[Any, Any]) -> tuple[int, int, int, int]:
+    stats = await get_json(client, "/_sandbox/stats")
+    return (stats["accepted_events"], stats["stored_events"], stats["deduplicated"],
+            stats["deduplicated_distinct"])
+
+
+def purchase(**custom: Any) -> dict[str, Any]:
+    return {"value": 12.5, "currency": "USD", **custom}
+
+
+async def test_offline_dedup_drops_a_later_event_with_the_same_key(
+        client: TestClient[Any, Any]) -> None:
+    # same order, name and time, another event_id: Meta counts it received, keeps the first
+    assert (await (await post(client, [event(1)])).json())["events_received"] == 1
+    again = event(2, custom_data={"value": 99.0, "currency": "USD", "order_id": "o1"})
+    assert (await (await post(client, [again])).json())["events_received"] == 1
+    assert (await post(client, [event(1)])).status == 200  # a plain redelivery
+    stored = (await get_json(client, "/_sandbox/events"))["events"]
+    assert [e["event"]["event_id"] for e in stored] == ["e1"]
+    assert await stats_of(client) == (3, 1, 2, 1)
+    # the first duplicate also differed in content (value 99), the plain redelivery did not
+    assert (await get_json(client, "/_sandbox/stats"))["deduplicated_changed"] == 1
+    requests = (await get_json(client, "/_sandbox/requests"))["requests"]
+    assert [r["deduplicated_events"] for r in requests] == [0, 1, 1]
+
+
+async def test_offline_dedup_without_order_id_keys_on_the_customer(
+        client: TestClient[Any, Any]) -> None:
+    plain = {"value": 5.0, "currency": "USD"}
+    same_person = [event(i, custom_data=plain) for i in range(3)]
+    other_person = event(3, custom_data=plain, user_data={"em": [H2]})
+    await post(client, [*same_person, other_person])
+    stored = (await get_json(client, "/_sandbox/events"))["events"]
+    assert [e["event"]["event_id"] for e in stored] == ["e0", "e3"]
+    assert await stats_of(client) == (4, 2, 2, 2)
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param({"custom_data": purchase(order_id="o1", item_number="2")}, id="item-number"),
+    pytest.param({"event_time": NOW - 59}, id="event-time"),
+    pytest.param({"event_name": "AddToCart"}, id="event-name"),
+    pytest.param({"custom_data": purchase(order_id="o2")}, id="order-id"),
+    pytest.param({"action_source": "website", "event_source_url": "https://shop.example/",
+                  "user_data": {"em": [H], "client_user_agent": "UA/1"}}, id="website"),
+])
+async def test_offline_dedup_keeps_events_that_differ_in_the_key(
+        client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
+    first = event(1, custom_data=purchase(order_id="o1"))
+    if "website" in str(overrides):  # website events are not deduplicated offline
+        first = event(1, **overrides)
+    await post(client, [first, event(2, **overrides)])
+    assert await stats_of(client) == (2, 2, 0, 0)
+
+
+async def test_offline_dedup_is_per_dataset_and_lasts_seven_days() -> None:
+    clock = [float(NOW)]
+    async with sandbox(now=lambda: clock[0]) as client:
+        await post(client, [event(1)], set_id="111")
+        await post(client, [event(2, custom_data=purchase(order_id="o1"))], set_id="222")
+        clock[0] += 7 * DAY - 1
+        await post(client, [event(3, custom_data=purchase(order_id="o1"))], set_id="111")
+        assert await stats_of(client) == (3, 2, 1, 1)
+        clock[0] += 1
+        # a week after the first was kept its key is gone; event_time is checked against now
+        await post(client, [event(4, custom_data=purchase(order_id="o1"),
+                                  event_time=NOW - 60)], set_id="111")
+        assert await stats_of(client) == (4, 3, 1, 1)
+        response = await client.post("/_sandbox/reset")
+        assert response.status == 200
+        assert await stats_of(client) == (0, 0, 0, 0)
 
 
 async def test_reset_clears_events_requests_and_faults(client: TestClient[Any, Any]) -> None:
@@ -489,6 +603,21 @@ async def test_error_fault_returns_meta_error(client: TestClient[Any, Any], spec
     error = await error_of(await post(client, [event()]))
     assert (error["code"], error.get("error_subcode"), error["is_transient"]) == expected
     assert (await get_json(client, "/_sandbox/events"))["events"] == []
+
+
+@pytest.mark.parametrize(("spec", "kind", "message"), [
+    pytest.param({"code": 102}, "OAuthException", "Session key invalid or no longer valid",
+                 id="session-102"),
+    pytest.param({"code": 100}, "GraphMethodException", "Invalid parameter", id="100-no-subcode"),
+    pytest.param({"code": 100, "type": "OAuthException"}, "OAuthException", "Invalid parameter",
+                 id="explicit-type"),
+])
+async def test_request_level_error_faults_answer_like_meta(
+        client: TestClient[Any, Any], spec: dict[str, Any], kind: str, message: str) -> None:
+    await add_fault(client, {"action": {"error": spec}, "times": 1})
+    error = await error_of(await post(client, [event()]), kind=kind)
+    assert (error["code"], error.get("error_subcode"), error["message"]) == (
+        spec["code"], None, message)
 
 
 async def test_error_fault_message_and_http_status(client: TestClient[Any, Any]) -> None:

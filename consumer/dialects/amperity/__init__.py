@@ -1,4 +1,4 @@
-"""Amperity "Meta Ads Offline Events" rows (SPEC §6 "amperity").
+"""Amperity "Meta Ads Offline Events" rows (docs/dialects.md#amperity).
 
 One Kafka record is one itemized transaction row. Rows of one order become one event:
 
@@ -35,7 +35,7 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
 
 def preview_group(payloads: Sequence[tuple[int, Mapping[str, Any]]], dest: DestinationSettings,
                   now: int) -> list[tuple[int, list[Output] | RecordOutcome]]:
-    """`fboc preview` (SPEC §11): (line index, row) pairs → (index, outputs or outcome), by index.
+    """`fboc preview` (docs/operations.md): (line index, row) pairs → (index, outputs or outcome), by index.
 
     All valid rows of one order form one event, reported at the index of the order's first valid
     row (the other rows of the order get no line); a row that fails gets its own line. There is

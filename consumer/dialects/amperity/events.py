@@ -1,4 +1,4 @@
-"""Rows of one order → Conversions API events (SPEC §6 "amperity")."""
+"""Rows of one order → Conversions API events (docs/dialects.md#amperity)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ DEFAULT_UNMAPPED = "other"
 
 
 def item_number(rows: Sequence[Row]) -> str:
-    """Deterministic: a replay of the same rows gives the same number, other rows another one."""
-    joined = "\n".join(row.fingerprint for row in rows)
+    """Deterministic and content-derived: the same rows (in any order) give the same number, so a
+    replay after a crash is deduplicated by Meta; other rows of the order (regrouped after a
+    restart, late) give another, so Meta keeps them."""
+    joined = "\n".join(sorted([row.fingerprint for row in rows]))
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
@@ -30,23 +32,21 @@ def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int, *,
                    late: bool) -> list[Output]:
     """One order's rows → outputs (raises `Rejected` for the whole group).
 
-    Not late: one event per (order, event_name, currency, action_source), normally exactly one;
-    the order's first such event has event_id = order_id and no item_number, any further one
-    (rows disagreeing on those columns) gets an item_number so Meta keeps it. Late (the order was
-    sent already): one event per row, each with its own item_number.
+    One event per (order, event_name, currency, action_source), normally exactly one, late
+    (the order was sent already) or not: late rows are a further part of the order, grouped
+    like the first ones so that a replay that no longer knows the order groups them the same.
+    Every event's item_number is a hash of its rows and its event_id `<order_id>-<item_number>`,
+    so Meta's offline dedup keeps each distinct part of an order and drops only a replay of the
+    very same rows.
     """
-    if late:
-        return [out for row in rows for out in _event([row], dest, now, item_number([row]))]
+    del late  # the key already tells the parts apart (README, "Dedup keys")
     parts: dict[tuple[str, str, str, str], list[Row]] = {}
     for row in rows:
         parts.setdefault((row.order_id, row.event_name, row.currency, row.action_source),
                          []).append(row)
     outputs: list[Output] = []
-    seen_orders: set[str] = set()
-    for (order_id, *_), part in parts.items():
-        number = item_number(part) if order_id in seen_orders else None
-        seen_orders.add(order_id)
-        outputs.extend(_event(part, dest, now, number))
+    for part in parts.values():
+        outputs.extend(_event(part, dest, now, item_number(part)))
     return outputs
 
 
@@ -65,7 +65,7 @@ def _custom_props(rows: Sequence[Row]) -> dict[str, Any]:
 
 
 def _event(rows: Sequence[Row], dest: DestinationSettings, now: int,
-           number: str | None) -> list[Output]:
+           number: str) -> list[Output]:
     first = rows[0]
     event_time = min(row.event_ms for row in rows) // 1000
     raw: dict[str, list[str]] = {}
@@ -76,8 +76,8 @@ def _event(rows: Sequence[Row], dest: DestinationSettings, now: int,
                               dest.match_policy or MATCH_POLICY)
     base: ServerEvent = compact({
         "event_time": event_time,
-        # A further event of an order needs its own id too: Meta also dedups on event_id + name.
-        "event_id": first.order_id if number is None else f"{first.order_id}-{number}",
+        # Each part of an order needs its own id too: Meta also dedups on event_id + name.
+        "event_id": f"{first.order_id}-{number}",
         "action_source": first.action_source,
         "event_source_url": next((r.event_source_url for r in rows if r.event_source_url), None),
         "user_data": user_data,

@@ -1,4 +1,4 @@
-"""Grouping rows by order in time (SPEC §6 "amperity"): pure, the caller passes the time in."""
+"""Grouping rows by order in time (docs/dialects.md#amperity): pure, the caller passes the time in."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class _Open(Generic[T]):
     opened_ms: float
     rows: list[Row] = field(default_factory=list)
     tokens: list[T] = field(default_factory=list)
+    late: bool = False
 
 
 class OrderGrouper(Generic[T]):
@@ -33,9 +34,11 @@ class OrderGrouper(Generic[T]):
 
     Memory is bounded: at most `max_open_orders` orders wait (past that the oldest is handed out
     early), and the keys of the last `max_sent_orders` emitted orders are remembered (an LRU) to
-    recognise late rows. A late row whose order was forgotten (evicted, or emitted before a
-    restart or rebalance) starts a new order: its event gets event_id = order_id and no
-    item_number, still deterministic, and Meta may then dedup it against the earlier event.
+    recognise late rows. Late rows wait a window like a new order and form a further part of it:
+    a replay after a crash, which has forgotten the order, groups the same rows the same way.
+    A late row whose order was forgotten (evicted, or emitted before a restart or rebalance)
+    starts a new order. Every event's item_number is a hash of its own rows, so Meta keeps each
+    part beside the earlier ones and still drops a replay of the same rows.
 
     `now_ms` must not go backwards (use a monotonic clock): orders are closed oldest first.
     """
@@ -61,14 +64,12 @@ class OrderGrouper(Generic[T]):
             order.rows.append(row)
             order.tokens.append(token)
             return
-        if key in self._sent:
-            # SPEC: a row after its order was sent is its own event, so no need to wait.
+        late = key in self._sent
+        if late:
             self._sent.move_to_end(key)
-            self._ready.append(Group([row], [token], True))
-            return
         if len(self._open) >= self.max_open_orders:
             self._close(next(iter(self._open)))
-        self._open[key] = _Open(now_ms, [row], [token])
+        self._open[key] = _Open(now_ms, [row], [token], late)
 
     def due(self, now_ms: float) -> list[Group[T]]:
         """Orders whose window has passed (and late rows), oldest first."""
@@ -95,7 +96,7 @@ class OrderGrouper(Generic[T]):
 
     def _close(self, key: OrderKey) -> None:
         order = self._open.pop(key)
-        self._ready.append(Group(order.rows, order.tokens, False))
+        self._ready.append(Group(order.rows, order.tokens, order.late))
         if self.max_sent_orders:
             self._sent[key] = None
             self._sent.move_to_end(key)

@@ -1,4 +1,4 @@
-"""One Amperity itemized transaction row: validation into a `Row` (SPEC §6 "amperity")."""
+"""One Amperity itemized transaction row: validation into a `Row` (docs/dialects.md#amperity)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import orjson
 
 from consumer.capi.event import RecordContext, parse_time_ms
 from consumer.config import ACTION_SOURCES, DestinationSettings
-from consumer.dialects.common import PII_PROPERTIES, is_empty, number, text, user_data_for
+from consumer.dialects.common import is_empty, number, text, user_data_for
 from consumer.errors import Filtered, Rejected
 
 MATCH_POLICY = "meta_baseline"
@@ -31,8 +31,9 @@ WEBSITE_COLUMNS = ("client_user_agent", "event_id", "event_source_url")
 # custom_data keys fboc sets itself; a custom property never overrides them
 MAPPED = frozenset({"value", "currency", "contents", "content_ids", "content_type", "order_id",
                     "num_items", "item_number"})
-PII = PII_PROPERTIES | COLUMNS | {"amperity_id", "full_name", "address2", "birth_date", "mobile",
-                                  "email_address", "phone_number", "ip", "client_ip_address"}
+# Row columns, and Amperity's own customer id: never custom properties. (Other customer data is
+# screened out of every dialect's events: consumer/dialects/screening.py.)
+PII = COLUMNS | {"amperity_id"}
 # Beyond these a value is a data error, and Meta would refuse the number (or orjson could not
 # encode the sum): num_items and contents quantities are integers.
 MAX_QUANTITY = 1_000_000_000
@@ -45,7 +46,7 @@ class Row:
     content: the same for the JSON form and the Avro form, whatever the number spelling."""
 
     order_id: str
-    event_name: str  # the source name, routed per SPEC §5
+    event_name: str  # the source name, routed per docs/dialects.md#routing
     action_source: str
     currency: str
     event_ms: int

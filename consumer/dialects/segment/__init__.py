@@ -1,4 +1,4 @@
-"""Segment / RudderStack `track` calls (SPEC §6 "segment / rudderstack", with §3 to §5 and §7).
+"""Segment / RudderStack `track` calls (docs/dialects.md#segment).
 
 `track.py` reads the call's objects and customer fields, `properties.py` its commerce properties;
 here they become one server event per output name and event set.
@@ -12,7 +12,7 @@ from typing import Any
 from consumer.capi.event import Output, RecordContext, ServerEvent, compact
 from consumer.config import ACTION_SOURCES, DestinationSettings
 from consumer.dialects import Dialect
-from consumer.dialects.common import text, user_data_for
+from consumer.dialects.common import dedup_item_number, text, user_data_for
 from consumer.dialects.segment.properties import contents_of, currency_of, custom_properties, value_of
 from consumer.dialects.segment.track import Track, event_ms_of, ldu, obj, pick, raw_user
 from consumer.errors import Rejected
@@ -80,8 +80,11 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     order_id = pick((props,), ("order_id", "orderId"))
     item_number = text(props.get("item_number"))
     extra = custom_properties(props, value_field)
+    event_id = _event_id(payload, ctx)
+    if item_number is None and order_id is None and action_source != "website":
+        item_number = dedup_item_number(event_id)  # else Meta's offline dedup may merge records
 
-    base: ServerEvent = {"event_time": event_time, "event_id": _event_id(payload, ctx),
+    base: ServerEvent = {"event_time": event_time, "event_id": event_id,
                          "action_source": action_source}
     url = text(obj(track.context.get("page")).get("url")) or text(props.get("url"))
     if url:

@@ -1,4 +1,4 @@
-"""Segment / RudderStack `properties` (SPEC §6): currency, contents, value and the custom
+"""Segment / RudderStack `properties` (docs/dialects.md#segment): currency, contents, value and the custom
 properties that are left over."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from typing import Any
 
 import pycountry
 
-from consumer.dialects.common import is_empty, is_pii_key, number, quantity, text
+from consumer.dialects.common import is_empty, number, quantity, text
 from consumer.dialects.segment.track import is_obj, pick
 from consumer.errors import Rejected
 
 PRODUCT_ID_NAMES = ("product_id", "id", "sku")
 
-# Properties mapped to a field of their own (SPEC §6); the destination's value_field joins them.
+# Properties with a field of their own (docs/dialects.md#segment); the destination's value_field joins them.
 MAPPED_PROPERTIES = frozenset({
     "value", "revenue", "total", "price", "currency", "products", "order_id", "orderId",
     "item_number", "upload_tag", "url", "action_source",
@@ -98,7 +98,8 @@ def value_of(props: Mapping[str, Any], purchase: bool, value_field: str) -> floa
 
 
 def clean(value: Any, depth: int = 0) -> Any:
-    """A custom property as orjson can encode it, without PII keys at any depth; None to drop."""
+    """A custom property as orjson can encode it; None to drop. (Customer data is screened out
+    later, for every dialect: consumer/dialects/screening.py.)"""
     if isinstance(value, str | bool):
         return value
     if isinstance(value, int):
@@ -110,7 +111,7 @@ def clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            if isinstance(key, str) and not is_pii_key(key):
+            if isinstance(key, str):
                 cleaned = clean(item, depth + 1)
                 if cleaned is not None:
                     out[key] = cleaned
@@ -121,11 +122,11 @@ def clean(value: Any, depth: int = 0) -> Any:
 
 
 def custom_properties(props: Mapping[str, Any], value_field: str) -> dict[str, Any]:
-    """The remaining properties: not mapped to a field of their own, not PII (SPEC §6)."""
+    """The remaining properties: those not mapped to a field of their own (docs/dialects.md#segment)."""
     extra = {}
     for key, value in props.items():
         if (value is None or key in MAPPED_PROPERTIES or key == value_field
-                or not isinstance(key, str) or is_pii_key(key)):
+                or not isinstance(key, str)):
             continue
         cleaned = clean(value)
         if cleaned is not None:

@@ -1,9 +1,9 @@
-"""The objects of a Segment / RudderStack track call that SPEC §6's paths run through, and the
+"""The objects of a Segment / RudderStack track call that docs/dialects.md's paths run through, and the
 raw customer fields and Limited Data Use read from them.
 
 Paths are read from a handful of objects fetched once per record (traits, context.traits, their
 `address` objects, properties, the two integration keys) rather than through dotted-path lookups:
-that keeps a track call at a few dozen dict lookups. The first non-empty path wins (SPEC §6).
+that keeps a track call at a few dozen dict lookups. The first non-empty path wins (docs/dialects.md#paths).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from consumer.capi.event import RecordContext, parse_time_ms
 from consumer.config import DestinationSettings
 from consumer.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
 
-# `<FB>` in SPEC §6: Segment's key, then RudderStack's.
+# `<FB>` in docs/dialects.md#segment: Segment's key, then RudderStack's.
 INTEGRATION_KEYS = ("Facebook Offline Conversions", "FacebookOfflineConversions")
 
 ID_NAMES = ("userId", "id")
@@ -52,7 +52,7 @@ def pick(objs: Iterable[Mapping[str, Any]], names: Sequence[str]) -> str | None:
 
 
 class Track:
-    """The objects of one track call that the SPEC's paths run through."""
+    """The objects of one track call that the paths of docs/dialects.md#segment run through."""
 
     __slots__ = ("context", "ctraits", "fb", "places", "props", "traits", "traits_objs")
 

@@ -139,6 +139,12 @@ there is one) pointing at the mounted Secret's files, unless the destination set
 {{- $destinations = append $destinations $d }}
 {{- end }}
 {{- $_ := set $config "destinations" $destinations }}
+{{- /* The probes and Prometheus come from outside the pod: never loopback only by omission. */}}
+{{- $service := $config.service | default dict }}
+{{- if not (hasKey $service "bind_address") }}
+{{- $_ := set $service "bind_address" "0.0.0.0" }}
+{{- end }}
+{{- $_ := set $config "service" $service }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -188,4 +194,19 @@ checksum/config: {{ include "fboc.config" . | sha256sum }}
 {{- if not .Values.secrets.existingSecret }}
 checksum/secret: {{ printf "%s/%s" .Values.secrets.accessToken .Values.secrets.appSecret | sha256sum }}
 {{- end }}
+{{- end }}
+
+{{/* The label matchers that select this release's fboc metrics in Prometheus. */}}
+{{- define "fboc.metricsSelector" -}}
+{{- if .Values.prometheusRule.selector }}
+{{- .Values.prometheusRule.selector }}
+{{- else }}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (printf "%s-metrics" (include "fboc.fullname" .)) }}
+{{- end }}
+{{- end }}
+
+{{/* batching.max_in_flight as fboc will read it (its default is 8), unless set for the alert. */}}
+{{- define "fboc.maxInFlight" -}}
+{{- $batching := .Values.config.batching | default dict }}
+{{- .Values.prometheusRule.inFlightSaturated.limit | default $batching.max_in_flight | default 8 | int }}
 {{- end }}
