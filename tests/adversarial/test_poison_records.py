@@ -241,6 +241,9 @@ async def test_stopping_while_records_are_held_says_how_many_are_unfinished(
                      {"action": {"error": {"code": 190, "http_status": 401}}})
         values = [avro(track(i)) for i in range(10)]
         held = 0
+        # gauges are process-wide: an earlier test may have left them at the values awaited
+        METRICS.destination_halted.labels("main").set(0)
+        METRICS.buffered.set(0)
     create_topic(kafka.bootstrap, settings.kafka.dead_letter_topic, 1)
     produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), v, 0) for i, v in enumerate(values)])
     stop = asyncio.Event()
