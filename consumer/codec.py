@@ -14,17 +14,25 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, SchemaUnavailable
+
+log = structlog.get_logger("fboc.codec")
 
 JSON_FIELDS_KEY = "fboc.json_fields"
 Decoder = Callable[[bytes], dict[str, Any]]
+REGISTRY_TIMEOUT_S = 5
+REGISTRY_BACKOFF_S = 0.5  # doubled after each failed lookup, up to the maximum
+REGISTRY_MAX_BACKOFF_S = 10.0
+MAX_BAD_SCHEMAS = 1024
 
 
 class AvroSchema:
@@ -54,7 +62,7 @@ class AvroSchema:
                 continue
             try:
                 value = orjson.loads(text)
-            except orjson.JSONDecodeError:
+            except (orjson.JSONDecodeError, TypeError):  # TypeError: not a string field
                 raise InvalidMessage("invalid_json_field", f"field {name} is not JSON") from None
             if not isinstance(value, dict | list):
                 raise InvalidMessage("invalid_json_field",
@@ -74,30 +82,69 @@ class AvroSchema:
 
 
 class RegistryDecoder:
-    """Confluent wire format; schemas looked up by id through the Schema Registry client."""
+    """Confluent wire format; schemas looked up by id through the Schema Registry client.
+
+    A schema id the registry does not know (404) or a schema fboc cannot read dead-letters the
+    record. A registry that does not answer (refused, timeout, 5xx, 401/403...) holds it:
+    `SchemaUnavailable`, and for a backoff after each failure every lookup of an id not cached
+    yet fails at once without a request, so an outage costs one request per backoff."""
 
     def __init__(self, url: str) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        self._client = SchemaRegistryClient({"url": url})
+        # No retries inside the client: a lookup runs on the event loop, and the pipeline holds
+        # and retries the record itself.
+        self._client = SchemaRegistryClient({"url": url, "max.retries": 0,
+                                             "timeout": REGISTRY_TIMEOUT_S})
+        self._init()
+
+    def _init(self) -> None:
         self._schemas: dict[int, AvroSchema] = {}
+        self._bad: dict[int, InvalidMessage] = {}  # ids whose schema fboc cannot read, bounded
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self.clock: Callable[[], float] = time.monotonic
 
     @classmethod
     def with_client(cls, client: Any) -> RegistryDecoder:
         decoder = cls.__new__(cls)
         decoder._client = client
-        decoder._schemas = {}
+        decoder._init()
         return decoder
 
     def _schema(self, schema_id: int) -> AvroSchema:
         schema = self._schemas.get(schema_id)
-        if schema is None:
-            try:
-                registered = self._client.get_schema(schema_id)
-            except Exception as exc:
+        if schema is not None:
+            return schema
+        bad = self._bad.get(schema_id)
+        if bad is not None:
+            raise bad
+        now = self.clock()
+        if now < self._retry_at:
+            raise SchemaUnavailable("the schema registry is unavailable (backing off)")
+        try:
+            registered = self._client.get_schema(schema_id)
+        except Exception as exc:
+            if getattr(exc, "http_status_code", None) == 404:  # SchemaRegistryError: not found
                 raise InvalidMessage("unknown_schema", f"schema id {schema_id} not found in the "
-                                     f"registry ({type(exc).__name__})") from None
-            schema = self._schemas[schema_id] = AvroSchema(orjson.loads(registered.schema_str or ""))
+                                     "registry") from None
+            self._backoff = min(max(self._backoff * 2, REGISTRY_BACKOFF_S), REGISTRY_MAX_BACKOFF_S)
+            self._retry_at = now + self._backoff
+            status = getattr(exc, "http_status_code", None)
+            log.warning("schema_registry_unavailable", error=type(exc).__name__, status=status,
+                        schema_id=schema_id, retry_in_s=self._backoff)
+            raise SchemaUnavailable(f"schema registry error {type(exc).__name__}") from None
+        if self._backoff:
+            log.info("schema_registry_back", schema_id=schema_id)
+            self._backoff = 0.0
+        try:
+            schema = _registered_schema(registered)
+        except InvalidMessage as exc:
+            if len(self._bad) >= MAX_BAD_SCHEMAS:
+                self._bad.clear()
+            self._bad[schema_id] = exc
+            raise
+        self._schemas[schema_id] = schema
         return schema
 
     def __call__(self, value: bytes) -> dict[str, Any]:
@@ -105,6 +152,27 @@ class RegistryDecoder:
             raise InvalidMessage("bad_magic_byte", "not in the Confluent wire format")
         (schema_id,) = struct.unpack(">I", value[1:5])
         return self._schema(schema_id).decode_body(value[5:])
+
+
+def _registered_schema(registered: Any) -> AvroSchema:
+    """The registry's answer as an Avro record schema, or `invalid_schema`."""
+    kind = getattr(registered, "schema_type", None) or "AVRO"
+    if kind != "AVRO":
+        raise InvalidMessage("invalid_schema", f"the registry's schema is {kind}, not Avro")
+    try:
+        raw = orjson.loads(registered.schema_str or "")
+    except orjson.JSONDecodeError:
+        raise InvalidMessage("invalid_schema", "the registry's schema is not JSON") from None
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        raise InvalidMessage("invalid_schema", "the registry's schema is not an Avro record")
+    fields = raw.get(JSON_FIELDS_KEY, ())
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise InvalidMessage("invalid_schema", f"{JSON_FIELDS_KEY} is not a list of names")
+    try:
+        return AvroSchema(raw)
+    except Exception as exc:  # fastavro raises many types on a bad schema
+        raise InvalidMessage("invalid_schema", f"the registry's schema is not valid Avro "
+                             f"({type(exc).__name__})") from None
 
 
 def wire_format(schema_id: int, body: bytes) -> bytes:

@@ -242,6 +242,7 @@ def too_old(view: DeadLetterView, limit_days: int, now_ms: int) -> bool:
 FILTERS = "filters"  # --reason / --event-set / --since / --until
 NO_ORIGINAL_TOPIC = "no_original_topic"  # no fboc.original.topic header, and no --to
 NOT_A_SOURCE_TOPIC = "not_a_source_topic"  # its original topic is no source's, and no --to
+TRUNCATED_VALUE = "truncated"  # written cut to fit the topic (fboc.truncated): not the record
 
 
 class Verdict(Enum):

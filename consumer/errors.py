@@ -34,6 +34,15 @@ class InvalidMessage(Exception):
         self.message = message
 
 
+class SchemaUnavailable(Exception):
+    """The record's writer schema cannot be fetched now (the registry is down or refuses us):
+    the cause is outside the record, so it is held and retried, never dead-lettered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class ConfigError(Exception):
     """Configuration problems, each as (key path, message)."""
 

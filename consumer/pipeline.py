@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -29,7 +28,9 @@ from consumer.config import DestinationSettings, Settings, SourceSettings
 from consumer.delivery import GraphClient
 from consumer.dialects import Dialect
 from consumer.dispatch import Dispatch, Owner
-from consumer.errors import Filtered, InvalidMessage, Rejected
+from consumer.encode import encode_event
+from consumer.errors import Filtered, InvalidMessage, Rejected, SchemaUnavailable
+from consumer.holding import HeldRecords
 from consumer.kafka.backpressure import Backpressure
 from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, SourceRecord, header
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
@@ -79,6 +80,7 @@ class Pipeline:
         self._groupers = {topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
                           for topic, route in routes.items() if route.dialect.grouping}
         self.outcomes = Outcomes(self.tracker, self.breaker, dead_letters)
+        self.held = HeldRecords()  # waiting for the schema registry
         self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
         self._last_poll = 0.0
         self._group_ms = 0.0  # the groupers' clock: see _group_clock
@@ -103,6 +105,7 @@ class Pipeline:
     def on_revoke(self, tps: list[TopicPartition]) -> None:
         if self._closing or self._loop is None or not tps:
             self.tracker.forget(tps)  # closing: _shutdown already committed what is final
+            self.held.drop(tps)
             return
         future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
         try:
@@ -117,6 +120,7 @@ class Pipeline:
         except KafkaException as exc:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.tracker.forget(tps)
+        self.held.drop(tps)
 
     def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
         """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
@@ -129,13 +133,17 @@ class Pipeline:
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.tracker.forget(tps)
+        self.held.drop(tps)
 
     async def _release(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Revocation: send what is batched, wait for the partitions' records; what to commit."""
+        """Revocation: send what is batched, wait for the partitions' records; what to commit.
+        Held records are not waited for: the commit stops before them and the next owner of
+        the partition reads them again."""
         self._flush_all()
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
         wanted = set(tps)
-        while any(self.tracker.pending(tp) for tp in wanted) and time.monotonic() < deadline:
+        while any(self.tracker.pending(tp) > self.held.count(tp) for tp in wanted) \
+                and time.monotonic() < deadline:
             self.dead_letters.poll()
             await asyncio.sleep(0.02)
         return self.tracker.to_commit(wanted)
@@ -152,6 +160,7 @@ class Pipeline:
                     self.process(msg)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
                         raise FatalError(self.breaker.tripped)
+                self._retry_held()
                 try:
                     await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
                 except BrokersUnreachable as exc:
@@ -205,9 +214,10 @@ class Pipeline:
         self.dispatch.cancel()
         self._closing = True
         offsets = self.tracker.to_commit()
+        unfinished, held = self.tracker.pending(), len(self.held)  # close() forgets them
         if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
             raise FatalError("the final commit or close did not complete (broker unreachable?)")
-        log.info("stopped", unfinished_records=self.tracker.pending(),
+        log.info("stopped", unfinished_records=unfinished, held_records=held,
                  committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
 
     # -- per record ----------------------------------------------------------------------------
@@ -218,14 +228,42 @@ class Pipeline:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume_error", error=err.name())
             return
-        src = SourceRecord.of(msg)
+        self.accept(SourceRecord.of(msg))
+
+    def accept(self, src: SourceRecord) -> None:
+        """One consumed record: tracked, then settled or held (never raises)."""
         tp, offset = (src.topic, src.partition), src.offset
         self.tracker.track(tp, offset)
         consumed = self._consumed.get(tp[0])
         if consumed is None:
             consumed = self._consumed[tp[0]] = METRICS.records_consumed.labels(tp[0])
         consumed.inc()
-        record = PendingRecord(src, tp, offset)
+        self._handle(PendingRecord(src, tp, offset))
+
+    def _handle(self, record: PendingRecord, retry: bool = False) -> bool:
+        """Settle one record (delivered through a batch, filtered or dead-lettered), or hold it
+        when the cause is outside it; nothing escapes. False when it was held."""
+        try:
+            self._settle(record)
+        except SchemaUnavailable as exc:
+            self.held.hold(record, exc.message, first=retry)
+            return False
+        except Exception as exc:  # a bug on the way: the record pays for it, not the loop
+            tp = record.tp
+            self.outcomes.dead_letter(record, _unexpected(
+                exc, "transform", "internal_error", "record_error", topic=tp[0],
+                partition=tp[1], offset=record.offset))
+        return True
+
+    def _retry_held(self) -> None:
+        """Held records in their order, until one is held again (the decoder backs off, so
+        that costs no request while the registry is still down)."""
+        while (record := self.held.take()) is not None:
+            if not self._handle(record, retry=True):
+                return
+
+    def _settle(self, record: PendingRecord) -> None:
+        src, tp, offset = record.src, record.tp, record.offset
         route = self.routes[tp[0]]
         value = src.value
         try:
@@ -234,6 +272,13 @@ class Pipeline:
             payload = route.decoder(value)
         except InvalidMessage as exc:
             self.outcomes.dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
+            return
+        except SchemaUnavailable:
+            raise
+        except Exception as exc:  # a decoder bug or an input it did not foresee
+            self.outcomes.dead_letter(record, _unexpected(
+                exc, "decode", "undecodable", "decode_error", topic=tp[0], partition=tp[1],
+                offset=offset))
             return
         grouping = route.dialect.grouping
         try:
@@ -278,7 +323,13 @@ class Pipeline:
                     for record in records:
                         self.outcomes.dead_letter(record, dl)
                     continue
-                self._batch(tuple(records), route.destination.name, outputs)
+                try:
+                    self._batch(tuple(records), route.destination.name, outputs)
+                except Exception as exc:  # as in _handle()
+                    dl = _unexpected(exc, "transform", "internal_error", "record_error",
+                                     topic=topic, records=len(records))
+                    for record in records:
+                        self.outcomes.dead_letter(record, dl)
 
     def _group_clock(self) -> float:
         """Milliseconds that pass only while fboc reads normally: while deliveries are saturated
@@ -292,17 +343,31 @@ class Pipeline:
 
     def _batch(self, records: tuple[PendingRecord, ...], destination: str,
                outputs: list[Output]) -> None:
+        """Encode every event first (a value out of bounds dead-letters the records before any
+        of their events joins a batch), then add them to their batches."""
+        encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
+        names: list[str] = []
+        try:
+            if not outputs:
+                raise Rejected("no_event_set", "the record gave no event")
+            for out in outputs:
+                name = out.event.get("event_name")
+                if not isinstance(name, str):
+                    raise Rejected("invalid_payload", "an event has no event_name")
+                names.append(name)
+                if id(out.event) not in encoded:
+                    encoded[id(out.event)] = encode_event(out.event, self.batcher.max_bytes)
+        except Rejected as exc:
+            for record in records:
+                self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+            return
         for record in records:
             record.parts = len(outputs)
         METRICS.match_quality.count(destination, outputs)
-        encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
         now = time.monotonic()
-        for out in outputs:
-            data = encoded.get(id(out.event))
-            if data is None:
-                data = encoded[id(out.event)] = orjson.dumps(out.event)
+        for out, name in zip(outputs, names, strict=True):
             key = BatchKey(destination, out.event_set_id, out.upload_tag)
-            for batch in self.batcher.add(key, data, (records, out.event["event_name"]), now):
+            for batch in self.batcher.add(key, encoded[id(out.event)], (records, name), now):
                 self.dispatch.send(batch)
 
     # -- delivery ------------------------------------------------------------------------------
@@ -339,10 +404,15 @@ def _dialect_error(exc: Exception, **where: Any) -> DeadLetter:
     """A dialect raised something unexpected: logged by the exception's type and the line that
     raised it, dead-lettered by its type. Never its message or traceback: they can hold the
     customer values the dialect was working on (docs/design.md invariant 5)."""
+    return _unexpected(exc, "transform", "transform_error", "dialect_error", **where)
+
+
+def _unexpected(exc: Exception, stage: str, reason: str, event: str, **where: Any) -> DeadLetter:
+    """An exception nobody foresaw, logged as `event` by its type and where it was raised."""
     last = traceback.extract_tb(exc.__traceback__)[-1:]
     at = f"{last[0].name} ({Path(last[0].filename).name}:{last[0].lineno})" if last else None
-    log.error("dialect_error", error=type(exc).__name__, at=at, **where)
-    return DeadLetter("transform", "transform_error", f"unexpected {type(exc).__name__}")
+    log.error(event, error=type(exc).__name__, at=at, **where)
+    return DeadLetter(stage, reason, f"unexpected {type(exc).__name__}")
 
 
 def _only_target(outputs: list[Output], target: str | None) -> list[Output]:

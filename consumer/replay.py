@@ -32,6 +32,7 @@ from consumer.dlq_records import (
     FILTERS,
     NO_ORIGINAL_TOPIC,
     NOT_A_SOURCE_TOPIC,
+    TRUNCATED_VALUE,
     DeadLetterView,
     Filters,
     Pacer,
@@ -56,7 +57,7 @@ from consumer.dlq_stats import (
     topic_partitions,
     watermarks,
 )
-from consumer.kafka.deadletter import headers_of
+from consumer.kafka.deadletter import TRUNCATED, header, headers_of
 from consumer.kafka.offsets import OffsetTracker
 from consumer.kafka.source import position
 from consumer.telemetry import KAFKA_LOGGER
@@ -211,6 +212,9 @@ class Replayer:
                 # (the name itself is not logged: a header may hold anything)
                 log.warning("replay_not_a_source_topic", **where)
                 verdict, skipped_because = Verdict.SKIPPED, NOT_A_SOURCE_TOPIC
+            elif header(headers_of(msg), TRUNCATED) is not None:  # not the record any more
+                log.warning("replay_truncated", **where)
+                verdict, skipped_because = Verdict.SKIPPED, TRUNCATED_VALUE
             else:
                 self._partitions_of(to_topic)  # DlqError when it does not exist
         if verdict is Verdict.PARKED:

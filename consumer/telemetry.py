@@ -213,6 +213,9 @@ class Metrics:
         self.destination_halted = Gauge("fboc_destination_halted",
                                         "1 while a destination is stopped by a token error",
                                         ["destination"], registry=r)
+        self.held_records = Gauge("fboc_held_records",
+                                  "Records held for a retry (schema registry unavailable)",
+                                  registry=r)
         self.normalization_dropped = Counter("fboc_normalization_dropped_total",
                                              "Customer fields dropped as not normalisable",
                                              ["key"], registry=r)
