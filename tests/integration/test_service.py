@@ -92,7 +92,7 @@ async def test_metrics_health_and_readiness(kafka: Broker, new_topic: Any, group
 
 
 async def test_healthz_fails_when_the_loop_is_wedged() -> None:
-    pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=False)
+    pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=False, clients={})
     async with TestClient(TestServer(health_app(pipeline))) as client:  # type: ignore[arg-type]
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/readyz")).status == 503
