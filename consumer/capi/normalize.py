@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
-import phonenumbers
 import pycountry
+
+from consumer.capi.phone import phone_e164
 
 HASHED_KEYS: tuple[str, ...] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
@@ -30,14 +31,12 @@ CUSTOMER_CACHE_SIZE = 16384  # whole customers (their hashed keys), see _hashed_
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
-_NON_DIGIT = re.compile(r"[^0-9]")
 _ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
 _US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
 _DB_COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _DB_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})([T ].+)?")
 _DB_US = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
-_E164 = phonenumbers.PhoneNumberFormat.E164
 
 
 def _keep(value: str, categories: str) -> str:
@@ -81,33 +80,6 @@ def _countries() -> dict[str, str]:
                 if isinstance(name, str):
                     table.setdefault(_fold(name), country.alpha_2.lower())
     return table
-
-
-def _phone(value: str, region: str) -> str | None:
-    text = value.strip()
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    digits = _NON_DIGIT.sub("", text)
-    if not digits:
-        return None
-    candidates: list[str] = []
-    if not text.startswith("+"):
-        # Digits that already begin with the region's country code: prefer that reading, so that
-        # normalising an output again gives the same output.
-        code = str(phonenumbers.country_code_for_region(region))
-        if code != "0" and digits.startswith(code):
-            candidates.append("+" + digits)
-    candidates.append(text)
-    if not text.startswith("+"):
-        candidates.append("+" + digits)  # e.g. "442079460958" in a US event
-    for candidate in candidates:
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return str(phonenumbers.format_number(number, _E164)).lstrip("+")
-    return None
 
 
 def _birthdate(value: str, max_year: int) -> str | None:
@@ -164,7 +136,7 @@ def normalize_field(key: str, value: str, *, region: str, max_year: int) -> str 
         text = value.strip().lower()
         return text if _EMAIL.fullmatch(text) else None
     if key == "ph":
-        return _phone(value, region)
+        return phone_e164(value, region)
     if key in ("fn", "ln", "ct"):
         return _keep(value, "LM") or None
     if key == "ge":
