@@ -39,13 +39,30 @@ _DB_US = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 
+# The ASCII characters outside L and M (and N): what str.translate deletes for _keep.
+_ASCII_NOT_LM = {c: None for c in range(128) if not chr(c).isalpha()}
+_ASCII_NOT_LMN = {c: None for c in range(128) if not chr(c).isalnum()}
+_SEPARATORS = (" ", "-", "'", ".")
+
+
 def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
-    (L letters, M combining marks, N numbers). NFC runs again after filtering because removing a
-    character can bring a letter and a combining mark together."""
+    ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
+    because removing a character can bring a letter and a combining mark together."""
     text = unicodedata.normalize("NFC", value.lower())
-    if text.isascii():
-        return "".join(c for c in text if c.isalpha() or ("N" in categories and c.isdigit()))
+    numbers = "N" in categories
+    # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
+    # much faster than str.translate), a name is all letters, or all ASCII letters and digits.
+    kept = text
+    for separator in _SEPARATORS:
+        if separator in kept:
+            kept = kept.replace(separator, "")
+    if kept.isascii():
+        if kept.isalpha() or (numbers and kept.isalnum()):
+            return kept
+        return kept.translate(_ASCII_NOT_LMN if numbers else _ASCII_NOT_LM)
+    if not numbers and kept.isalpha():  # only letters (category L) left: the filter keeps all
+        return unicodedata.normalize("NFC", kept)
     kept = "".join(c for c in text if unicodedata.category(c)[0] in categories)
     return unicodedata.normalize("NFC", kept)
 
