@@ -20,7 +20,7 @@ from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 _UNSURE = ""  # what the fast path returns when libphonenumber must decide (never a result)
-_SEPARATORS = str.maketrans("", "", " -.()")
+_SEPARATORS = (" ", "-", ".", "(", ")")
 _MAX_FAST_LENGTH = 40  # longer inputs take the library's path (it refuses beyond 250)
 _MIN_NSN, _MAX_NSN = 2, 17  # libphonenumber's bounds on a national significant number
 _NON_DIGIT = re.compile(r"[^0-9]")
@@ -49,11 +49,12 @@ class _Desc:
 class _Plan:
     """What the fast path needs of one region's metadata, compiled once."""
 
-    __slots__ = ("country_code", "general", "idd", "leading_digits", "lengths", "local_lengths",
-                 "prefix", "transform", "types")
+    __slots__ = ("code", "country_code", "general", "idd", "leading_digits", "lengths",
+                 "local_lengths", "prefix", "transform", "types")
 
     def __init__(self, md: Any) -> None:
         self.country_code: int = int(md.country_code)
+        self.code: str = str(self.country_code)
         general = md.general_desc
         self.general: re.Pattern[str] | None = _pattern(general)
         self.lengths: tuple[int, ...] = tuple(general.possible_length or ())
@@ -138,14 +139,17 @@ def _fast(value: str, region: str) -> str | None:
     body = text[1:] if plus else text
     if len(body) > _MAX_FAST_LENGTH:
         return _UNSURE
-    digits = body.translate(_SEPARATORS)
+    digits = body
+    for separator in _SEPARATORS:  # str.replace: much faster than str.translate on short text
+        if separator in digits:
+            digits = digits.replace(separator, "")
     if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
         return _UNSURE
     plan = _plan(region)
     if plan is None:
         return _UNSURE
     # The candidates of _library, in its order.
-    if not plus and digits.startswith(str(plan.country_code)):
+    if not plus and digits.startswith(plan.code):
         found = _parse_valid(True, digits, region, plan)
         if found is not None:
             return found
@@ -173,8 +177,8 @@ def _parse_valid(plus: bool, digits: str, region: str, plan: _Plan) -> str | Non
             code, national = _country_code(digits[idd_end:])
             if code == 0:
                 return None
-        elif digits.startswith(str(plan.country_code)):
-            rest = _strip_national_prefix(digits[len(str(plan.country_code)):], plan)
+        elif digits.startswith(plan.code):
+            rest = _strip_national_prefix(digits[len(plan.code):], plan)
             if rest == _UNSURE:
                 return _UNSURE
             if ((not plan.general_match(digits) and plan.general_match(rest))
