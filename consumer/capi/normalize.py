@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
@@ -43,13 +43,16 @@ _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman":
 _ASCII_NOT_LM = {c: None for c in range(128) if not chr(c).isalpha()}
 _ASCII_NOT_LMN = {c: None for c in range(128) if not chr(c).isalnum()}
 _SEPARATORS = (" ", "-", "'", ".")
+# CPython's str.lower, called as an object: compiled by mypyc, `value.lower()` maps characters one
+# by one and misses the final sigma ("ΟΔΥΣΣΕΥΣ" → "οδυσσευσ" instead of "οδυσσευς").
+_str_lower: Callable[[str], str] = str.lower
 
 
 def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
     ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
     because removing a character can bring a letter and a combining mark together."""
-    text = unicodedata.normalize("NFC", value.lower())
+    text = unicodedata.normalize("NFC", value.lower() if value.isascii() else _str_lower(value))
     numbers = "N" in categories
     # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
     # much faster than str.translate), a name is all letters, or all ASCII letters and digits.

@@ -36,7 +36,8 @@ def test_keep_is_the_rule(value: str, categories: str) -> None:
     ("value", "categories", "expected"),
     [("Jean-Luc O'Brien", "LM", "jeanlucobrien"), ("Zoë Marélo", "LM", "zoëmarélo"),
      ("\u1100 \u1161", "LM", "가"), ("NY 10", "LMN", "ny10"), ("NY 10", "LM", "ny"),
-     ("Ze\u0301 phyr", "LM", "zéphyr"), ("Łódź-2", "LM", "łódź")],
+     ("Ze\u0301 phyr", "LM", "zéphyr"), ("Łódź-2", "LM", "łódź"),
+     ("ΟΔΥΣΣΕΥΣ", "LM", "οδυσσευς"), ("Σ", "LM", "\u03c3")],  # final sigma, compiled too
 )  # fmt: skip
 def test_keep_examples(value: str, categories: str, expected: str) -> None:
     assert _keep(value, categories) == expected
