@@ -199,6 +199,19 @@ def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
     return out
 
 
+def _customer(raw: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    """The values of the hashed keys, as _values gives them, in HASHED_KEYS order."""
+    customer: list[tuple[str, ...]] = []
+    for key in HASHED_KEYS:
+        values: object = raw.get(key)
+        if type(values) is list and len(values) == 1 and type(values[0]) is str:  # the usual
+            value = values[0].strip()
+            customer.append((value,) if value else ())
+        else:
+            customer.append(tuple(_values(raw, key)))
+    return tuple(customer)
+
+
 def build_user_data(
     raw: Mapping[str, Sequence[str]],
     *,
@@ -214,7 +227,7 @@ def build_user_data(
     ``dropped`` names (once each) the keys that had a value that could not be normalised.
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
-    customer = tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+    customer = _customer(raw)
     hashed, dropped = _hashed_user_data(customer, hashing, hash_external_id, default_country,
                                         max_year)
     user_data: dict[str, Any] = {key: list(values) for key, values in hashed}  # fresh lists

@@ -1,14 +1,16 @@
-"""normalize._keep's fast paths (ASCII, letters only) against the per-character rule they skip."""
+"""normalize.py's fast paths against what they skip: _keep's (ASCII, letters only) against the
+per-character rule, _customer's (one string in a list) against _values."""
 
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.capi.normalize import _keep
+from consumer.capi.normalize import HASHED_KEYS, _customer, _keep, _values
 
 
 def reference(value: str, categories: str) -> str:
@@ -41,3 +43,18 @@ def test_keep_is_the_rule(value: str, categories: str) -> None:
 )  # fmt: skip
 def test_keep_examples(value: str, categories: str, expected: str) -> None:
     assert _keep(value, categories) == expected
+
+
+class Text(str):
+    """A str subclass: not the usual shape, so _customer leaves it to _values."""
+
+
+raw_values = st.one_of(st.none(), st.integers(), st.text(max_size=4), st.builds(Text, st.text(max_size=4)),
+                       st.lists(st.one_of(st.none(), st.integers(), st.text(" a\t", max_size=4)), max_size=3),
+                       st.tuples(st.text(" b", max_size=3)))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(st.sampled_from((*HASHED_KEYS, "client_ip_address")), raw_values))
+def test_customer_is_values_of_every_hashed_key(raw: dict[str, Any]) -> None:
+    assert _customer(raw) == tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
