@@ -4,28 +4,36 @@
     .venv/bin/python bench/transform.py --quick         # 3,000 records x 3 rounds
     .venv/bin/python bench/transform.py --json          # one JSON line instead of the table
     .venv/bin/python bench/transform.py --dialect segment --records 50000
+    .venv/bin/python bench/transform.py --dialect segment --customers distinct --baseline sdk \
+        --no-decode --rounds 15           # every customer new, against the official SDK
 
 Per record it does what the service does between poll and batch: Avro-decode the value with the
-dialect's schema from `schemas/`, transform it (normalise + SHA-256 the customer fields, build
-the events, fan out to event sets) and JSON-encode every output event with orjson. No Kafka, no
-HTTP. Payloads are realistic and come from a recurring population of customers (default 5,000),
-so the normalisation cache is exercised as in production: a warm-up pass runs first, then each
-round is timed and the median of the rounds is reported. An "event" in the table is one input
-record (a track call, an mParticle batch, a Commanders Act event, an Amperity row); the JSON line
-also gives output events per record.
+dialect's schema from `schemas/` (unless --no-decode), transform it (normalise + SHA-256 the
+customer fields, build the events, fan out to event sets: Purchase goes to two) and JSON-encode
+every output event with orjson. No Kafka, no HTTP. Payloads are realistic, with every customer
+field filled, and come from a recurring population of customers (default 5,000), so the
+normalisation caches work as in production; `--customers distinct` makes every record's
+customer new (its caches are cleared before each round). A warm-up pass runs first, then each
+round is timed and the median of the rounds is reported. `--baseline sdk` times the same
+records through Meta's facebook_business SDK (UserData / CustomData / Event, normalize(),
+json.dumps per event set) in rounds interleaved with fboc's (segment only). An "event" in the
+table is one input record (a track call, an mParticle batch, a Commanders Act event, an Amperity
+row); the JSON line also gives output events per record.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +43,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import orjson  # noqa: E402
 import sample_events  # noqa: E402
 
+from consumer.capi import normalize  # noqa: E402
 from consumer.capi.event import RecordContext  # noqa: E402
 from consumer.codec import AvroSchema  # noqa: E402
 from consumer.config import DestinationSettings  # noqa: E402
 from consumer.dialects import get_dialect  # noqa: E402
+from consumer.dialects.segment import BUILTIN_EVENTS  # noqa: E402
 from consumer.errors import RecordOutcome  # noqa: E402
 
 NOW = 1_772_452_800  # 2026-03-02T12:00:00Z: payloads and the age checks use this "now"
@@ -49,22 +59,48 @@ PLACES = [("New Orleans", "Louisiana", "70112"), ("Menlo Park", "CA", "94025-123
           ("Austin", "TX", "78701"), ("Seattle", "Washington", "98101")]
 FIRST = ["Zoë", "Jean-Luc", "Mary Ann", "José", "Alex", "Priya"]
 LAST = ["O'Brien", "Nguyen", "Smith-Jones", "García", "Keener"]
+SYLLABLES = ["ma", "ré", "lo", "an", "ki", "zé", "no", "ra", "li", "to", "sa", "vé", "du", "mi",
+             "el", "ka", "ro", "bé", "ti", "na"]
+AREA_CODES = (202, 212, 305, 312, 415, 512, 617, 713)
+STATES = ("Louisiana", "CA", "TX", "Washington", "New York", "FL", "Illinois", "ma")
+DISTINCT = 0  # --customers distinct: every record's customer is new
 
 
 # ---- realistic payloads (customer c of a recurring population) ---------------------------
 
 
+def syllables(n: int) -> str:
+    """A made-up word from n, the same n giving the same word (three or four syllables)."""
+    word = ""
+    for _ in range(3 if n < 8000 else 4):
+        word += SYLLABLES[n % len(SYLLABLES)]
+        n //= len(SYLLABLES)
+    return word
+
+
 class Customer:
+    """Customer c: every field but gender, state and country is its own (names, city, zip,
+    phone...), so a population of new customers is new to every value cache too."""
+
     def __init__(self, c: int) -> None:
         self.id = f"customer-{c}"
         self.email = f"Customer.{c}@Example.com"
-        self.phone = f"(202) 555-{c % 10000:04d}"
-        self.first, self.last = FIRST[c % len(FIRST)], LAST[c % len(LAST)]
+        line, exchange = (c // 6400) % 10000, 200 + (c // 8) % 800
+        self.phone = f"({AREA_CODES[c % 8]}) {exchange}-{line:04d}"
+        self.first = f"{FIRST[c % len(FIRST)]} {syllables(c).capitalize()}"
+        self.last = f"{LAST[c % len(LAST)]}-{syllables(c // 7 + 11).capitalize()}"
         self.gender = "female" if c % 2 else "Male"
         self.birthdate = f"19{50 + c % 50}-{1 + c % 12:02d}-{1 + c % 28:02d}"
-        self.city, self.state, self.zip = PLACES[c % len(PLACES)]
+        city, _, zipcode = PLACES[c % len(PLACES)]
+        self.city = f"{city} {syllables(c // 3).capitalize()}"
+        self.state = STATES[c % len(STATES)]
+        self.zip = f"{(int(zipcode[:5]) + c * 7) % 100000:05d}"
         self.country = "United States"
         self.price = round(5 + (c % 50) * 1.25, 2)
+
+
+def customer_of(i: int, rng: random.Random, customers: int) -> int:
+    return i if customers == DISTINCT else rng.randrange(customers)
 
 
 def products(c: int, count: int) -> list[tuple[str, float, int, str]]:
@@ -74,7 +110,16 @@ def products(c: int, count: int) -> list[tuple[str, float, int, str]]:
 
 
 def segment(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
-    return sample_events.track(i, rng, NOW, customers)
+    """A track call from scripts/sample_events.py with all of customer c's traits."""
+    record = sample_events.track(i, rng, NOW, 5000)
+    u = Customer(customer_of(i, rng, customers))
+    record["userId"] = u.id
+    record["context"]["traits"] = {
+        "email": u.email, "phone": u.phone, "firstName": u.first, "lastName": u.last,
+        "gender": u.gender, "birthday": u.birthdate,
+        "address": {"city": u.city, "state": u.state, "postalCode": u.zip, "country": u.country},
+    }
+    return record
 
 
 MPARTICLE_ACTIONS = ("purchase", "add_to_cart", "view_detail", "checkout", "add_to_wishlist")
@@ -82,7 +127,7 @@ MPARTICLE_ACTIONS = ("purchase", "add_to_cart", "view_detail", "checkout", "add_
 
 def mparticle(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
     """One batch: the user, one qualifying commerce event, every third batch a custom event."""
-    c = rng.randrange(customers)
+    c = customer_of(i, rng, customers)
     u = Customer(c)
     ms = (NOW - 3600 - i % 600) * 1000
     action = MPARTICLE_ACTIONS[i % len(MPARTICLE_ACTIONS)]
@@ -116,7 +161,7 @@ COMMANDERSACT_EVENTS = ("purchase", "add_to_cart", "view_item", "begin_checkout"
 
 
 def commandersact(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
-    c = rng.randrange(customers)
+    c = customer_of(i, rng, customers)
     u = Customer(c)
     items = products(c, 1 + c % 3)
     return {
@@ -137,7 +182,7 @@ def commandersact(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
 
 def amperity_order(i: int, rng: random.Random, customers: int) -> list[dict[str, Any]]:
     """The rows of one order (one per item, 1 to 3)."""
-    c = rng.randrange(customers)
+    c = customer_of(i, rng, customers)
     u = Customer(c)
     return [{
         "external_id": u.id, "email": u.email, "phone": u.phone, "given_name": u.first,
@@ -148,26 +193,103 @@ def amperity_order(i: int, rng: random.Random, customers: int) -> list[dict[str,
     } for s, p, q, _ in products(c, 1 + c % 3)]
 
 
+# ---- the official SDK, as a baseline -------------------------------------------------------
+
+
+def sdk_workload(records: list[dict[str, Any]]) -> Workload:
+    """The same decoded track calls through facebook_business, as a consumer built on the SDK
+    would send them: UserData / CustomData / Event per call, then per event set the request's
+    data (normalize(): the SDK's own normalisation and SHA-256) encoded with json.dumps. The SDK
+    takes country codes and Gender values, not names: a small table maps them. It does not
+    check event times or match keys."""
+    from facebook_business.adobjects.serverside.action_source import ActionSource
+    from facebook_business.adobjects.serverside.content import Content
+    from facebook_business.adobjects.serverside.custom_data import CustomData
+    from facebook_business.adobjects.serverside.event import Event
+    from facebook_business.adobjects.serverside.gender import Gender
+    from facebook_business.adobjects.serverside.user_data import UserData
+
+    genders = {"female": Gender.FEMALE, "male": Gender.MALE}
+    countries = {"United States": "us"}
+    sets = event_sets(destination())
+
+    def event(payload: dict[str, Any]) -> tuple[Any, int]:
+        traits = payload["context"]["traits"]
+        address = traits["address"]
+        props = payload["properties"]
+        products = props["products"]
+        name = BUILTIN_EVENTS.get(payload["event"], "Other")
+        user = UserData(
+            emails=[traits["email"]], phones=[traits["phone"]], first_names=[traits["firstName"]],
+            last_names=[traits["lastName"]], genders=[genders[traits["gender"].lower()]],
+            dates_of_birth=[traits["birthday"].replace("-", "")], cities=[address["city"]],
+            states=[address["state"]], zip_codes=[address["postalCode"]],
+            country_codes=[countries[address["country"]]], external_ids=[payload["userId"]],
+            client_ip_address=payload["context"]["ip"])
+        custom = CustomData(
+            value=round(sum(p["price"] * p["quantity"] for p in products), 2),
+            currency=props["currency"],
+            contents=[Content(product_id=p["product_id"], quantity=p["quantity"],
+                              item_price=p["price"], brand=p["brand"], category=p["category"])
+                      for p in products],
+            content_ids=[p["product_id"] for p in products], content_type="product",
+            order_id=props["order_id"],
+            custom_properties={k: props[k] for k in ("store_id", "coupon") if props.get(k)})
+        time_s = int(datetime.fromisoformat(payload["timestamp"]).timestamp())
+        built = Event(event_name=name, event_time=time_s, event_id=payload["messageId"],
+                      action_source=ActionSource.PHYSICAL_STORE, user_data=user,
+                      custom_data=custom)
+        return built, len(sets.get(name, sets[""]))
+
+    def run() -> tuple[int, int, int]:
+        out = 0
+        for payload in records:
+            built, copies = event(payload)
+            for _ in range(copies):
+                json.dumps([built.normalize()])
+            out += copies
+        return len(records), out, 0
+
+    return run
+
+
 # ---- measurement ----------------------------------------------------------------------------
 
 
 Workload = Callable[[], tuple[int, int, int]]  # one pass → (records, output events, rejected)
 
 
-def record_workload(name: str, records: int, customers: int) -> Workload:
-    """Decode + transform + encode each record on its own (segment, mparticle, commandersact)."""
+def destination() -> DestinationSettings:
+    """One default event set, and two for Purchase."""
+    return DestinationSettings(name="main", default_event_sets=("111",),
+                               event_sets={"Purchase": ("111", "222")})
+
+
+def event_sets(dest: DestinationSettings) -> dict[str, tuple[str, ...]]:
+    return {**dest.event_sets, "": dest.default_event_sets}
+
+
+def payloads(name: str, records: int, customers: int) -> tuple[AvroSchema, list[bytes]]:
+    """The encoded records of a dialect (segment, mparticle, commandersact)."""
     schema = AvroSchema.from_file(ROOT / "schemas" / SCHEMAS[name])
     make = {"segment": segment, "mparticle": mparticle, "commandersact": commandersact}[name]
     rng = random.Random(1)
-    blobs = [schema.encode(make(i, rng, customers)) for i in range(records)]
+    return schema, [schema.encode(make(i, rng, customers)) for i in range(records)]
+
+
+def record_workload(name: str, records: int, customers: int, decode_it: bool) -> Workload:
+    """Decode + transform + encode each record on its own (segment, mparticle, commandersact).
+    Without decode_it, the records are decoded once beforehand and only transform + encode run."""
+    schema, blobs = payloads(name, records, customers)
     decode, transform = schema.decode_body, get_dialect(name).transform
-    dest = DestinationSettings(name="main", default_event_sets=("111",))
+    decoded = [decode(blob) for blob in blobs]
+    dest = destination()
     dumps, kafka_ms = orjson.dumps, NOW * 1000
 
     def run() -> tuple[int, int, int]:
         out = rejected = 0
-        for blob in blobs:
-            payload = decode(blob)
+        for index, blob in enumerate(blobs):
+            payload = decode(blob) if decode_it else decoded[index]
             try:
                 outputs = transform(payload, RecordContext(kafka_ms, payload), dest, NOW)
             except RecordOutcome:
@@ -181,7 +303,7 @@ def record_workload(name: str, records: int, customers: int) -> Workload:
     return run
 
 
-def amperity_workload(records: int, customers: int) -> Workload:
+def amperity_workload(records: int, customers: int, decode_it: bool) -> Workload:
     """Rows are checked one by one, then each order's rows become its event (as the grouper
     hands them over; the window itself is not timed)."""
     schema = AvroSchema.from_file(ROOT / "schemas" / SCHEMAS["amperity"])
@@ -196,15 +318,15 @@ def amperity_workload(records: int, customers: int) -> Workload:
     assert dialect.grouping is not None
     check, emit = dialect.grouping.check, dialect.grouping.emit
     decode = schema.decode_body
-    dest = DestinationSettings(name="main", default_event_sets=("111",))
+    decoded = [[decode(blob) for blob in blobs] for blobs in orders]
+    dest = destination()
     dumps, kafka_ms = orjson.dumps, NOW * 1000
 
     def run() -> tuple[int, int, int]:
         out = rejected = 0
-        for blobs in orders:
+        for index, blobs in enumerate(orders):
             rows = []
-            for blob in blobs:
-                payload = decode(blob)
+            for payload in ([decode(blob) for blob in blobs] if decode_it else decoded[index]):
                 try:
                     rows.append(check(payload, RecordContext(kafka_ms, payload), dest, NOW))
                 except RecordOutcome:
@@ -222,22 +344,71 @@ def amperity_workload(records: int, customers: int) -> Workload:
     return run
 
 
-def workload(name: str, records: int, customers: int) -> Workload:
+def workload(name: str, records: int, customers: int, decode_it: bool) -> Workload:
     if name == "amperity":
-        return amperity_workload(records, customers)
-    return record_workload(name, records, customers)
+        return amperity_workload(records, customers, decode_it)
+    return record_workload(name, records, customers, decode_it)
 
 
-def measure(run: Workload, rounds: int) -> Iterator[tuple[float, float, int, int, int]]:
-    """(CPU seconds, wall seconds, records, output events, rejected) per round, after one untimed
-    warm-up pass. Rates use the process's CPU time: on a shared machine, time spent waiting for
-    the core is not the code's cost (on an idle machine both agree)."""
-    run()
+def baseline(name: str, records: int, customers: int, decode_it: bool) -> Workload | None:
+    """The SDK's workload on the same records, where one exists (segment)."""
+    if name != "segment":
+        return None
+    schema, blobs = payloads(name, records, customers)
+    decoded = [schema.decode_body(blob) for blob in blobs]
+    run_sdk = sdk_workload(decoded)
+    if not decode_it:
+        return run_sdk
+
+    def run() -> tuple[int, int, int]:
+        for index, blob in enumerate(blobs):
+            decoded[index] = schema.decode_body(blob)
+        return run_sdk()
+
+    return run
+
+
+def clear_caches() -> None:
+    """Forget every customer: normalize.py's value and customer caches."""
+    normalize._hashed.cache_clear()
+    normalize._hashed_user_data.cache_clear()
+
+
+Round = tuple[float, float, int, int, int]  # CPU seconds, wall seconds, records, outputs, rejected
+
+
+def timed(run: Workload, fresh: bool) -> Round:
+    gc.collect()
+    if fresh:
+        clear_caches()
+    cpu, wall = time.process_time(), time.perf_counter()
+    records, out, rejected = run()
+    return time.process_time() - cpu, time.perf_counter() - wall, records, out, rejected
+
+
+def measure(runs: list[Workload], rounds: int, fresh: bool) -> list[list[Round]]:
+    """Per workload, its rounds: each workload runs one untimed warm-up pass, then their timed
+    rounds alternate (so both see the same machine). `fresh` clears the caches before each pass.
+    Rates use the process's CPU time: on a shared machine, time spent waiting for the core is
+    not the code's cost (on an idle machine both agree)."""
+    for run in runs:
+        timed(run, fresh)
+    results: list[list[Round]] = [[] for _ in runs]
     for _ in range(rounds):
-        gc.collect()
-        cpu, wall = time.process_time(), time.perf_counter()
-        records, out, rejected = run()
-        yield time.process_time() - cpu, time.perf_counter() - wall, records, out, rejected
+        for run, rounds_of_run in zip(runs, results, strict=True):
+            rounds_of_run.append(timed(run, fresh))
+    return results
+
+
+def summary(rounds: list[Round]) -> dict[str, float]:
+    rates = [done / cpu for cpu, _, done, _, _ in rounds]
+    median = statistics.median(rates)
+    _, _, done, out, rejected = rounds[-1]
+    return {"events_per_s_median": round(median), "min": round(min(rates)),
+            "max": round(max(rates)), "us_per_event": round(1e6 / median, 1),
+            "wall_events_per_s_median": round(statistics.median(
+                [done / wall for _, wall, done, _, _ in rounds])),
+            "outputs_per_event": round(out / done, 3), "rejected_per_round": rejected}
 
 
 def pin_one_core() -> str:
@@ -248,49 +419,67 @@ def pin_one_core() -> str:
     return f"cpu {cpu}"
 
 
+def population(value: str) -> int:
+    if value == "distinct":
+        return DISTINCT
+    count = int(value)
+    if count < 1:
+        raise argparse.ArgumentTypeError("needs a positive number or 'distinct'")
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dialect", action="append", choices=DIALECTS,
                    help="measure only this dialect (repeatable; default: all)")
     p.add_argument("--records", type=int, help="records per round (default 20,000)")
     p.add_argument("--rounds", type=int, help="timed rounds per dialect (default 5)")
-    p.add_argument("--customers", type=int, default=5000, help="size of the customer population")
+    p.add_argument("--customers", type=population, default=5000,
+                   help="size of the customer population, or 'distinct': every record's "
+                        "customer is new (caches cleared before each round)")
+    p.add_argument("--baseline", choices=("sdk",),
+                   help="also time the same records through facebook_business (segment)")
+    p.add_argument("--no-decode", dest="decode", action="store_false",
+                   help="decode the records once beforehand: time transform + encode only")
     p.add_argument("--quick", action="store_true", help="3,000 records x 3 rounds")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     args = p.parse_args(argv)
     records = args.records or (3000 if args.quick else 20_000)
     rounds = args.rounds or (3 if args.quick else 5)
+    fresh = args.customers == DISTINCT
+    customers = "distinct" if fresh else args.customers
     pinned = pin_one_core()
 
     results: dict[str, dict[str, float]] = {}
     for name in args.dialect or DIALECTS:
-        rates, wall_rates, outputs_per_record, rejected = [], [], 0.0, 0
-        for cpu, wall, done, out, failed in measure(workload(name, records, args.customers),
-                                                    rounds):
-            rates.append(done / cpu)
-            wall_rates.append(done / wall)
-            outputs_per_record, rejected = out / done, failed
-        median = statistics.median(rates)
-        results[name] = {"events_per_s_median": round(median), "min": round(min(rates)),
-                         "max": round(max(rates)), "us_per_event": round(1e6 / median, 1),
-                         "wall_events_per_s_median": round(statistics.median(wall_rates)),
-                         "outputs_per_event": round(outputs_per_record, 3),
-                         "rejected_per_round": rejected}
+        runs = [workload(name, records, args.customers, args.decode)]
+        sdk = baseline(name, records, args.customers, args.decode) if args.baseline else None
+        if sdk is not None:
+            runs.append(sdk)
+        measured = measure(runs, rounds, fresh)
+        results[name] = summary(measured[0])
+        if sdk is not None:
+            sdk_rate = summary(measured[1])["events_per_s_median"]
+            results[name]["sdk_records_per_s"] = sdk_rate
+            results[name]["ratio_to_sdk"] = round(results[name]["events_per_s_median"] / sdk_rate, 2)
 
     if args.json:
         print(orjson.dumps({"benchmark": "transform", "records": records, "rounds": rounds,
-                            "customers": args.customers, "pinned": pinned,
+                            "customers": customers, "decode": args.decode, "pinned": pinned,
                             "clock": "process_time", "load_average": os.getloadavg()[0],
                             "python": platform.python_version(), "dialects": results}).decode())
         return 0
-    print(f"{records:,} records x {rounds} rounds per dialect, {args.customers:,} customers, "
-          f"{pinned}, Python {platform.python_version()}; rates from CPU time, "
+    print(f"{records:,} records x {rounds} rounds per dialect, customers: {customers}, "
+          f"{'with' if args.decode else 'without'} Avro decode, {pinned}, "
+          f"Python {platform.python_version()}; rates from CPU time, "
           f"load average {os.getloadavg()[0]:.1f}\n")
-    print("| dialect | events/s median | min | max | µs/event | wall events/s median |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| dialect | events/s median | min | max | µs/event | wall events/s median | SDK | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
+        sdk_cells = (f"{r['sdk_records_per_s']:,.0f} | {r['ratio_to_sdk']:.2f}"
+                     if "sdk_records_per_s" in r else "- | -")
         print(f"| {name} | {r['events_per_s_median']:,.0f} | {r['min']:,.0f} | {r['max']:,.0f} | "
-              f"{r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} |")
+              f"{r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} | {sdk_cells} |")
     return 0
 
 

@@ -11,12 +11,13 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
-import phonenumbers
 import pycountry
+
+from consumer.capi.phone import phone_e164
 
 HASHED_KEYS: tuple[str, ...] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
@@ -30,7 +31,6 @@ CUSTOMER_CACHE_SIZE = 16384  # whole customers (their hashed keys), see _hashed_
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
-_NON_DIGIT = re.compile(r"[^0-9]")
 _ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
 _US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
 _DB_ISO_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
@@ -40,16 +40,35 @@ _DB_YEAR_LAST = re.compile(r"([0-9]{1,2})([/.\- ]?)([0-9]{1,2})\2([0-9]{4})")
 DATE_ORDERS = ("mdy", "dmy")  # how an ambiguous day-month-year date is read (03/04/1990)
 EXTERNAL_ID_MODES = ("lowercase", "exact")
 _GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
-_E164 = phonenumbers.PhoneNumberFormat.E164
+
+
+# The ASCII characters outside L and M (and N): what str.translate deletes for _keep.
+_ASCII_NOT_LM = {c: None for c in range(128) if not chr(c).isalpha()}
+_ASCII_NOT_LMN = {c: None for c in range(128) if not chr(c).isalnum()}
+_SEPARATORS = (" ", "-", "'", ".")
+# CPython's str.lower, called as an object: compiled by mypyc, `value.lower()` maps characters one
+# by one and misses the final sigma ("ΟΔΥΣΣΕΥΣ" → "οδυσσευσ" instead of "οδυσσευς").
+_str_lower: Callable[[str], str] = str.lower
 
 
 def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
-    (L letters, M combining marks, N numbers). NFC runs again after filtering because removing a
-    character can bring a letter and a combining mark together."""
-    text = unicodedata.normalize("NFC", value.lower())
-    if text.isascii():
-        return "".join(c for c in text if c.isalpha() or ("N" in categories and c.isdigit()))
+    ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
+    because removing a character can bring a letter and a combining mark together."""
+    text = unicodedata.normalize("NFC", value.lower() if value.isascii() else _str_lower(value))
+    numbers = "N" in categories
+    # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
+    # much faster than str.translate), a name is all letters, or all ASCII letters and digits.
+    kept = text
+    for separator in _SEPARATORS:
+        if separator in kept:
+            kept = kept.replace(separator, "")
+    if kept.isascii():
+        if kept.isalpha() or (numbers and kept.isalnum()):
+            return kept
+        return kept.translate(_ASCII_NOT_LMN if numbers else _ASCII_NOT_LM)
+    if not numbers and kept.isalpha():  # only letters (category L) left: the filter keeps all
+        return unicodedata.normalize("NFC", kept)
     kept = "".join(c for c in text if unicodedata.category(c)[0] in categories)
     return unicodedata.normalize("NFC", kept)
 
@@ -146,33 +165,6 @@ def _cldr_names(codes: set[str]) -> dict[str, str]:
     return found
 
 
-def _phone(value: str, region: str) -> str | None:
-    text = value.strip()
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    digits = _NON_DIGIT.sub("", text)
-    if not digits:
-        return None
-    candidates: list[str] = []
-    if not text.startswith("+"):
-        # Digits that already begin with the region's country code: prefer that reading, so that
-        # normalising an output again gives the same output.
-        code = str(phonenumbers.country_code_for_region(region))
-        if code != "0" and digits.startswith(code):
-            candidates.append("+" + digits)
-    candidates.append(text)
-    if not text.startswith("+"):
-        candidates.append("+" + digits)  # e.g. "442079460958" in a US event
-    for candidate in candidates:
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return str(phonenumbers.format_number(number, _E164)).lstrip("+")
-    return None
-
-
 def _birthdate(value: str, max_year: int, date_order: str) -> str | None:
     """YYYYMMDD. Year first is read year-month-day (ISO, and how year-first dates are written).
     Year last: a part over 12 is the day; when both could be the month, ``date_order`` says.
@@ -242,7 +234,7 @@ def normalize_field(key: str, value: str, *, region: str, max_year: int, date_or
         text = value.strip().lower()
         return text if _EMAIL.fullmatch(text) else None
     if key == "ph":
-        return _phone(value, region)
+        return phone_e164(value, region)
     if key in ("fn", "ln", "ct"):
         return _keep(value, "LM") or None
     if key == "ge":
@@ -290,6 +282,19 @@ def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
     return out
 
 
+def _customer(raw: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    """The values of the hashed keys, as _values gives them, in HASHED_KEYS order."""
+    customer: list[tuple[str, ...]] = []
+    for key in HASHED_KEYS:
+        values: object = raw.get(key)
+        if type(values) is list and len(values) == 1 and type(values[0]) is str:  # the usual
+            value = values[0].strip()
+            customer.append((value,) if value else ())
+        else:
+            customer.append(tuple(_values(raw, key)))
+    return tuple(customer)
+
+
 def build_user_data(
     raw: Mapping[str, Sequence[str]],
     *,
@@ -307,7 +312,7 @@ def build_user_data(
     ``dropped`` names (once each) the keys that had a value that could not be normalised.
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
-    customer = tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+    customer = _customer(raw)
     hashed, dropped = _hashed_user_data(customer, hashing, hash_external_id, default_country,
                                         max_year, date_order, external_id)
     user_data: dict[str, Any] = {key: list(values) for key, values in hashed}  # fresh lists
