@@ -35,19 +35,26 @@ class CompileHook(BuildHookInterface):  # type: ignore[type-arg]
         modules = [str(m) for m in self.config["compile"]]
         self._scratch = Path(tempfile.mkdtemp(prefix="fboc-mypyc-"))
         root = Path(self.root)
-        shutil.copytree(root / "consumer", self._scratch / "consumer",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        shutil.copytree(
+            root / "consumer",
+            self._scratch / "consumer",
+            ignore=shutil.ignore_patterns("__pycache__", "*.so"),
+        )
         shutil.copy(root / "pyproject.toml", self._scratch)  # mypy's settings
         shutil.copy(root / "README.md", self._scratch)  # setuptools reads [project] too
-        done = subprocess.run([sys.executable, "-m", "mypyc", *modules],  # noqa: S603 (our list)
-                              cwd=self._scratch,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = subprocess.run(  # noqa: S603 (our own module list)
+            [sys.executable, "-m", "mypyc", *modules],
+            cwd=self._scratch,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         if done.returncode:
             raise RuntimeError(f"mypyc failed:\n{done.stdout[-4000:]}")
-        extensions = [p for p in self._scratch.rglob("*.so") if "build" not in p.relative_to(
-            self._scratch).parts]
-        build_data["force_include"].update(
-            {str(p): str(p.relative_to(self._scratch)) for p in extensions})
+        extensions = [
+            p for p in self._scratch.rglob("*.so") if "build" not in p.relative_to(self._scratch).parts
+        ]
+        build_data["force_include"].update({str(p): str(p.relative_to(self._scratch)) for p in extensions})
         build_data["infer_tag"] = True
         build_data["pure_python"] = False
 

@@ -50,20 +50,29 @@ EVENTS_PER_REQUEST = BatchingSettings().max_events  # fboc's default, Meta's lim
 PREFETCH_KBYTES = 65536  # librdkafka's default queued.max.messages.kbytes
 # fboc's destination in bench/e2e.py, and the transform's here
 DESTINATION_CONFIG: dict[str, Any] = {
-    "name": "main", "access_token": "sandbox-token", "max_event_age_days": 62,
+    "name": "main",
+    "access_token": "sandbox-token",
+    "max_event_age_days": 62,
     "event_mapping": {"Signed Up": ["Lead"]},
     "event_sets": {"Purchase": ["111"], "AddToCart": ["222"], "ViewContent": ["333"]},
-    "default_event_sets": ["444"]}
+    "default_event_sets": ["444"],
+}
 DESTINATION = DestinationSettings(**DESTINATION_CONFIG)
 Work = Callable[[bytes, int], list[bytes]]
 
 
 # The customer fields of a sample track call: (user_data key, path from context.traits).
 # userId is the tenth: external_id.
-CUSTOMER_FIELDS = (("em", ("email",)), ("ph", ("phone",)), ("fn", ("firstName",)),
-                   ("ln", ("lastName",)), ("ct", ("address", "city")),
-                   ("st", ("address", "state")), ("zp", ("address", "postalCode")),
-                   ("country", ("address", "country")))
+CUSTOMER_FIELDS = (
+    ("em", ("email",)),
+    ("ph", ("phone",)),
+    ("fn", ("firstName",)),
+    ("ln", ("lastName",)),
+    ("ct", ("address", "city")),
+    ("st", ("address", "state")),
+    ("zp", ("address", "postalCode")),
+    ("country", ("address", "country")),
+)
 
 
 def sha256_of(value: Any) -> list[str]:
@@ -83,17 +92,23 @@ def floor_event(value: bytes, schema: AvroSchema, event_time: int) -> bytes | No
         found = traits.get(path[0]) if len(path) == 1 else traits.get(path[0], {}).get(path[1])
         if found is not None:
             user[key] = sha256_of(found)
-    return orjson.dumps({"event_name": record["event"], "event_time": event_time,
-                         "event_id": record["messageId"], "action_source": "physical_store",
-                         "user_data": user, "custom_data": orjson.loads(record["properties"])})
+    return orjson.dumps(
+        {
+            "event_name": record["event"],
+            "event_time": event_time,
+            "event_id": record["messageId"],
+            "action_source": "physical_store",
+            "user_data": user,
+            "custom_data": orjson.loads(record["properties"]),
+        }
+    )
 
 
 def transform_events(schema: AvroSchema, value: bytes, timestamp_ms: int) -> list[bytes]:
     """What fboc does between poll and batch for one record (its Pipeline.process, less the
     bookkeeping): decode, transform, encode each output event."""
     payload = schema.decode_body(value)
-    outputs = segment.transform(payload, RecordContext(timestamp_ms, payload), DESTINATION,
-                                int(time.time()))
+    outputs = segment.transform(payload, RecordContext(timestamp_ms, payload), DESTINATION, int(time.time()))
     return [orjson.dumps(o.event) for o in outputs]
 
 
@@ -116,8 +131,7 @@ def say(event: str, **fields: Any) -> None:
 class Requests:
     """Requests in flight, oldest first, each with the offsets it completes."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str,
-                 max_in_flight: int) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str, max_in_flight: int) -> None:
         self.session, self.url = session, url
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -158,11 +172,16 @@ async def run(args: argparse.Namespace) -> None:
     # fboc's own consumer settings (manual commits, cooperative-sticky), but librdkafka's default
     # prefetch: fboc's 16 MB bound (for bounded memory) held this loop to ~33k records/s here, at
     # 0.64 of a core, where the floor's work needs more
-    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, group_id=args.group,
-                          options={"queued.max.messages.kbytes": PREFETCH_KBYTES})
+    kafka = KafkaSettings(
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        options={"queued.max.messages.kbytes": PREFETCH_KBYTES},
+    )
     consumer = Consumer(consumer_config(kafka))
-    consumer.subscribe([args.topic], on_assign=lambda _c, parts: say(
-        "partitions_assigned", partitions=[p.partition for p in parts]))
+    consumer.subscribe(
+        [args.topic],
+        on_assign=lambda _c, parts: say("partitions_assigned", partitions=[p.partition for p in parts]),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -179,16 +198,14 @@ async def run(args: argparse.Namespace) -> None:
         say("committed", offsets={str(p): o for p, o in offsets.items()})
 
     async with aiohttp.ClientSession() as session:
-        url = (f"{args.graph_url}/{FacebookSettings().api_version}/"
-               f"{DESTINATION.default_event_sets[0]}/events")
+        url = f"{args.graph_url}/{FacebookSettings().api_version}/{DESTINATION.default_event_sets[0]}/events"
         token = DESTINATION.access_token.get_secret_value() if DESTINATION.access_token else ""
         requests = Requests(session, url, token, args.max_in_flight)
         events: list[bytes] = []
         offsets: dict[int, int] = {}
         first_at = last_commit = time.monotonic()
         while not stop.is_set():
-            for msg in await loop.run_in_executor(poller, consumer.consume, POLL_BATCH,
-                                                 POLL_TIMEOUT_S):
+            for msg in await loop.run_in_executor(poller, consumer.consume, POLL_BATCH, POLL_TIMEOUT_S):
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 if msg.error() is not None or partition is None or offset is None:
                     continue

@@ -79,8 +79,9 @@ def floor(values: list[bytes], schema: AvroSchema) -> float:
 
 
 def produce(bootstrap: str, values: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50,
-                         "batch.size": 1_000_000, "compression.type": "lz4"})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000, "compression.type": "lz4"}
+    )
     for i, (key, value) in enumerate(values):
         while True:
             try:
@@ -98,13 +99,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_shares(first: tuple[float, list[float]] | None,
-               last: tuple[float, list[float]]) -> list[float] | None:
+def cpu_shares(
+    first: tuple[float, list[float]] | None, last: tuple[float, list[float]]
+) -> list[float] | None:
     """Per process, CPU seconds per wall second between two samples."""
     if first is None or last[0] <= first[0]:
         return None
-    return [round((b - a) / (last[0] - first[0]), 2)
-            for a, b in zip(first[1], last[1], strict=True)]
+    return [round((b - a) / (last[0] - first[0]), 2) for a, b in zip(first[1], last[1], strict=True)]
 
 
 def get(url: str) -> Any:
@@ -130,13 +131,18 @@ def quantiles(metrics: list[str]) -> tuple[float, float]:
     return at(0.5), at(0.99)
 
 
-def steady_rate(logs: list[list[dict[str, Any]]], progress: list[tuple[float, int]], total: int,
-                end: float) -> tuple[int | None, float]:
+def steady_rate(
+    logs: list[list[dict[str, Any]]], progress: list[tuple[float, int]], total: int, end: float
+) -> tuple[int | None, float]:
     """Records/s from the moment every process holds partitions (its last non-empty
     `partitions_assigned`) to the last commit, from the committed offsets sampled every ~0.5 s,
     and that moment. None when the run ended too soon after it to measure."""
-    settled = max(max((parse_ts(x) for x in own if x["event"] == "partitions_assigned"
-                       and x["partitions"]), default=end) for own in logs)
+    settled = max(
+        max(
+            (parse_ts(x) for x in own if x["event"] == "partitions_assigned" and x["partitions"]), default=end
+        )
+        for own in logs
+    )
     after = [(t, done) for t, done in progress if t >= settled]
     if not after or end - after[0][0] < 1:
         return None, settled
@@ -146,17 +152,26 @@ def steady_rate(logs: list[list[dict[str, Any]]], progress: list[tuple[float, in
 
 def metric_total(metrics: list[str], name: str) -> float:
     """A metric's value summed over its label sets and the processes."""
-    return sum(float(line.split()[-1]) for text in metrics for line in text.splitlines()
-               if line.startswith((name + " ", name + "{")))
+    return sum(
+        float(line.split()[-1])
+        for text in metrics
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
 
 
 def parse_ts(line: dict[str, Any]) -> float:
     return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
-def follow(bootstrap: str, group: str, ends: dict[int, int],
-           consumers: list[tuple[subprocess.Popen[bytes], Path]], others: list[int],
-           timeout_s: float) -> tuple[list[tuple[float, int]], list[float] | None]:
+def follow(
+    bootstrap: str,
+    group: str,
+    ends: dict[int, int],
+    consumers: list[tuple[subprocess.Popen[bytes], Path]],
+    others: list[int],
+    timeout_s: float,
+) -> tuple[list[tuple[float, int]], list[float] | None]:
     """Wait until the group's commits reach the log end; on the way, (wall time, records
     committed so far) every ~0.5 s, and the CPU shares of the consumers then `others` from the
     group's first commit (start-up is over) to the end. A consumer that exits first ends it."""
@@ -186,35 +201,64 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
 
 def timed_span(lines: list[dict[str, Any]]) -> tuple[float, float]:
     """From the first partition assignment to the last commit, as a consumer logged them."""
-    return (min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned"),
-            max(parse_ts(x) for x in lines if x["event"] == "committed"))
+    return (
+        min(parse_ts(x) for x in lines if x["event"] == "partitions_assigned"),
+        max(parse_ts(x) for x in lines if x["event"] == "committed"),
+    )
 
 
-def bare_run(bootstrap: str, sandbox: str, work: Path, ends: dict[int, int], others: list[int],
-             args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def bare_run(
+    bootstrap: str,
+    sandbox: str,
+    work: Path,
+    ends: dict[int, int],
+    others: list[int],
+    args: argparse.Namespace,
+    kind: str,
+) -> dict[str, Any]:
     """bench/bare.py doing `kind` of work on the same records (its own group), after fboc:
     its events/s and share of a core, and the sandbox's meanwhile."""
     before = get(sandbox + "/_sandbox/stats")["accepted_events"]
     group, log_path = f"{GROUP}-bare-{kind}", work / f"bare-{kind}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*WRAP, sys.executable, str(ROOT / "bench" / "bare.py"), "--work", kind,
-             "--bootstrap", bootstrap, "--topic", TOPIC, "--group", group,
-             "--graph-url", sandbox, "--schema", str(ROOT / "schemas" / "segment_track.avsc"),
-             "--max-in-flight", str(args.max_in_flight), "--linger-ms", str(args.linger_ms)],
-            stdout=log, stderr=log)
+            [
+                *WRAP,
+                sys.executable,
+                str(ROOT / "bench" / "bare.py"),
+                "--work",
+                kind,
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                TOPIC,
+                "--group",
+                group,
+                "--graph-url",
+                sandbox,
+                "--schema",
+                str(ROOT / "schemas" / "segment_track.avsc"),
+                "--max-in-flight",
+                str(args.max_in_flight),
+                "--linger-ms",
+                str(args.linger_ms),
+            ],
+            stdout=log,
+            stderr=log,
+        )
         try:
-            _progress, shares = follow(bootstrap, group, ends, [(proc, log_path)], others,
-                                       timeout_s=600)
+            _progress, shares = follow(bootstrap, group, ends, [(proc, log_path)], others, timeout_s=600)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
     start, end = timed_span(log_lines(log_path))
     delivered = get(sandbox + "/_sandbox/stats")["accepted_events"] - before
-    return {f"bare_{kind}_events_per_s": round(delivered / (end - start)),
-            f"bare_{kind}_exit_code": code,
-            f"bare_{kind}_cpu_share": shares[0] if shares else None,
-            f"bare_{kind}_sandbox_cpu_share": shares[-1] if shares else None}
+    return {
+        f"bare_{kind}_events_per_s": round(delivered / (end - start)),
+        f"bare_{kind}_exit_code": code,
+        f"bare_{kind}_cpu_share": shares[0] if shares else None,
+        f"bare_{kind}_sandbox_cpu_share": shares[-1] if shares else None,
+    }
 
 
 def main() -> int:
@@ -227,9 +271,12 @@ def main() -> int:
     ap.add_argument("--max-in-flight", type=int, default=8)
     ap.add_argument("--linger-ms", type=int, default=200, help="batching.linger_ms")
     ap.add_argument("--max-buffered", type=int, default=50_000, help="batching.max_buffered_records")
-    ap.add_argument("--bare", action="store_true",
-                    help="then bench/bare.py on the same records, with the floor's work and\n"
-                         "with fboc's transform: what fboc's pipeline costs beside them")
+    ap.add_argument(
+        "--bare",
+        action="store_true",
+        help="then bench/bare.py on the same records, with the floor's work and\n"
+        "with fboc's transform: what fboc's pipeline costs beside them",
+    )
     args = ap.parse_args()
     n = 20_000 if args.quick else args.records
     # killed with SIGTERM: still run the `finally` below, or the broker, the sandbox and fboc
@@ -248,17 +295,22 @@ def main() -> int:
         sandbox = f"http://127.0.0.1:{sport}"
         # the sandbox keeps few events (its stats count them all): storing all of a million
         # slowed its answers enough to show as fboc's latency (p99 5 s instead of 0.5 s)
-        procs.append(subprocess.Popen([FBOC, "sandbox", "--port", str(sport),
-                                       "--max-stored-events", "1000"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [FBOC, "sandbox", "--port", str(sport), "--max-stored-events", "1000"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
         schema = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
         samples = sample_events.generate(n, bad_every=500)
         values = [(k, p if isinstance(p, bytes) else schema.encode(p)) for k, p, _ in samples]
         bad = sum(1 for _k, _p, r in samples if r)
         produce(bootstrap, values)
-        good = [v for (_k, v), (_k2, _p, reason) in zip(values, samples, strict=True)
-                if reason is None][:20_000]
+        good = [v for (_k, v), (_k2, _p, reason) in zip(values, samples, strict=True) if reason is None][
+            :20_000
+        ]
         floors = [floor(good, schema) for _ in range(3)]
         floor_eps = statistics.median(floors)
 
@@ -269,42 +321,67 @@ def main() -> int:
             except OSError:
                 time.sleep(0.2)
         if args.latency_ms:
-            req = urllib.request.Request(sandbox + "/_sandbox/faults", method="POST",
-                                         data=orjson.dumps({"action": {
-                                             "latency_ms": args.latency_ms}}))
+            req = urllib.request.Request(
+                sandbox + "/_sandbox/faults",
+                method="POST",
+                data=orjson.dumps({"action": {"latency_ms": args.latency_ms}}),
+            )
             urllib.request.urlopen(req, timeout=10).close()
 
         fbocs = []
         for i in range(args.consumers):
             port = kafka_local.free_port()
             config = {
-                "kafka": {"bootstrap_servers": bootstrap, "group_id": GROUP,
-                          "dead_letter_topic": DLQ},
+                "kafka": {"bootstrap_servers": bootstrap, "group_id": GROUP, "dead_letter_topic": DLQ},
                 "facebook": {"graph_url": sandbox, "timeout_seconds": 5 + args.latency_ms / 1000},
-                "batching": {"linger_ms": args.linger_ms, "max_in_flight": args.max_in_flight,
-                             "max_buffered_records": args.max_buffered},
+                "batching": {
+                    "linger_ms": args.linger_ms,
+                    "max_in_flight": args.max_in_flight,
+                    "max_buffered_records": args.max_buffered,
+                },
                 "service": {"port": port, "log_format": "json", "commit_interval_ms": 500},
-                "sources": [{"name": "web", "topic": TOPIC, "dialect": "segment",
-                             "destination": "main",
-                             "schema": str(ROOT / "schemas" / "segment_track.avsc")}],
+                "sources": [
+                    {
+                        "name": "web",
+                        "topic": TOPIC,
+                        "dialect": "segment",
+                        "destination": "main",
+                        "schema": str(ROOT / "schemas" / "segment_track.avsc"),
+                    }
+                ],
                 "destinations": [DESTINATION_CONFIG],
             }
             path = work / f"fboc-{i}.yaml"
             path.write_text(yaml.safe_dump(config))
             log = open(work / f"fboc-{i}.log", "wb")  # noqa: SIM115
-            proc = subprocess.Popen([*WRAP, FBOC, "run", "--config", str(path)], stdout=log,
-                                    stderr=log, cwd=ROOT)
+            proc = subprocess.Popen(
+                [*WRAP, FBOC, "run", "--config", str(path)], stdout=log, stderr=log, cwd=ROOT
+            )
             procs.append(proc)
             fbocs.append((proc, port, work / f"fboc-{i}.log"))
 
         ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
         # CPU of each fboc, then of the broker and the sandbox, which share the machine's cores
-        progress, shares = follow(bootstrap, GROUP, ends, [(p, log) for p, _port, log in fbocs],
-                                  [procs[0].pid, procs[1].pid], timeout_s=max(600, n / 200))
+        progress, shares = follow(
+            bootstrap,
+            GROUP,
+            ends,
+            [(p, log) for p, _port, log in fbocs],
+            [procs[0].pid, procs[1].pid],
+            timeout_s=max(600, n / 200),
+        )
         metrics = [get(f"http://127.0.0.1:{port}/metrics") for _p, port, _l in fbocs]
-        peak_rss = [int(next(line.split()[1] for line in
-                             Path(f"/proc/{p.pid}/status").read_text().splitlines()
-                             if line.startswith("VmHWM"))) / 1024 for p, _port, _l in fbocs]
+        peak_rss = [
+            int(
+                next(
+                    line.split()[1]
+                    for line in Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                    if line.startswith("VmHWM")
+                )
+            )
+            / 1024
+            for p, _port, _l in fbocs
+        ]
         for proc, _port, _log in fbocs:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(60) for proc, _port, _log in fbocs]
@@ -324,7 +401,9 @@ def main() -> int:
         requests = metric_total(metrics, "fboc_graph_request_seconds_count")
         request_s = metric_total(metrics, "fboc_graph_request_seconds_sum")
         result = {
-            "records": n, "consumers": args.consumers, "sandbox_latency_ms": args.latency_ms,
+            "records": n,
+            "consumers": args.consumers,
+            "sandbox_latency_ms": args.latency_ms,
             "e2e_events_per_s": round(delivered / (end - start)),
             "floor_events_per_s": round(floor_eps),
             # with two or more processes the first one reads alone until the group's rebalance
@@ -332,8 +411,11 @@ def main() -> int:
             "rebalance_s": round(settled - start, 1),
             "steady_records_per_s": steady,
             "ratio_to_floor": round(delivered / (end - start) / floor_eps, 3),
-            "p50_latency_s": p50, "p99_latency_s": p99,
-            "peak_rss_mb": round(max(peak_rss), 1), "lost": lost, "exit_codes": codes,
+            "p50_latency_s": p50,
+            "p99_latency_s": p99,
+            "peak_rss_mb": round(max(peak_rss), 1),
+            "lost": lost,
+            "exit_codes": codes,
             "deduplicated_distinct": distinct_dropped,
             # how full the requests were: 1,000 is a full batch (Meta's limit, docs/meta-api.md#limits)
             "events_per_request": round(delivered / max(1, stats["accepted_requests"])),
@@ -341,8 +423,7 @@ def main() -> int:
             "request_mean_s": round(request_s / max(1, requests), 3),
             # the share of the time fboc's request slots were taken: near 1.0 the API's time,
             # not fboc, sets the pace
-            "slots_busy_share": round(request_s / ((end - start) * args.max_in_flight
-                                                   * args.consumers), 2),
+            "slots_busy_share": round(request_s / ((end - start) * args.max_in_flight * args.consumers), 2),
             # share of one core each fboc process used between its first and its last commit:
             # near 1.0 the CPU is the limit, well below it something else is (the API, Kafka)
             "fboc_cpu_share": round(statistics.mean(shares[:-2]), 2) if shares else None,
@@ -352,8 +433,9 @@ def main() -> int:
         }
         if args.bare:
             for kind in ("floor", "transform"):
-                result.update(bare_run(bootstrap, sandbox, work, ends,
-                                       [procs[0].pid, procs[1].pid], args, kind))
+                result.update(
+                    bare_run(bootstrap, sandbox, work, ends, [procs[0].pid, procs[1].pid], args, kind)
+                )
                 rate = result[f"bare_{kind}_events_per_s"]
                 result[f"bare_{kind}_ratio_to_floor"] = round(rate / floor_eps, 3)
                 result[f"fboc_to_bare_{kind}"] = round(result["e2e_events_per_s"] / rate, 3)

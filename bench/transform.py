@@ -53,14 +53,42 @@ from consumer.errors import RecordOutcome  # noqa: E402
 
 NOW = 1_772_452_800  # 2026-03-02T12:00:00Z: payloads and the age checks use this "now"
 DIALECTS = ("segment", "mparticle", "commandersact", "amperity")
-SCHEMAS = {"segment": "segment_track.avsc", "mparticle": "mparticle_batch.avsc",
-           "commandersact": "commandersact_event.avsc", "amperity": "amperity_row.avsc"}
-PLACES = [("New Orleans", "Louisiana", "70112"), ("Menlo Park", "CA", "94025-1234"),
-          ("Austin", "TX", "78701"), ("Seattle", "Washington", "98101")]
+SCHEMAS = {
+    "segment": "segment_track.avsc",
+    "mparticle": "mparticle_batch.avsc",
+    "commandersact": "commandersact_event.avsc",
+    "amperity": "amperity_row.avsc",
+}
+PLACES = [
+    ("New Orleans", "Louisiana", "70112"),
+    ("Menlo Park", "CA", "94025-1234"),
+    ("Austin", "TX", "78701"),
+    ("Seattle", "Washington", "98101"),
+]
 FIRST = ["Zoë", "Jean-Luc", "Mary Ann", "José", "Alex", "Priya"]
 LAST = ["O'Brien", "Nguyen", "Smith-Jones", "García", "Keener"]
-SYLLABLES = ["ma", "ré", "lo", "an", "ki", "zé", "no", "ra", "li", "to", "sa", "vé", "du", "mi",
-             "el", "ka", "ro", "bé", "ti", "na"]
+SYLLABLES = [
+    "ma",
+    "ré",
+    "lo",
+    "an",
+    "ki",
+    "zé",
+    "no",
+    "ra",
+    "li",
+    "to",
+    "sa",
+    "vé",
+    "du",
+    "mi",
+    "el",
+    "ka",
+    "ro",
+    "bé",
+    "ti",
+    "na",
+]
 AREA_CODES = (202, 212, 305, 312, 415, 512, 617, 713)
 STATES = ("Louisiana", "CA", "TX", "Washington", "New York", "FL", "Illinois", "ma")
 DISTINCT = 0  # --customers distinct: every record's customer is new
@@ -105,8 +133,15 @@ def customer_of(i: int, rng: random.Random, customers: int) -> int:
 
 def products(c: int, count: int) -> list[tuple[str, float, int, str]]:
     """(sku, price, quantity, category) of `count` products."""
-    return [(f"sku-{(c + k) % 300}", round(5 + ((c + k) % 50) * 1.25, 2), 1 + k % 3,
-             "Games" if k % 2 else "Books") for k in range(count)]
+    return [
+        (
+            f"sku-{(c + k) % 300}",
+            round(5 + ((c + k) % 50) * 1.25, 2),
+            1 + k % 3,
+            "Games" if k % 2 else "Books",
+        )
+        for k in range(count)
+    ]
 
 
 def segment(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
@@ -115,8 +150,12 @@ def segment(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
     u = Customer(customer_of(i, rng, customers))
     record["userId"] = u.id
     record["context"]["traits"] = {
-        "email": u.email, "phone": u.phone, "firstName": u.first, "lastName": u.last,
-        "gender": u.gender, "birthday": u.birthdate,
+        "email": u.email,
+        "phone": u.phone,
+        "firstName": u.first,
+        "lastName": u.last,
+        "gender": u.gender,
+        "birthday": u.birthdate,
         "address": {"city": u.city, "state": u.state, "postalCode": u.zip, "country": u.country},
     }
     return record
@@ -132,26 +171,55 @@ def mparticle(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
     ms = (NOW - 3600 - i % 600) * 1000
     action = MPARTICLE_ACTIONS[i % len(MPARTICLE_ACTIONS)]
     items = products(c, 1 + c % 3)
-    events: list[dict[str, Any]] = [{"event_type": "commerce_event", "data": {
-        "timestamp_unixtime_ms": ms, "source_message_id": f"mp-{i}", "currency_code": "usd",
-        "custom_attributes": {"store_id": f"store-{c % 12}", "register": c % 7},
-        "product_action": {
-            "action": action, "transaction_id": f"order-{i}",
-            "total_amount": round(sum(p * q for _, p, q, _ in items), 2),
-            "products": [{"id": s, "price": p, "quantity": q, "category": cat, "brand": "Acme"}
-                         for s, p, q, cat in items]},
-    }}]
+    events: list[dict[str, Any]] = [
+        {
+            "event_type": "commerce_event",
+            "data": {
+                "timestamp_unixtime_ms": ms,
+                "source_message_id": f"mp-{i}",
+                "currency_code": "usd",
+                "custom_attributes": {"store_id": f"store-{c % 12}", "register": c % 7},
+                "product_action": {
+                    "action": action,
+                    "transaction_id": f"order-{i}",
+                    "total_amount": round(sum(p * q for _, p, q, _ in items), 2),
+                    "products": [
+                        {"id": s, "price": p, "quantity": q, "category": cat, "brand": "Acme"}
+                        for s, p, q, cat in items
+                    ],
+                },
+            },
+        }
+    ]
     if i % 3 == 0:
-        events.append({"event_type": "custom_event", "data": {
-            "event_name": "Store Visit", "custom_event_type": "other",
-            "timestamp_unixtime_ms": ms - 60_000, "source_message_id": f"mp-{i}-visit"}})
+        events.append(
+            {
+                "event_type": "custom_event",
+                "data": {
+                    "event_name": "Store Visit",
+                    "custom_event_type": "other",
+                    "timestamp_unixtime_ms": ms - 60_000,
+                    "source_message_id": f"mp-{i}-visit",
+                },
+            }
+        )
     return {
-        "schema_version": 2, "environment": "production", "mpid": 1_000_000 + c,
+        "schema_version": 2,
+        "environment": "production",
+        "mpid": 1_000_000 + c,
         "timestamp_unixtime_ms": ms,
         "user_identities": {"email": u.email, "customer_id": u.id},
-        "user_attributes": {"$FirstName": u.first, "$LastName": u.last, "$Gender": u.gender,
-                            "$City": u.city, "$State": u.state, "$Zip": u.zip,
-                            "$Country": u.country, "$Mobile": u.phone, "loyalty_tier": "gold"},
+        "user_attributes": {
+            "$FirstName": u.first,
+            "$LastName": u.last,
+            "$Gender": u.gender,
+            "$City": u.city,
+            "$State": u.state,
+            "$Zip": u.zip,
+            "$Country": u.country,
+            "$Mobile": u.phone,
+            "loyalty_tier": "gold",
+        },
         "device_info": {"ios_advertising_id": f"607258d9-c28b-43ad-95ed-{c:012d}"},
         "events": events,
     }
@@ -166,14 +234,32 @@ def commandersact(i: int, rng: random.Random, customers: int) -> dict[str, Any]:
     items = products(c, 1 + c % 3)
     return {
         "event_name": COMMANDERSACT_EVENTS[i % len(COMMANDERSACT_EVENTS)],
-        "type": "offline", "id": f"order-{i}", "currency": "EUR",
+        "type": "offline",
+        "id": f"order-{i}",
+        "currency": "EUR",
         "amount": round(sum(p * q for _, p, q, _ in items), 2),
-        "items": [{"id": s, "quantity": q, "price": p,
-                   "product": {"id": s, "name": f"Product {s}", "category_1": cat}}
-                  for s, p, q, cat in items],
-        "user": {"id": u.id, "email": u.email, "phone": u.phone, "gender": u.gender,
-                 "birthdate": u.birthdate, "firstname": u.first, "lastname": u.last,
-                 "city": u.city, "state": u.state, "zipcode": u.zip, "country": u.country},
+        "items": [
+            {
+                "id": s,
+                "quantity": q,
+                "price": p,
+                "product": {"id": s, "name": f"Product {s}", "category_1": cat},
+            }
+            for s, p, q, cat in items
+        ],
+        "user": {
+            "id": u.id,
+            "email": u.email,
+            "phone": u.phone,
+            "gender": u.gender,
+            "birthdate": u.birthdate,
+            "firstname": u.first,
+            "lastname": u.last,
+            "city": u.city,
+            "state": u.state,
+            "zipcode": u.zip,
+            "country": u.country,
+        },
         "browser": {"ip": f"10.0.{c % 250}.{i % 250}", "user_agent": "Mozilla/5.0 (X11; Linux)"},
         "context": {"event_timestamp": (NOW - 3600 - i % 600) * 1000},
         "integrations": {"facebook": {"event_id": f"tc-{i}"}},
@@ -184,13 +270,29 @@ def amperity_order(i: int, rng: random.Random, customers: int) -> list[dict[str,
     """The rows of one order (one per item, 1 to 3)."""
     c = customer_of(i, rng, customers)
     u = Customer(c)
-    return [{
-        "external_id": u.id, "email": u.email, "phone": u.phone, "given_name": u.first,
-        "surname": u.last, "birthdate": u.birthdate, "gender": u.gender, "city": u.city,
-        "state": u.state, "postal": u.zip, "country": u.country, "order_id": f"order-{i}",
-        "quantity": q, "product_id": s, "timestamp": NOW - 3600 - i % 600, "price": p,
-        "currency": "USD", "action_source": "physical_store",
-    } for s, p, q, _ in products(c, 1 + c % 3)]
+    return [
+        {
+            "external_id": u.id,
+            "email": u.email,
+            "phone": u.phone,
+            "given_name": u.first,
+            "surname": u.last,
+            "birthdate": u.birthdate,
+            "gender": u.gender,
+            "city": u.city,
+            "state": u.state,
+            "postal": u.zip,
+            "country": u.country,
+            "order_id": f"order-{i}",
+            "quantity": q,
+            "product_id": s,
+            "timestamp": NOW - 3600 - i % 600,
+            "price": p,
+            "currency": "USD",
+            "action_source": "physical_store",
+        }
+        for s, p, q, _ in products(c, 1 + c % 3)
+    ]
 
 
 # ---- the official SDK, as a baseline -------------------------------------------------------
@@ -220,25 +322,46 @@ def sdk_workload(records: list[dict[str, Any]]) -> Workload:
         products = props["products"]
         name = BUILTIN_EVENTS.get(payload["event"], "Other")
         user = UserData(
-            emails=[traits["email"]], phones=[traits["phone"]], first_names=[traits["firstName"]],
-            last_names=[traits["lastName"]], genders=[genders[traits["gender"].lower()]],
-            dates_of_birth=[traits["birthday"].replace("-", "")], cities=[address["city"]],
-            states=[address["state"]], zip_codes=[address["postalCode"]],
-            country_codes=[countries[address["country"]]], external_ids=[payload["userId"]],
-            client_ip_address=payload["context"]["ip"])
+            emails=[traits["email"]],
+            phones=[traits["phone"]],
+            first_names=[traits["firstName"]],
+            last_names=[traits["lastName"]],
+            genders=[genders[traits["gender"].lower()]],
+            dates_of_birth=[traits["birthday"].replace("-", "")],
+            cities=[address["city"]],
+            states=[address["state"]],
+            zip_codes=[address["postalCode"]],
+            country_codes=[countries[address["country"]]],
+            external_ids=[payload["userId"]],
+            client_ip_address=payload["context"]["ip"],
+        )
         custom = CustomData(
             value=round(sum(p["price"] * p["quantity"] for p in products), 2),
             currency=props["currency"],
-            contents=[Content(product_id=p["product_id"], quantity=p["quantity"],
-                              item_price=p["price"], brand=p["brand"], category=p["category"])
-                      for p in products],
-            content_ids=[p["product_id"] for p in products], content_type="product",
+            contents=[
+                Content(
+                    product_id=p["product_id"],
+                    quantity=p["quantity"],
+                    item_price=p["price"],
+                    brand=p["brand"],
+                    category=p["category"],
+                )
+                for p in products
+            ],
+            content_ids=[p["product_id"] for p in products],
+            content_type="product",
             order_id=props["order_id"],
-            custom_properties={k: props[k] for k in ("store_id", "coupon") if props.get(k)})
+            custom_properties={k: props[k] for k in ("store_id", "coupon") if props.get(k)},
+        )
         time_s = int(datetime.fromisoformat(payload["timestamp"]).timestamp())
-        built = Event(event_name=name, event_time=time_s, event_id=payload["messageId"],
-                      action_source=ActionSource.PHYSICAL_STORE, user_data=user,
-                      custom_data=custom)
+        built = Event(
+            event_name=name,
+            event_time=time_s,
+            event_id=payload["messageId"],
+            action_source=ActionSource.PHYSICAL_STORE,
+            user_data=user,
+            custom_data=custom,
+        )
         return built, len(sets.get(name, sets[""]))
 
     def run() -> tuple[int, int, int]:
@@ -261,8 +384,9 @@ Workload = Callable[[], tuple[int, int, int]]  # one pass → (records, output e
 
 def destination() -> DestinationSettings:
     """One default event set, and two for Purchase."""
-    return DestinationSettings(name="main", default_event_sets=("111",),
-                               event_sets={"Purchase": ("111", "222")})
+    return DestinationSettings(
+        name="main", default_event_sets=("111",), event_sets={"Purchase": ("111", "222")}
+    )
 
 
 def event_sets(dest: DestinationSettings) -> dict[str, tuple[str, ...]]:
@@ -326,7 +450,7 @@ def amperity_workload(records: int, customers: int, decode_it: bool) -> Workload
         out = rejected = 0
         for index, blobs in enumerate(orders):
             rows = []
-            for payload in ([decode(blob) for blob in blobs] if decode_it else decoded[index]):
+            for payload in [decode(blob) for blob in blobs] if decode_it else decoded[index]:
                 try:
                     rows.append(check(payload, RecordContext(kafka_ms, payload), dest, NOW))
                 except RecordOutcome:
@@ -404,11 +528,15 @@ def summary(rounds: list[Round]) -> dict[str, float]:
     rates = [done / cpu for cpu, _, done, _, _ in rounds]
     median = statistics.median(rates)
     _, _, done, out, rejected = rounds[-1]
-    return {"events_per_s_median": round(median), "min": round(min(rates)),
-            "max": round(max(rates)), "us_per_event": round(1e6 / median, 1),
-            "wall_events_per_s_median": round(statistics.median(
-                [done / wall for _, wall, done, _, _ in rounds])),
-            "outputs_per_event": round(out / done, 3), "rejected_per_round": rejected}
+    return {
+        "events_per_s_median": round(median),
+        "min": round(min(rates)),
+        "max": round(max(rates)),
+        "us_per_event": round(1e6 / median, 1),
+        "wall_events_per_s_median": round(statistics.median([done / wall for _, wall, done, _, _ in rounds])),
+        "outputs_per_event": round(out / done, 3),
+        "rejected_per_round": rejected,
+    }
 
 
 def pin_one_core() -> str:
@@ -430,17 +558,30 @@ def population(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dialect", action="append", choices=DIALECTS,
-                   help="measure only this dialect (repeatable; default: all)")
+    p.add_argument(
+        "--dialect",
+        action="append",
+        choices=DIALECTS,
+        help="measure only this dialect (repeatable; default: all)",
+    )
     p.add_argument("--records", type=int, help="records per round (default 20,000)")
     p.add_argument("--rounds", type=int, help="timed rounds per dialect (default 5)")
-    p.add_argument("--customers", type=population, default=5000,
-                   help="size of the customer population, or 'distinct': every record's "
-                        "customer is new (caches cleared before each round)")
-    p.add_argument("--baseline", choices=("sdk",),
-                   help="also time the same records through facebook_business (segment)")
-    p.add_argument("--no-decode", dest="decode", action="store_false",
-                   help="decode the records once beforehand: time transform + encode only")
+    p.add_argument(
+        "--customers",
+        type=population,
+        default=5000,
+        help="size of the customer population, or 'distinct': every record's "
+        "customer is new (caches cleared before each round)",
+    )
+    p.add_argument(
+        "--baseline", choices=("sdk",), help="also time the same records through facebook_business (segment)"
+    )
+    p.add_argument(
+        "--no-decode",
+        dest="decode",
+        action="store_false",
+        help="decode the records once beforehand: time transform + encode only",
+    )
     p.add_argument("--quick", action="store_true", help="3,000 records x 3 rounds")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     args = p.parse_args(argv)
@@ -464,22 +605,41 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["ratio_to_sdk"] = round(results[name]["events_per_s_median"] / sdk_rate, 2)
 
     if args.json:
-        print(orjson.dumps({"benchmark": "transform", "records": records, "rounds": rounds,
-                            "customers": customers, "decode": args.decode, "pinned": pinned,
-                            "clock": "process_time", "load_average": os.getloadavg()[0],
-                            "python": platform.python_version(), "dialects": results}).decode())
+        print(
+            orjson.dumps(
+                {
+                    "benchmark": "transform",
+                    "records": records,
+                    "rounds": rounds,
+                    "customers": customers,
+                    "decode": args.decode,
+                    "pinned": pinned,
+                    "clock": "process_time",
+                    "load_average": os.getloadavg()[0],
+                    "python": platform.python_version(),
+                    "dialects": results,
+                }
+            ).decode()
+        )
         return 0
-    print(f"{records:,} records x {rounds} rounds per dialect, customers: {customers}, "
-          f"{'with' if args.decode else 'without'} Avro decode, {pinned}, "
-          f"Python {platform.python_version()}; rates from CPU time, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"{records:,} records x {rounds} rounds per dialect, customers: {customers}, "
+        f"{'with' if args.decode else 'without'} Avro decode, {pinned}, "
+        f"Python {platform.python_version()}; rates from CPU time, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| dialect | events/s median | min | max | µs/event | wall events/s median | SDK | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        sdk_cells = (f"{r['sdk_records_per_s']:,.0f} | {r['ratio_to_sdk']:.2f}"
-                     if "sdk_records_per_s" in r else "- | -")
-        print(f"| {name} | {r['events_per_s_median']:,.0f} | {r['min']:,.0f} | {r['max']:,.0f} | "
-              f"{r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} | {sdk_cells} |")
+        sdk_cells = (
+            f"{r['sdk_records_per_s']:,.0f} | {r['ratio_to_sdk']:.2f}"
+            if "sdk_records_per_s" in r
+            else "- | -"
+        )
+        print(
+            f"| {name} | {r['events_per_s_median']:,.0f} | {r['min']:,.0f} | {r['max']:,.0f} | "
+            f"{r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} | {sdk_cells} |"
+        )
     return 0
 
 

@@ -59,8 +59,9 @@ class Batcher(Generic[T]):
         """Batches open for linger_s or longer, oldest first. With `room` (free request slots
         per destination), at most that many of a destination's: the others stay open and keep
         filling, since sent now they would only wait for a slot, part full."""
-        ready = sorted((b for b in self._open.values() if now - b.opened_at >= self.linger_s),
-                       key=lambda b: b.opened_at)
+        ready = sorted(
+            (b for b in self._open.values() if now - b.opened_at >= self.linger_s), key=lambda b: b.opened_at
+        )
         if room is not None:
             left = dict(room)
             kept = []

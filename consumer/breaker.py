@@ -25,8 +25,12 @@ class DeadLetterBreaker:
         self._consecutive = self._consecutive + 1 if dead_lettered else 0
         s = self._settings
         if self._consecutive >= s.max_consecutive:
-            self.tripped = (f"{self._consecutive} consecutive dead letters "
-                            f"(dead_letter.breaker.max_consecutive={s.max_consecutive})")
+            self.tripped = (
+                f"{self._consecutive} consecutive dead letters "
+                f"(dead_letter.breaker.max_consecutive={s.max_consecutive})"
+            )
         elif len(window) == window.maxlen and self._dead_in_window / len(window) > s.max_ratio:
-            self.tripped = (f"{self._dead_in_window} of the last {len(window)} records dead-lettered "
-                            f"(dead_letter.breaker.max_ratio={s.max_ratio})")
+            self.tripped = (
+                f"{self._dead_in_window} of the last {len(window)} records dead-lettered "
+                f"(dead_letter.breaker.max_ratio={s.max_ratio})"
+            )

@@ -38,8 +38,12 @@ def config_warnings(settings: Settings, today: date) -> list[tuple[str, str]]:
         warnings.append(("facebook.api_version", f"{api_version} is {version}"))
     for i, dest in enumerate(settings.destinations):
         if dest.test_event_code:
-            warnings.append((f"destinations[{i}].test_event_code",
-                             "test events are NOT discarded by Meta: they count for ads"))
+            warnings.append(
+                (
+                    f"destinations[{i}].test_event_code",
+                    "test events are NOT discarded by Meta: they count for ads",
+                )
+            )
     return warnings
 
 
@@ -54,7 +58,7 @@ def schema_problem(path: str) -> str | None:
     except ValueError as exc:  # orjson.JSONDecodeError is one
         return "the file is not JSON" if isinstance(exc, orjson.JSONDecodeError) else f"the file is {exc}"
     if not isinstance(raw, dict) or raw.get("type") != "record":
-        return "the file must hold an Avro record schema (a JSON object with \"type\": \"record\")"
+        return 'the file must hold an Avro record schema (a JSON object with "type": "record")'
     fields = raw.get(JSON_FIELDS_KEY, [])
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         return f"the schema's {JSON_FIELDS_KEY} must be a list of field names"
@@ -69,24 +73,30 @@ def kafka_option_problems(kafka: KafkaSettings) -> list[tuple[str, str]]:
     """Let librdkafka judge kafka.options the way `fboc run` merges them (it connects nowhere)."""
     from consumer.kafka.source import consumer_config
 
-    owned = [(f"kafka.options.{k}", f"set by fboc: {why}") for k, why in OWNED_OPTIONS.items()
-             if k in kafka.options]
+    owned = [
+        (f"kafka.options.{k}", f"set by fboc: {why}")
+        for k, why in OWNED_OPTIONS.items()
+        if k in kafka.options
+    ]
     if owned:
         return owned
     bare = kafka.model_copy(update={"options": {}})
     plain_producer = {"bootstrap.servers": kafka.bootstrap_servers, **_DEAD_LETTER_PRODUCER}
     problems: list[tuple[str, str]] = []
     for key, value in kafka.options.items():
-        error = (_client_error("consumer", {**consumer_config(bare), key: value}, kafka)
-                 or (None if key.startswith("group.") else
-                     _client_error("producer", {**plain_producer, key: value}, kafka)))
+        error = _client_error("consumer", {**consumer_config(bare), key: value}, kafka) or (
+            None
+            if key.startswith("group.")
+            else _client_error("producer", {**plain_producer, key: value}, kafka)
+        )
         if error:
             problems.append((f"kafka.options.{key}", error))
     if problems or not kafka.options:
         return problems
     producer = {**plain_producer, **{k: v for k, v in kafka.options.items() if not k.startswith("group.")}}
-    error = (_client_error("consumer", consumer_config(kafka), kafka)
-             or _client_error("producer", producer, kafka))
+    error = _client_error("consumer", consumer_config(kafka), kafka) or _client_error(
+        "producer", producer, kafka
+    )
     return [("kafka.options", error)] if error else []
 
 
@@ -105,8 +115,9 @@ def _client_error(kind: str, config: dict[str, Any], kafka: KafkaSettings) -> st
         message = str(exc)
     else:
         return None
-    for value in sorted((v for v in kafka.options.values() if isinstance(v, str) and len(v) > 2),
-                        key=len, reverse=True):
+    for value in sorted(
+        (v for v in kafka.options.values() if isinstance(v, str) and len(v) > 2), key=len, reverse=True
+    ):
         message = message.replace(value, "<value>")
     return f"librdkafka {kind}: {message.strip()[:300]}"
 
@@ -115,8 +126,9 @@ def connection_problems(settings: Settings, timeout: float = 5.0) -> list[tuple[
     from confluent_kafka.admin import AdminClient
 
     problems: list[tuple[str, str]] = []
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "log_level": 0,
-                         **settings.kafka.options})
+    admin = AdminClient(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "log_level": 0, **settings.kafka.options}
+    )
     try:
         topics = admin.list_topics(timeout=timeout).topics
     except Exception as exc:
@@ -125,14 +137,14 @@ def connection_problems(settings: Settings, timeout: float = 5.0) -> list[tuple[
         if source.topic not in topics:
             problems.append((f"sources[{i}].topic", f"topic {source.topic!r} does not exist"))
     if settings.kafka.dead_letter_topic not in topics:
-        problems.append(("kafka.dead_letter_topic",
-                         f"topic {settings.kafka.dead_letter_topic!r} does not exist"))
+        problems.append(
+            ("kafka.dead_letter_topic", f"topic {settings.kafka.dead_letter_topic!r} does not exist")
+        )
     if settings.kafka.schema_registry_url:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         try:
             SchemaRegistryClient({"url": settings.kafka.schema_registry_url}).get_subjects()
         except Exception as exc:
-            problems.append(("kafka.schema_registry_url",
-                             f"registry not reachable ({type(exc).__name__})"))
+            problems.append(("kafka.schema_registry_url", f"registry not reachable ({type(exc).__name__})"))
     return problems

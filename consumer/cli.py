@@ -86,8 +86,9 @@ def _unexpected(exc: Exception) -> Rejected:
     return Rejected("transform_error", f"unexpected {type(exc).__name__}")
 
 
-def _preview_grouped(dialect: Dialect, payloads: list[tuple[int, dict[str, Any]]],
-                     dest: DestinationSettings, now_s: int) -> list[tuple[int, Result]]:
+def _preview_grouped(
+    dialect: Dialect, payloads: list[tuple[int, dict[str, Any]]], dest: DestinationSettings, now_s: int
+) -> list[tuple[int, Result]]:
     """A grouping dialect's preview; a row that breaks it is found alone and reported alone."""
     assert dialect.grouping is not None
     try:
@@ -111,17 +112,20 @@ def _render(index: int, result: Result) -> list[bytes]:
     if isinstance(result, Filtered):
         return [orjson.dumps({"index": index, "filtered": {"reason": result.reason}})]
     if isinstance(result, RecordOutcome):
-        return [orjson.dumps({"index": index, "rejected": {
-            "reason": result.reason, "message": result.message}})]
+        return [
+            orjson.dumps({"index": index, "rejected": {"reason": result.reason, "message": result.message}})
+        ]
     try:
-        return [orjson.dumps({"index": index, "event_set_id": o.event_set_id, "event": o.event})
-                for o in result]
+        return [
+            orjson.dumps({"index": index, "event_set_id": o.event_set_id, "event": o.event}) for o in result
+        ]
     except orjson.JSONEncodeError:
         return _render(index, Rejected("invalid_payload", "the event is not encodable as JSON"))
 
 
-def preview_lines(settings: Settings, source_name: str, now_s: int,
-                  lines: Iterable[bytes | str]) -> list[bytes]:
+def preview_lines(
+    settings: Settings, source_name: str, now_s: int, lines: Iterable[bytes | str]
+) -> list[bytes]:
     """One JSON line per output (docs/operations.md#commands); pure apart from reading `lines`. Every input
     line that is not blank gets at least one output line, whatever it holds."""
     source = settings.source(source_name)
@@ -146,8 +150,9 @@ def preview_lines(settings: Settings, source_name: str, now_s: int,
     else:
         for index, payload in payloads:
             try:
-                results.append((index, dialect.transform(
-                    payload, RecordContext(now_s * 1000, payload), dest, now_s)))
+                results.append(
+                    (index, dialect.transform(payload, RecordContext(now_s * 1000, payload), dest, now_s))
+                )
             except RecordOutcome as exc:
                 results.append((index, exc))
             except Exception as exc:  # one bad line must not cost the others
@@ -175,8 +180,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     now_ms = _preview_now_ms(args.now)
     if now_ms is None:
-        print(f"fboc preview: --now: not an ISO 8601 time (or unix s/ms) between 2000 and 2100: "
-              f"{args.now[:40]!r}", file=sys.stderr)
+        print(
+            f"fboc preview: --now: not an ISO 8601 time (or unix s/ms) between 2000 and 2100: "
+            f"{args.now[:40]!r}",
+            file=sys.stderr,
+        )
         return 2
     settings = _load(args.config, for_run=False)
     configure_logging(settings.service.log_format)  # stderr: stdout carries only the JSON lines
@@ -203,7 +211,7 @@ def cmd_preview_summary(args: argparse.Namespace) -> int:
         raise ConfigError([("--now", "not an ISO 8601 time")])
     dest = settings.destination(settings.source(args.source).destination)
     before = dropped_counts(METRICS.registry)
-    with (sys.stdin if args.input == "-" else open(args.input)) as lines:
+    with sys.stdin if args.input == "-" else open(args.input) as lines:
         out = preview_lines(settings, args.source, now_ms // 1000, lines)
     after = dropped_counts(METRICS.registry)
     dropped = {key: after[key] - before[key] for key in after}
@@ -224,8 +232,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print("fboc sandbox: --max-stored-events must be 0 or more", file=sys.stderr)
         return 2
     configure_logging("console")
-    run_sandbox(args.host, args.port, tokens=args.token or ("sandbox-token",),
-                app_secret=args.app_secret, max_stored_events=stored)
+    run_sandbox(
+        args.host,
+        args.port,
+        tokens=args.token or ("sandbox-token",),
+        app_secret=args.app_secret,
+        max_stored_events=stored,
+    )
     return 0
 
 
@@ -267,9 +280,18 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     settings = _load(args.config, for_run=False)
     configure_logging(settings.service.log_format)
     options = ReplayOptions(
-        Filters(frozenset(r for arg in args.reason or () for r in arg.split(",") if r),
-                args.event_set, since, until),
-        limit=args.limit, rate=rate, dry_run=args.dry_run, to_topic=args.to, group=args.group)
+        Filters(
+            frozenset(r for arg in args.reason or () for r in arg.split(",") if r),
+            args.event_set,
+            since,
+            until,
+        ),
+        limit=args.limit,
+        rate=rate,
+        dry_run=args.dry_run,
+        to_topic=args.to,
+        group=args.group,
+    )
     return replay_command(settings, options, as_json=args.json)
 
 
@@ -294,8 +316,9 @@ Exit: 0 done, 1 error, 130 interrupted (SIGINT/SIGTERM; run again to resume)."""
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fboc", description="Offline conversions from Kafka to "
-                                "Meta's Conversions API")
+    p = argparse.ArgumentParser(
+        prog="fboc", description="Offline conversions from Kafka to Meta's Conversions API"
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the consumer service")
     run.add_argument("--config", required=True)
@@ -307,12 +330,18 @@ def parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="JSON lines in a source's dialect → CAPI events")
     preview.add_argument("--config", required=True)
     preview.add_argument("--source", required=True)
-    preview.add_argument("--now", help="ISO 8601 time to judge event age against "
-                         "(unix s/ms too; 2000 to 2100)")
+    preview.add_argument(
+        "--now", help="ISO 8601 time to judge event age against (unix s/ms too; 2000 to 2100)"
+    )
     preview.add_argument("input", nargs="?", default="-")
     # Swaps the command run (args.func) for the summary: cmd_preview itself is left alone.
-    preview.add_argument("--summary", dest="func", action="store_const", const=cmd_preview_summary,
-                         help="print the share of events carrying each match key, per event set")
+    preview.add_argument(
+        "--summary",
+        dest="func",
+        action="store_const",
+        const=cmd_preview_summary,
+        help="print the share of events carrying each match key, per event set",
+    )
     preview.set_defaults(func=cmd_preview)
     dlq = sub.add_parser("dlq", help="dead-letter topic: stats and replay")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -321,21 +350,25 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
     stats.set_defaults(func=cmd_dlq_stats)
     replay = dlq_sub.add_parser(
-        "replay", help="re-publish dead letters to their original topic",
-        formatter_class=argparse.RawDescriptionHelpFormatter, description=REPLAY_DESCRIPTION)
+        "replay",
+        help="re-publish dead letters to their original topic",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=REPLAY_DESCRIPTION,
+    )
     replay.add_argument("--config", required=True)
-    replay.add_argument("--reason", action="append",
-                        help="only this fboc.error.reason (repeatable, or comma-separated)")
+    replay.add_argument(
+        "--reason", action="append", help="only this fboc.error.reason (repeatable, or comma-separated)"
+    )
     replay.add_argument("--since", help="dead-lettered at or after (ISO 8601 or unix ms)")
     replay.add_argument("--until", help="dead-lettered before (ISO 8601 or unix ms)")
     replay.add_argument("--event-set", help="only records dead-lettered for this event set")
     replay.add_argument("--limit", type=int, help="re-publish at most N records in this run")
     replay.add_argument("--rate", help="at most N re-publishes per second (N or N/s)")
-    replay.add_argument("--dry-run", action="store_true",
-                        help="count what would be re-published; write and commit nothing")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count what would be re-published; write and commit nothing"
+    )
     replay.add_argument("--to", help="re-publish to this topic instead of the original one")
-    replay.add_argument("--group", help="the replay's consumer group "
-                                        "(default: <kafka.group_id>.replay)")
+    replay.add_argument("--group", help="the replay's consumer group (default: <kafka.group_id>.replay)")
     replay.add_argument("--json", action="store_true", help="JSON summary instead of a table")
     replay.set_defaults(func=cmd_dlq_replay)
     sandbox = sub.add_parser("sandbox", help="local Graph API stand-in")
@@ -343,9 +376,13 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8090)
     sandbox.add_argument("--token", action="append", help="accepted access token (repeatable)")
     sandbox.add_argument("--app-secret", help="require appsecret_proof for this secret")
-    sandbox.add_argument("--max-stored-events", type=int, metavar="N",
-                         help="keep the latest N accepted events for /_sandbox/events (its "
-                         "stats count them all; default 100,000)")
+    sandbox.add_argument(
+        "--max-stored-events",
+        type=int,
+        metavar="N",
+        help="keep the latest N accepted events for /_sandbox/events (its "
+        "stats count them all; default 100,000)",
+    )
     sandbox.set_defaults(func=cmd_sandbox)
     return p
 

@@ -52,8 +52,9 @@ class AvroSchema:
         try:
             record = schemaless_reader(io.BytesIO(body), self.parsed, None)
         except Exception as exc:  # fastavro raises many types on corrupt input
-            raise InvalidMessage("undecodable", f"not Avro of {self.raw.get('name')}: "
-                                 f"{type(exc).__name__}") from None
+            raise InvalidMessage(
+                "undecodable", f"not Avro of {self.raw.get('name')}: {type(exc).__name__}"
+            ) from None
         if not isinstance(record, dict):
             raise InvalidMessage("undecodable", "the schema's top level is not a record")
         for name in self.json_fields:
@@ -65,8 +66,7 @@ class AvroSchema:
             except (orjson.JSONDecodeError, TypeError):  # TypeError: not a string field
                 raise InvalidMessage("invalid_json_field", f"field {name} is not JSON") from None
             if not isinstance(value, dict | list):
-                raise InvalidMessage("invalid_json_field",
-                                     f"field {name} is not a JSON object or array")
+                raise InvalidMessage("invalid_json_field", f"field {name} is not a JSON object or array")
             record[name] = value
         return record
 
@@ -94,8 +94,7 @@ class RegistryDecoder:
 
         # No retries inside the client: a lookup runs on the event loop, and the pipeline holds
         # and retries the record itself.
-        self._client = SchemaRegistryClient({"url": url, "max.retries": 0,
-                                             "timeout": REGISTRY_TIMEOUT_S})
+        self._client = SchemaRegistryClient({"url": url, "max.retries": 0, "timeout": REGISTRY_TIMEOUT_S})
         self._init()
 
     def _init(self) -> None:
@@ -126,13 +125,19 @@ class RegistryDecoder:
             registered = self._client.get_schema(schema_id)
         except Exception as exc:
             if getattr(exc, "http_status_code", None) == 404:  # SchemaRegistryError: not found
-                raise InvalidMessage("unknown_schema", f"schema id {schema_id} not found in the "
-                                     "registry") from None
+                raise InvalidMessage(
+                    "unknown_schema", f"schema id {schema_id} not found in the registry"
+                ) from None
             self._backoff = min(max(self._backoff * 2, REGISTRY_BACKOFF_S), REGISTRY_MAX_BACKOFF_S)
             self._retry_at = now + self._backoff
             status = getattr(exc, "http_status_code", None)
-            log.warning("schema_registry_unavailable", error=type(exc).__name__, status=status,
-                        schema_id=schema_id, retry_in_s=self._backoff)
+            log.warning(
+                "schema_registry_unavailable",
+                error=type(exc).__name__,
+                status=status,
+                schema_id=schema_id,
+                retry_in_s=self._backoff,
+            )
             raise SchemaUnavailable(f"schema registry error {type(exc).__name__}") from None
         if self._backoff:
             log.info("schema_registry_back", schema_id=schema_id)
@@ -171,8 +176,9 @@ def _registered_schema(registered: Any) -> AvroSchema:
     try:
         return AvroSchema(raw)
     except Exception as exc:  # fastavro raises many types on a bad schema
-        raise InvalidMessage("invalid_schema", f"the registry's schema is not valid Avro "
-                             f"({type(exc).__name__})") from None
+        raise InvalidMessage(
+            "invalid_schema", f"the registry's schema is not valid Avro ({type(exc).__name__})"
+        ) from None
 
 
 def wire_format(schema_id: int, body: bytes) -> bytes:

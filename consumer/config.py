@@ -21,16 +21,42 @@ from consumer.config_input import apply_env_overrides, key_path, load_document, 
 from consumer.errors import ConfigError
 from consumer.graph_versions import LATEST, MAX_MAJOR, major_of
 
-STANDARD_EVENTS = frozenset({
-    "AddPaymentInfo", "AddToCart", "AddToWishlist", "CompleteRegistration", "Contact",
-    "CustomizeProduct", "Donate", "FindLocation", "InitiateCheckout", "Lead", "PageView",
-    "Purchase", "Schedule", "Search", "StartTrial", "SubmitApplication", "Subscribe",
-    "ViewContent", "Other",
-})
-ACTION_SOURCES = frozenset({
-    "email", "website", "app", "phone_call", "chat", "physical_store", "system_generated",
-    "business_messaging", "other",
-})
+STANDARD_EVENTS = frozenset(
+    {
+        "AddPaymentInfo",
+        "AddToCart",
+        "AddToWishlist",
+        "CompleteRegistration",
+        "Contact",
+        "CustomizeProduct",
+        "Donate",
+        "FindLocation",
+        "InitiateCheckout",
+        "Lead",
+        "PageView",
+        "Purchase",
+        "Schedule",
+        "Search",
+        "StartTrial",
+        "SubmitApplication",
+        "Subscribe",
+        "ViewContent",
+        "Other",
+    }
+)
+ACTION_SOURCES = frozenset(
+    {
+        "email",
+        "website",
+        "app",
+        "phone_call",
+        "chat",
+        "physical_store",
+        "system_generated",
+        "business_messaging",
+        "other",
+    }
+)
 Dialect = Literal["segment", "rudderstack", "mparticle", "commandersact", "amperity"]
 # Kafka's legal topic names; a librdkafka subscription starting with ^ would be a regex
 TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
@@ -162,7 +188,8 @@ class DestinationSettings(_Model):
     external_id_normalization: Literal["lowercase", "exact"] = "lowercase"
     # custom properties sent even though they look like customer data (README, "What is never sent")
     allowed_custom_properties: frozenset[str] = Field(
-        frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow"))
+        frozenset(), validation_alias=AliasChoices("allowed_custom_properties", "custom_data_allow")
+    )
 
     @field_validator("event_mapping", "event_sets", mode="before")
     @classmethod
@@ -274,8 +301,11 @@ def parse_settings(data: dict[str, Any], env: Mapping[str, str]) -> Settings:
         errors = exc.errors()
         # pydantic also calls a list "too short" when one of its items failed: report the item
         inner = {err["loc"][:1] for err in errors if len(err["loc"]) > 1}
-        problems += [(key_path(err["loc"]), err["msg"].removeprefix("Value error, "))
-                     for err in errors if not (err["type"] == "too_short" and err["loc"] in inner)]
+        problems += [
+            (key_path(err["loc"]), err["msg"].removeprefix("Value error, "))
+            for err in errors
+            if not (err["type"] == "too_short" and err["loc"] in inner)
+        ]
         raise ConfigError(problems) from None
     problems += _cross_checks(settings)
     if problems:
@@ -286,25 +316,32 @@ def parse_settings(data: dict[str, Any], env: Mapping[str, str]) -> Settings:
 def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     dest_names = [d.name for d in settings.destinations]
-    for label, names in (("sources", [s.name for s in settings.sources]),
-                         ("destinations", dest_names)):
+    for label, names in (("sources", [s.name for s in settings.sources]), ("destinations", dest_names)):
         for i, name in enumerate(names):
             if name in names[:i]:
-                problems.append((f"{label}[{i}].name", f"{label}[{names.index(name)}].name "
-                                                       "has the same name: names must be unique"))
+                problems.append(
+                    (
+                        f"{label}[{i}].name",
+                        f"{label}[{names.index(name)}].name has the same name: names must be unique",
+                    )
+                )
     first_reader: dict[str, int] = {}
     for i, src in enumerate(settings.sources):
         if src.destination not in dest_names:
             problems.append((f"sources[{i}].destination", "no destination has this name"))
         if settings.kafka.schema_registry_url is None and not src.schema_:
-            problems.append((f"sources[{i}].schema",
-                             "required when kafka.schema_registry_url is not set"))
+            problems.append((f"sources[{i}].schema", "required when kafka.schema_registry_url is not set"))
         if src.topic == settings.kafka.dead_letter_topic:
-            problems.append((f"sources[{i}].topic", "is kafka.dead_letter_topic: fboc would read "
-                                                    "its own dead letters"))
+            problems.append(
+                (f"sources[{i}].topic", "is kafka.dead_letter_topic: fboc would read its own dead letters")
+            )
         elif src.topic in first_reader:
-            problems.append((f"sources[{i}].topic", f"sources[{first_reader[src.topic]}].topic "
-                                                    "names the same topic: one source per topic"))
+            problems.append(
+                (
+                    f"sources[{i}].topic",
+                    f"sources[{first_reader[src.topic]}].topic names the same topic: one source per topic",
+                )
+            )
         else:
             first_reader[src.topic] = i
     return problems

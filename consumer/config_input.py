@@ -66,8 +66,7 @@ def load_document(path: str | Path) -> dict[Any, Any]:
     try:
         text = read_text(path, MAX_CONFIG_BYTES)
     except OSError as exc:
-        raise ConfigError([("<file>", f"cannot read {path}: {exc.strerror or type(exc).__name__}")]) \
-            from None
+        raise ConfigError([("<file>", f"cannot read {path}: {exc.strerror or type(exc).__name__}")]) from None
     except ValueError as exc:
         raise ConfigError([("<file>", f"{path} is {exc}")]) from None
     data = _parse_yaml(text, "<file>", "the file")
@@ -115,8 +114,9 @@ def _parse_yaml(text: str, where: str, what: str) -> Any:
             raise ConfigError([(where, f"{what} is nested too deeply{at}")]) from None
         raise ConfigError([(where, f"{what} is not valid YAML{at}")]) from None
     except yaml.reader.ReaderError as exc:
-        raise ConfigError([(where, f"{what} holds a character YAML does not allow "
-                                   f"(character {exc.position + 1})")]) from None
+        raise ConfigError(
+            [(where, f"{what} holds a character YAML does not allow (character {exc.position + 1})")]
+        ) from None
     except yaml.YAMLError:
         raise ConfigError([(where, f"{what} is not valid YAML")]) from None
     except RecursionError:
@@ -147,8 +147,7 @@ class _Resolver:
             self.problems.append((key_path(loc), f"nested deeper than {MAX_DEPTH} levels"))
             return None
         if isinstance(value, dict):
-            return {k: self.value(v, (*loc, k if isinstance(k, str) else str(k)))
-                    for k, v in value.items()}
+            return {k: self.value(v, (*loc, k if isinstance(k, str) else str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [self.value(v, (*loc, i)) for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
@@ -167,8 +166,9 @@ class _Resolver:
             self.problems.append((where, problem))
             return ""
         if not _ENV_NAME.fullmatch(ref):
-            self.problems.append((where, "a ${...} reference must name an environment variable "
-                                         "or be ${file:/path}"))
+            self.problems.append(
+                (where, "a ${...} reference must name an environment variable or be ${file:/path}")
+            )
             return ""
         if ref not in self.env:
             self.problems.append((where, f"environment variable {ref} is not set"))
@@ -191,8 +191,7 @@ def apply_env_overrides(data: dict[Any, Any], env: Mapping[str, str], problems: 
 
     Values are parsed as YAML (numbers, booleans, lists); shorter names apply first.
     """
-    names = sorted((n for n in env if n.startswith("FBOC_") and "__" in n),
-                   key=lambda n: (n.count("__"), n))
+    names = sorted((n for n in env if n.startswith("FBOC_") and "__" in n), key=lambda n: (n.count("__"), n))
     for name in names:
         parts = [p.lower() for p in name[5:].split("__")]
         if not all(parts):
@@ -209,8 +208,9 @@ def apply_env_overrides(data: dict[Any, Any], env: Mapping[str, str], problems: 
             problems += exc.problems
 
 
-def _target(data: dict[Any, Any], parts: list[str], name: str,
-            problems: Problems) -> tuple[Any, Any, str] | None:
+def _target(
+    data: dict[Any, Any], parts: list[str], name: str, problems: Problems
+) -> tuple[Any, Any, str] | None:
     """The container and key the override sets, and its key path; None after a problem."""
     node: Any = data
     loc: list[int | str] = []
@@ -220,8 +220,9 @@ def _target(data: dict[Any, Any], parts: list[str], name: str,
             index = int(part) if _INDEX.fullmatch(part) else -1
             if not 0 <= index < len(node):
                 shown = [*loc, *(int(p) if _INDEX.fullmatch(p) else p for p in parts[depth:])]
-                problems.append((key_path(shown), f"{name}: {key_path(loc)} has {len(node)} "
-                                                  f"item(s), no item {part}"))
+                problems.append(
+                    (key_path(shown), f"{name}: {key_path(loc)} has {len(node)} item(s), no item {part}")
+                )
                 return None
             key = index
         elif isinstance(node, dict):

@@ -50,7 +50,7 @@ HALT_CAUSES: dict[int | None, str] = {
     190: "access token expired or invalid",
     102: "API session invalid: the access token was invalidated",
     100: "request or credentials refused (appsecret_proof missing or wrong: check the "
-         "destination's app_secret), or an unsupported request",
+    "destination's app_secret), or an unsupported request",
     10: "the token lacks permission for the dataset",
     3: "the app lacks the capability for this call",
 }
@@ -77,13 +77,22 @@ def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
 class GraphError(Exception):
     """A failed request. The message names codes only: Meta's own text may echo event values."""
 
-    def __init__(self, kind: ErrorKind, status: int = 0, code: int | None = None,
-                 subcode: int | None = None, fbtrace_id: str | None = None,
-                 regain_s: float | None = None, detail: str = "") -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        status: int = 0,
+        code: int | None = None,
+        subcode: int | None = None,
+        fbtrace_id: str | None = None,
+        regain_s: float | None = None,
+        detail: str = "",
+    ) -> None:
         self.kind, self.status, self.code, self.subcode = kind, status, code, subcode
         self.fbtrace_id, self.regain_s = fbtrace_id, regain_s
-        super().__init__(f"{kind.value} error (http {status}, code {code}, subcode {subcode})"
-                         + (f": {detail}" if detail else ""))
+        super().__init__(
+            f"{kind.value} error (http {status}, code {code}, subcode {subcode})"
+            + (f": {detail}" if detail else "")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +119,13 @@ def _regain_seconds(header: str | None) -> float | None:
         usage = orjson.loads(header)
     except orjson.JSONDecodeError:
         return None
-    minutes = [entry.get("estimated_time_to_regain_access", 0)
-               for entries in (usage.values() if isinstance(usage, dict) else [])
-               if isinstance(entries, list) for entry in entries if isinstance(entry, dict)]
+    minutes = [
+        entry.get("estimated_time_to_regain_access", 0)
+        for entries in (usage.values() if isinstance(usage, dict) else [])
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
     numbers = [m for m in minutes if isinstance(m, int | float)]
     return max(numbers) * 60.0 if numbers and max(numbers) > 0 else None
 
@@ -120,10 +133,15 @@ def _regain_seconds(header: str | None) -> float | None:
 class GraphClient:
     """Sends batches of one destination. One instance per destination, shared by its batches."""
 
-    def __init__(self, session: aiohttp.ClientSession, facebook: FacebookSettings,
-                 dest: DestinationSettings, *,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        facebook: FacebookSettings,
+        dest: DestinationSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self._fb = facebook
         self._dest = dest
@@ -135,8 +153,9 @@ class GraphClient:
         if dest.partner_agent:  # only a string agreed with Meta: unset by default
             extras["partner_agent"] = dest.partner_agent
         if dest.app_secret is not None:
-            extras["appsecret_proof"] = hmac.new(dest.app_secret.get_secret_value().encode(),
-                                                 token.encode(), hashlib.sha256).hexdigest()
+            extras["appsecret_proof"] = hmac.new(
+                dest.app_secret.get_secret_value().encode(), token.encode(), hashlib.sha256
+            ).hexdigest()
         if dest.test_event_code:
             extras["test_event_code"] = dest.test_event_code
         self._extras = extras
@@ -151,15 +170,15 @@ class GraphClient:
         tail = b"]," + orjson.dumps(extras)[1:] if extras else b"]}"  # no extras: no trailing comma
         return b'{"data":[' + b",".join(events) + tail
 
-    async def post(self, event_set_id: str, upload_tag: str | None,
-                   events: Sequence[bytes]) -> None:
+    async def post(self, event_set_id: str, upload_tag: str | None, events: Sequence[bytes]) -> None:
         """One request; raises GraphError unless Meta acknowledged every event."""
         url = f"{self._base}/{event_set_id}/events"
         timeout = aiohttp.ClientTimeout(total=self._fb.timeout_seconds)
         started = time.perf_counter()
         try:
-            async with self._session.post(url, data=self._body(events, upload_tag),
-                                          headers=self._headers, timeout=timeout) as resp:
+            async with self._session.post(
+                url, data=self._body(events, upload_tag), headers=self._headers, timeout=timeout
+            ) as resp:
                 raw = await resp.read()
                 status, usage = resp.status, resp.headers.get("X-Business-Use-Case-Usage")
         except TimeoutError:
@@ -181,8 +200,14 @@ class GraphClient:
         error = error if isinstance(error, dict) else {}
         kind = classify(status, error)
         METRICS.graph_errors.labels(self._dest.name, str(error.get("code", status))).inc()
-        raise GraphError(kind, status, error.get("code"), error.get("error_subcode"),
-                         error.get("fbtrace_id"), _regain_seconds(usage))
+        raise GraphError(
+            kind,
+            status,
+            error.get("code"),
+            error.get("error_subcode"),
+            error.get("fbtrace_id"),
+            _regain_seconds(usage),
+        )
 
     async def _gate(self) -> bool:
         """Wait while the destination is throttled or halted; True when it waited for a halt."""
@@ -197,15 +222,22 @@ class GraphClient:
         delay: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)
 
-    async def deliver(self, event_set_id: str, upload_tag: str | None,
-                      events: Sequence[bytes]) -> list[Failure | None]:
+    async def deliver(
+        self, event_set_id: str, upload_tag: str | None, events: Sequence[bytes]
+    ) -> list[Failure | None]:
         """Deliver what can be delivered; one entry per event: None when delivered."""
         results: list[Failure | None] = [None] * len(events)
         await self._deliver(event_set_id, upload_tag, events, list(range(len(events))), results)
         return results
 
-    async def _deliver(self, event_set_id: str, upload_tag: str | None, events: Sequence[bytes],
-                       indexes: list[int], results: list[Failure | None]) -> None:
+    async def _deliver(
+        self,
+        event_set_id: str,
+        upload_tag: str | None,
+        events: Sequence[bytes],
+        indexes: list[int],
+        results: list[Failure | None],
+    ) -> None:
         attempts = 0
         started = self._clock()
         while True:
@@ -238,18 +270,21 @@ class GraphClient:
                 log.info("destination_resumed", destination=self._dest.name)
             return
 
-    async def _handle(self, err: GraphError, attempts: int, started: float,
-                      size: int) -> Failure | str | None:
+    async def _handle(
+        self, err: GraphError, attempts: int, started: float, size: int
+    ) -> Failure | str | None:
         """Decide what to do after a failed request: a Failure, "split", or None to retry."""
         if err.kind is ErrorKind.INVALID:
             return "split" if size > 1 else Failure.of("graph_invalid_event", err, attempts)
         if err.kind is ErrorKind.DATASET:
-            log.error("dataset_unavailable", destination=self._dest.name, code=err.code,
-                      subcode=err.subcode)
+            log.error("dataset_unavailable", destination=self._dest.name, code=err.code, subcode=err.subcode)
             return Failure.of("graph_dataset_unavailable", err, attempts)
         if err.kind is ErrorKind.AUTH:
-            self._halt(code=err.code, subcode=err.subcode,
-                       cause=HALT_CAUSES.get(err.code, "the token lacks permission"))
+            self._halt(
+                code=err.code,
+                subcode=err.subcode,
+                cause=HALT_CAUSES.get(err.code, "the token lacks permission"),
+            )
             return None
         limit = UNKNOWN_MAX_ATTEMPTS if err.kind is ErrorKind.UNKNOWN else self._fb.max_attempts
         if attempts >= limit or self._clock() - started >= self._fb.max_retry_seconds:
@@ -259,8 +294,7 @@ class GraphClient:
         if err.kind is ErrorKind.THROTTLED:
             delay = max(delay, err.regain_s or 0.0)
             self._resume_at = max(self._resume_at, self._clock() + delay)
-            log.warning("throttled", destination=self._dest.name, code=err.code,
-                        wait_s=round(delay, 2))
+            log.warning("throttled", destination=self._dest.name, code=err.code, wait_s=round(delay, 2))
             return None
         await self._sleep(delay)
         return None
@@ -269,14 +303,22 @@ class GraphClient:
         """A request failed before Meta answered, for a reason retrying cannot fix by itself
         (a header aiohttp refuses, a client bug): halt as for a token error. Only the exception's
         type is logged: its message may quote the header, and the header holds the token."""
-        self._halt(code=None, subcode=None, error=type(exc).__name__,
-                   cause="the request could not be sent (an access token holding a newline"
-                         " or control character, or a client bug)")
+        self._halt(
+            code=None,
+            subcode=None,
+            error=type(exc).__name__,
+            cause="the request could not be sent (an access token holding a newline"
+            " or control character, or a client bug)",
+        )
 
     def _halt(self, **why: Any) -> None:
         if not self.halted:
-            log.error("destination_halted", destination=self._dest.name,
-                      retry_in_s=self._fb.auth_retry_seconds, **why)
+            log.error(
+                "destination_halted",
+                destination=self._dest.name,
+                retry_in_s=self._fb.auth_retry_seconds,
+                **why,
+            )
         self.halted = True
         METRICS.destination_halted.labels(self._dest.name).set(1)
         self._resume_at = max(self._resume_at, self._clock() + self._fb.auth_retry_seconds)

@@ -20,8 +20,7 @@ Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from,
 
 
 class Dispatch:
-    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int,
-                 outcomes: Outcomes) -> None:
+    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int, outcomes: Outcomes) -> None:
         self._clients = clients
         self._max_in_flight = max_in_flight
         self._full_at = max_in_flight + (max_in_flight + 1) // 2  # see saturated()
@@ -48,8 +47,7 @@ class Dispatch:
     async def wait_any(self, wait_s: float) -> None:
         """Until one batch is settled, or the timeout."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=wait_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(set(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
 
     def cancel(self) -> None:
         for task in list(self._tasks):
@@ -72,14 +70,19 @@ class Dispatch:
         async with self._slots[key.destination]:
             METRICS.in_flight.labels(key.destination).inc()
             try:
-                results = await self._send(key.destination, key.event_set_id, key.upload_tag,
-                                           batch.events)
+                results = await self._send(key.destination, key.event_set_id, key.upload_tag, batch.events)
             finally:
                 METRICS.in_flight.labels(key.destination).dec()
         METRICS.batch_events.observe(len(batch))
         delivered = sum(1 for r in results if r is None)
-        log.info("batch_sent", destination=key.destination, event_set_id=key.event_set_id,
-                 events=len(batch), delivered=delivered, failed=len(batch) - delivered)
+        log.info(
+            "batch_sent",
+            destination=key.destination,
+            event_set_id=key.event_set_id,
+            events=len(batch),
+            delivered=delivered,
+            failed=len(batch) - delivered,
+        )
         sent: Counter[str] = Counter()
         for (records, event_name), failure in zip(batch.owners, results, strict=True):
             if failure is None:
@@ -91,11 +94,11 @@ class Dispatch:
                 if record.parts == 0:
                     self._outcomes.delivered(record, key.destination)
         for event_name, count in sent.items():
-            METRICS.events_sent.labels(key.destination, key.event_set_id,
-                                       event_label(event_name)).inc(count)
+            METRICS.events_sent.labels(key.destination, key.event_set_id, event_label(event_name)).inc(count)
 
-    async def _send(self, destination: str, event_set_id: str, upload_tag: str | None,
-                    events: Sequence[bytes]) -> list[Failure | None]:
+    async def _send(
+        self, destination: str, event_set_id: str, upload_tag: str | None, events: Sequence[bytes]
+    ) -> list[Failure | None]:
         """A delivery that raised (a client bug) halts the destination and is tried again after
         its re-probe wait: its records stay held and visible, never silently stuck."""
         client = self._clients[destination]

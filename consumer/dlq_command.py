@@ -41,27 +41,39 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def render_summary(summary: ReplaySummary, console: Console) -> None:
     dry = summary.dry_run
     replayed = "would replay" if dry else "replayed"
-    table = Table(title=("DRY RUN (nothing re-published, nothing committed): " if dry else "")
-                  + f"replay of {summary.topic} (group {summary.group}) to "
-                  + (summary.to_topic or "the original topics"))
+    table = Table(
+        title=("DRY RUN (nothing re-published, nothing committed): " if dry else "")
+        + f"replay of {summary.topic} (group {summary.group}) to "
+        + (summary.to_topic or "the original topics")
+    )
     table.add_column("reason")
     for name in (replayed, "parked", "too old"):
         table.add_column(name, justify="right")
     for reason, counts in sorted(summary.by_reason.items()):
-        table.add_row(reason, *(str(counts[v.value])
-                                for v in (Verdict.REPLAY, Verdict.PARKED, Verdict.TOO_OLD)))
+        table.add_row(
+            reason, *(str(counts[v.value]) for v in (Verdict.REPLAY, Verdict.PARKED, Verdict.TOO_OLD))
+        )
     console.print(table)
     c = summary.counts
     why = ", ".join(f"{name} {n}" for name, n in sorted(summary.skipped_by.items()))
-    console.print(f"{replayed} {c[Verdict.REPLAY.value]}, parked {c[Verdict.PARKED.value]}, "
-                  f"too old {c[Verdict.TOO_OLD.value]}, skipped {c[Verdict.SKIPPED.value]}"
-                  + (f" ({why})" if why else ""), highlight=False)
+    console.print(
+        f"{replayed} {c[Verdict.REPLAY.value]}, parked {c[Verdict.PARKED.value]}, "
+        f"too old {c[Verdict.TOO_OLD.value]}, skipped {c[Verdict.SKIPPED.value]}"
+        + (f" ({why})" if why else ""),
+        highlight=False,
+    )
     if summary.resumed:
-        console.print("resumed an interrupted replay: stopped at the end offsets it saw; run "
-                      "again for dead letters written since", highlight=False)
+        console.print(
+            "resumed an interrupted replay: stopped at the end offsets it saw; run "
+            "again for dead letters written since",
+            highlight=False,
+        )
     if summary.error:
-        console.print(f"error: {summary.error}\nthe group's position covers only finished records: "
-                      "fix the cause and run again to resume", highlight=False)
+        console.print(
+            f"error: {summary.error}\nthe group's position covers only finished records: "
+            "fix the cause and run again to resume",
+            highlight=False,
+        )
     elif summary.interrupted:
         console.print("interrupted: run the same command again to resume", highlight=False)
     elif summary.limit_reached:
@@ -71,15 +83,25 @@ def render_summary(summary: ReplaySummary, console: Console) -> None:
 def replay_command(settings: Settings, options: ReplayOptions, *, as_json: bool) -> int:
     stop = threading.Event()
     err = Console(stderr=True)
-    progress = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=err, disable=not err.is_terminal,
-                        transient=True)
+    progress = Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
     task = progress.add_task("replay", total=None)
     try:
         with _stop_on_signals(stop), progress:
-            summary = Replayer(settings, options, stop,
-                               on_start=lambda total: progress.update(task, total=total),
-                               on_progress=lambda n: progress.advance(task, n)).run()
+            summary = Replayer(
+                settings,
+                options,
+                stop,
+                on_start=lambda total: progress.update(task, total=total),
+                on_progress=lambda n: progress.advance(task, n),
+            ).run()
     except (DlqError, KafkaException) as exc:
         print(f"dlq replay: {exc}", file=sys.stderr)
         return 1

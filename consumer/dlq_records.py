@@ -106,8 +106,7 @@ class DeadLetterView:
     @property
     def event_time_proxy_ms(self) -> int:
         """The original record's timestamp, the best stand-in for event_time without decoding."""
-        return self.original_timestamp_ms if self.original_timestamp_ms is not None \
-            else self.timestamp_ms
+        return self.original_timestamp_ms if self.original_timestamp_ms is not None else self.timestamp_ms
 
     @property
     def failed_ms(self) -> int:
@@ -123,8 +122,10 @@ def loggable(view: DeadLetterView) -> dict[str, str | None]:
     can write to the topic writes them), so only a reason code and a numeric ID are logged."""
     reason = view.reason if _CODE.fullmatch(view.reason) else UNKNOWN
     event_set = view.event_set_id
-    return {"reason": reason,
-            "event_set_id": event_set if event_set is None or _ID.fullmatch(event_set) else UNKNOWN}
+    return {
+        "reason": reason,
+        "event_set_id": event_set if event_set is None or _ID.fullmatch(event_set) else UNKNOWN,
+    }
 
 
 def age_bucket(age_ms: int) -> str:
@@ -153,8 +154,7 @@ def parse_time_arg(text: str) -> int:
     value = text.strip()
     ms = _int(value, MAX_TIME_MS - 1) if value.isascii() and value.isdigit() else iso_ms(value)
     if ms is None:
-        raise ValueError(f"not unix milliseconds or an ISO 8601 time between 1970 and 2100: "
-                         f"{text[:40]!r}")
+        raise ValueError(f"not unix milliseconds or an ISO 8601 time between 1970 and 2100: {text[:40]!r}")
     return ms
 
 
@@ -222,8 +222,9 @@ def age_limit_days(dest: DestinationSettings | None) -> int:
     return min(dest.max_event_age_days, meta)
 
 
-def destination_for(settings: Settings, view: DeadLetterView,
-                    to_topic: str | None) -> DestinationSettings | None:
+def destination_for(
+    settings: Settings, view: DeadLetterView, to_topic: str | None
+) -> DestinationSettings | None:
     """Where a re-published record would go: the destination it failed for, else the one of the
     source that reads the topic it is re-published to."""
     names = {d.name for d in settings.destinations}
@@ -252,8 +253,9 @@ class Verdict(Enum):
     SKIPPED = "skipped"
 
 
-def classify(view: DeadLetterView, filters: Filters, max_replays: int, limit_days: int,
-             now_ms: int) -> Verdict:
+def classify(
+    view: DeadLetterView, filters: Filters, max_replays: int, limit_days: int, now_ms: int
+) -> Verdict:
     """Filters first (skipped), then the replay budget (parked), then Meta's window (too old)."""
     if not filters.matches(view):
         return Verdict.SKIPPED
@@ -298,8 +300,7 @@ class ReplaySummary:
     to_topic: str | None
     counts: Counter[str] = field(default_factory=Counter)  # by Verdict value
     skipped_by: Counter[str] = field(default_factory=Counter)  # why, for Verdict.SKIPPED
-    by_reason: defaultdict[str, Counter[str]] = field(
-        default_factory=lambda: defaultdict(Counter))
+    by_reason: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     interrupted: bool = False
     limit_reached: bool = False
     resumed: bool = False
@@ -313,11 +314,16 @@ class ReplaySummary:
             self.by_reason[reason][verdict.value] += 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"topic": self.topic, "group": self.group, "dry_run": self.dry_run,
-                "to": self.to_topic,
-                **{v.value: self.counts[v.value] for v in Verdict},
-                "skipped_by": dict(sorted(self.skipped_by.items())),
-                "by_reason": {r: dict(c) for r, c in sorted(self.by_reason.items())},
-                "interrupted": self.interrupted, "limit_reached": self.limit_reached,
-                "resumed": self.resumed,
-                "error": self.error}
+        return {
+            "topic": self.topic,
+            "group": self.group,
+            "dry_run": self.dry_run,
+            "to": self.to_topic,
+            **{v.value: self.counts[v.value] for v in Verdict},
+            "skipped_by": dict(sorted(self.skipped_by.items())),
+            "by_reason": {r: dict(c) for r, c in sorted(self.by_reason.items())},
+            "interrupted": self.interrupted,
+            "limit_reached": self.limit_reached,
+            "resumed": self.resumed,
+            "error": self.error,
+        }

@@ -44,10 +44,16 @@ def kafka_error_name(exc: KafkaException) -> str:
 
 def client_config(kafka: KafkaSettings, group: str | None = None) -> dict[str, Any]:
     """A consumer that commits nothing by itself and reports the end of each partition."""
-    return {**kafka.options, "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": group or f"fboc-dlq-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "enable.partition.eof": True, "auto.offset.reset": "earliest", "logger": KAFKA_LOGGER}
+    return {
+        **kafka.options,
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": group or f"fboc-dlq-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "logger": KAFKA_LOGGER,
+    }
 
 
 def topic_partitions(client: Any, topic: str, timeout: float = 10) -> list[int]:
@@ -62,8 +68,7 @@ def topic_partitions(client: Any, topic: str, timeout: float = 10) -> list[int]:
 
 def watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> Ranges:
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in partitions}
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
     except KafkaException as exc:
         raise DlqError(f"cannot read the offsets of {topic!r}: {kafka_error_name(exc)}") from None
 
@@ -99,8 +104,7 @@ def read_range(consumer: Consumer, topic: str, ranges: Ranges) -> Iterator[Messa
                 active.discard(partition)
 
 
-DIMENSIONS = ("reason", "stage", "destination", "event_set", "original_topic", "age",
-              "replay_count")
+DIMENSIONS = ("reason", "stage", "destination", "event_set", "original_topic", "age", "replay_count")
 
 
 @dataclass
@@ -118,9 +122,11 @@ class DeadLetterStats:
         by = self.by
         by["reason"][view.reason] += 1
         by["stage"][view.stage] += 1
-        for dimension, value in (("destination", view.destination),
-                                 ("event_set", view.event_set_id),
-                                 ("original_topic", view.original_topic)):
+        for dimension, value in (
+            ("destination", view.destination),
+            ("event_set", view.event_set_id),
+            ("original_topic", view.original_topic),
+        ):
             if value:
                 by[dimension][value] += 1
         by["age"][bucket_of(now_ms - view.failed_ms)] += 1
@@ -134,9 +140,12 @@ class DeadLetterStats:
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"topic": self.topic, "total": self.total,
-                               "max_replays": self.max_replays,
-                               "replays_exhausted": self.replays_exhausted}
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "total": self.total,
+            "max_replays": self.max_replays,
+            "replays_exhausted": self.replays_exhausted,
+        }
         out.update({f"by_{d}": dict(self.rows(d)) for d in DIMENSIONS})
         return out
 
@@ -159,9 +168,10 @@ def collect(settings: Settings, now_ms: Callable[[], int] | None = None) -> Dead
 
 
 def render(stats: DeadLetterStats, console: Console) -> None:
-    table = Table(title=f"Dead letters on {stats.topic}: {stats.total}",
-                  caption=f"{stats.replays_exhausted} at max_replays ({stats.max_replays}): "
-                          "a replay parks them")
+    table = Table(
+        title=f"Dead letters on {stats.topic}: {stats.total}",
+        caption=f"{stats.replays_exhausted} at max_replays ({stats.max_replays}): a replay parks them",
+    )
     table.add_column("by")
     table.add_column("value")
     table.add_column("records", justify="right")

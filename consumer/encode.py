@@ -41,8 +41,11 @@ def encode_event(event: dict[str, Any], max_bytes: int) -> bytes:
     if data.count(b"{") + data.count(b"[") > MAX_DEPTH:  # an upper bound of the depth
         check_bounds(event)
     if len(data) > max_bytes - ENVELOPE_BYTES:
-        raise Rejected("event_too_large", f"the event's JSON is {len(data)} bytes, more than a "
-                       f"request of batching.max_bytes ({max_bytes}) can carry")
+        raise Rejected(
+            "event_too_large",
+            f"the event's JSON is {len(data)} bytes, more than a "
+            f"request of batching.max_bytes ({max_bytes}) can carry",
+        )
     return data
 
 
@@ -61,8 +64,7 @@ def check_bounds(value: Any) -> None:
         elif isinstance(item, list | tuple):
             children = list(item)
         else:
-            if isinstance(item, int) and not isinstance(item, bool) and not (
-                    INT_MIN <= item <= INT_MAX):
+            if isinstance(item, int) and not isinstance(item, bool) and not (INT_MIN <= item <= INT_MAX):
                 raise Rejected("number_out_of_range", "an integer does not fit 64 bits")
             continue
         if depth > MAX_DEPTH:

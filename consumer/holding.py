@@ -27,8 +27,9 @@ class HeldRecords:
     def hold(self, record: PendingRecord, why: str, first: bool = False) -> None:
         """Keep the record for a retry (`first`: back at the head, where it was taken from)."""
         if not self._queue:
-            log.warning("records_held", reason=why, topic=record.tp[0], partition=record.tp[1],
-                        offset=record.offset)
+            log.warning(
+                "records_held", reason=why, topic=record.tp[0], partition=record.tp[1], offset=record.offset
+            )
         if first:
             self._queue.appendleft(record)
         else:

@@ -43,7 +43,9 @@ KEYS_PER_EVENT = "fboc_match_keys_per_event"
 DROP_REASONS: dict[str, str] = {
     "em": "not an email address",
     "ph": "not a valid phone number (for its country or default_country)",
-    "fn": "no letters left", "ln": "no letters left", "ct": "no letters left",
+    "fn": "no letters left",
+    "ln": "no letters left",
+    "ct": "no letters left",
     "ge": "not m/f/male/female",
     "db": "not a date (YYYYMMDD, YYYY-MM-DD, MM/DD/YYYY) between 1900 and the event's year",
     "st": "nothing left after normalisation",
@@ -89,16 +91,22 @@ class MatchQuality(Collector):
         return found
 
     def describe(self) -> Iterable[Metric]:
-        return [CounterMetricFamily(KEY_EVENTS, "", labels=()),
-                HistogramMetricFamily(KEYS_PER_EVENT, "", labels=())]
+        return [
+            CounterMetricFamily(KEY_EVENTS, "", labels=()),
+            HistogramMetricFamily(KEYS_PER_EVENT, "", labels=()),
+        ]
 
     def collect(self) -> Iterable[Metric]:
         keys = CounterMetricFamily(
-            KEY_EVENTS, "Events batched for sending that carried this customer key",
-            labels=["destination", "event_set_id", "key"])
+            KEY_EVENTS,
+            "Events batched for sending that carried this customer key",
+            labels=["destination", "event_set_id", "key"],
+        )
         per_event = HistogramMetricFamily(
-            KEYS_PER_EVENT, "Customer keys per event batched for sending",
-            labels=["destination", "event_set_id"])
+            KEYS_PER_EVENT,
+            "Customer keys per event batched for sending",
+            labels=["destination", "event_set_id"],
+        )
         for (destination, event_set_id), masks in self.event_sets().items():
             stats = KeyStats.of(masks)
             for key in MATCH_KEYS:
@@ -109,8 +117,9 @@ class MatchQuality(Collector):
                 cumulative += stats.by_size.get(n, 0)
                 buckets.append((f"{n}.0", cumulative))
             buckets.append(("+Inf", stats.events))
-            per_event.add_metric([destination, event_set_id], buckets,
-                                 sum(n * c for n, c in stats.by_size.items()))
+            per_event.add_metric(
+                [destination, event_set_id], buckets, sum(n * c for n, c in stats.by_size.items())
+            )
         return [keys, per_event]
 
 
@@ -151,8 +160,9 @@ def dropped_counts(registry: CollectorRegistry) -> dict[str, int]:
     return counts
 
 
-def preview_summary(lines: Iterable[bytes], destination: str, dropped: Mapping[str, int],
-                    hashing: bool) -> Iterator[str]:
+def preview_summary(
+    lines: Iterable[bytes], destination: str, dropped: Mapping[str, int], hashing: bool
+) -> Iterator[str]:
     """`fboc preview --summary`, from `fboc preview`'s own output lines: one table per event set,
     the records without events by reason, then what normalisation dropped."""
     quality = MatchQuality()
@@ -183,8 +193,10 @@ def preview_summary(lines: Iterable[bytes], destination: str, dropped: Mapping[s
         for key in MATCH_KEYS:
             n = stats.with_key[key]
             yield f"  {key:<20}{n:>8}{_percent(n, stats.events):>8}"
-        yield f"  keys per event: median {stats.median_keys():g}, " \
-              f"min {min(stats.by_size)}, max {max(stats.by_size)}"
+        yield (
+            f"  keys per event: median {stats.median_keys():g}, "
+            f"min {min(stats.by_size)}, max {max(stats.by_size)}"
+        )
     yield ""
     if not any(dropped.values()):
         yield "dropped by normalisation: none"

@@ -36,8 +36,9 @@ class PendingRecord:
 
 
 class Outcomes:
-    def __init__(self, tracker: OffsetTracker, breaker: DeadLetterBreaker,
-                 dead_letters: DeadLetterWriter) -> None:
+    def __init__(
+        self, tracker: OffsetTracker, breaker: DeadLetterBreaker, dead_letters: DeadLetterWriter
+    ) -> None:
         self._tracker = tracker
         self._breaker = breaker
         self._dead_letters = dead_letters
@@ -46,8 +47,7 @@ class Outcomes:
     def final(self, record: PendingRecord, outcome: str, reason: str) -> None:
         counter = self._counters.get((outcome, reason))
         if counter is None:
-            counter = self._counters[(outcome, reason)] = METRICS.record_outcomes.labels(
-                outcome, reason)
+            counter = self._counters[(outcome, reason)] = METRICS.record_outcomes.labels(outcome, reason)
         counter.inc()
         METRICS.record_ack_seconds.observe(time.monotonic() - record.polled_at)
         if outcome != "dead_lettered":  # dead letters count when decided (dead_letter)
@@ -57,8 +57,15 @@ class Outcomes:
     def dead_letter(self, record: PendingRecord, dl: DeadLetter) -> None:
         """Final once the dead-letter topic acknowledged every write for the record."""
         METRICS.dead_letters.labels(dl.stage, dl.reason).inc()
-        log.info("dead_letter", stage=dl.stage, reason=dl.reason, topic=record.tp[0],
-                 partition=record.tp[1], offset=record.offset, event_set_id=dl.event_set_id)
+        log.info(
+            "dead_letter",
+            stage=dl.stage,
+            reason=dl.reason,
+            topic=record.tp[0],
+            partition=record.tp[1],
+            offset=record.offset,
+            event_set_id=dl.event_set_id,
+        )
         if record.writes == 0:  # once per record, however many event sets failed
             self._breaker.record(dead_lettered=True)
         record.writes += 1
@@ -76,6 +83,17 @@ class Outcomes:
             self.final(record, "delivered", "ok")
             return
         for event_set_id, f in record.failures.items():
-            self.dead_letter(record, DeadLetter(
-                "deliver", f.reason, f.message, f.attempts, destination, event_set_id,
-                f.code, f.subcode, f.fbtrace_id))
+            self.dead_letter(
+                record,
+                DeadLetter(
+                    "deliver",
+                    f.reason,
+                    f.message,
+                    f.attempts,
+                    destination,
+                    event_set_id,
+                    f.code,
+                    f.subcode,
+                    f.fbtrace_id,
+                ),
+            )

@@ -63,10 +63,15 @@ class Route:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, routes: dict[str, Route],
-                 clients: dict[str, GraphClient], dead_letters: DeadLetterWriter,
-                 make_source: Callable[[Pipeline], KafkaSource],
-                 now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        routes: dict[str, Route],
+        clients: dict[str, GraphClient],
+        dead_letters: DeadLetterWriter,
+        make_source: Callable[[Pipeline], KafkaSource],
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.routes = routes
         self.clients = clients
@@ -75,10 +80,14 @@ class Pipeline:
         self.tracker = OffsetTracker()
         batching = settings.batching
         self.batcher: Batcher[Owner] = Batcher(
-            batching.max_events, batching.max_bytes, batching.linger_ms / 1000)
+            batching.max_events, batching.max_bytes, batching.linger_ms / 1000
+        )
         self.breaker = DeadLetterBreaker(settings.dead_letter.breaker)
-        self._groupers = {topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
-                          for topic, route in routes.items() if route.dialect.grouping}
+        self._groupers = {
+            topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
+            for topic, route in routes.items()
+            if route.dialect.grouping
+        }
         self.outcomes = Outcomes(self.tracker, self.breaker, dead_letters)
         self.held = HeldRecords()  # waiting for the schema registry
         self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
@@ -115,8 +124,11 @@ class Pipeline:
             offsets = {}
         try:  # synchronous, here on the poll thread: the partitions go once this returns
             self.source.commit(offsets, asynchronous=False)
-            log.info("partitions_released", partitions=[f"{t}[{p}]" for t, p in tps],
-                     committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
+            log.info(
+                "partitions_released",
+                partitions=[f"{t}[{p}]" for t, p in tps],
+                committed={f"{t}[{p}]": o for (t, p), o in offsets.items()},
+            )
         except KafkaException as exc:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.tracker.forget(tps)
@@ -126,8 +138,9 @@ class Pipeline:
         """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
         failed = [(p.topic, p.partition) for p in partitions if err is not None or p.error]
         if failed and self._loop is not None:
-            log.warning("commit_failed", error=err.name() if err else "partition error",
-                        partitions=len(failed))
+            log.warning(
+                "commit_failed", error=err.name() if err else "partition error", partitions=len(failed)
+            )
             self._loop.call_soon_threadsafe(self.tracker.uncommitted, failed)
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
@@ -142,8 +155,10 @@ class Pipeline:
         self._flush_all()
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
         wanted = set(tps)
-        while any(self.tracker.pending(tp) > self.held.count(tp) for tp in wanted) \
-                and time.monotonic() < deadline:
+        while (
+            any(self.tracker.pending(tp) > self.held.count(tp) for tp in wanted)
+            and time.monotonic() < deadline
+        ):
             self.dead_letters.poll()
             await asyncio.sleep(0.02)
         return self.tracker.to_commit(wanted)
@@ -217,8 +232,12 @@ class Pipeline:
         unfinished, held = self.tracker.pending(), len(self.held)  # close() forgets them
         if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
             raise FatalError("the final commit or close did not complete (broker unreachable?)")
-        log.info("stopped", unfinished_records=unfinished, held_records=held,
-                 committed={f"{t}[{p}]": o for (t, p), o in offsets.items()})
+        log.info(
+            "stopped",
+            unfinished_records=unfinished,
+            held_records=held,
+            committed={f"{t}[{p}]": o for (t, p), o in offsets.items()},
+        )
 
     # -- per record ----------------------------------------------------------------------------
 
@@ -250,9 +269,18 @@ class Pipeline:
             return False
         except Exception as exc:  # a bug on the way: the record pays for it, not the loop
             tp = record.tp
-            self.outcomes.dead_letter(record, _unexpected(
-                exc, "transform", "internal_error", "record_error", topic=tp[0],
-                partition=tp[1], offset=record.offset))
+            self.outcomes.dead_letter(
+                record,
+                _unexpected(
+                    exc,
+                    "transform",
+                    "internal_error",
+                    "record_error",
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=record.offset,
+                ),
+            )
         return True
 
     def _retry_held(self) -> None:
@@ -276,17 +304,21 @@ class Pipeline:
         except SchemaUnavailable:
             raise
         except Exception as exc:  # a decoder bug or an input it did not foresee
-            self.outcomes.dead_letter(record, _unexpected(
-                exc, "decode", "undecodable", "decode_error", topic=tp[0], partition=tp[1],
-                offset=offset))
+            self.outcomes.dead_letter(
+                record,
+                _unexpected(
+                    exc, "decode", "undecodable", "decode_error", topic=tp[0], partition=tp[1], offset=offset
+                ),
+            )
             return
         grouping = route.dialect.grouping
         try:
             ctx = RecordContext(src.timestamp_ms, payload)
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
-                self._groupers[tp[0]].add((route.destination.name, grouping.key(part)), part,
-                                          record, self._group_clock())
+                self._groupers[tp[0]].add(
+                    (route.destination.name, grouping.key(part)), part, record, self._group_clock()
+                )
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
@@ -297,8 +329,9 @@ class Pipeline:
             self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
         except Exception as exc:  # a dialect bug must not stop the partition
-            self.outcomes.dead_letter(record, _dialect_error(exc, topic=tp[0], partition=tp[1],
-                                                             offset=offset))
+            self.outcomes.dead_letter(
+                record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset)
+            )
             return
         self._batch((record,), route.destination.name, outputs)
 
@@ -308,12 +341,10 @@ class Pipeline:
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
-            for parts, records, late in (grouper.drain() if drain else grouper.due(now_ms)):
+            for parts, records, late in grouper.drain() if drain else grouper.due(now_ms):
                 try:
-                    outputs = route.dialect.grouping.emit(parts, route.destination,
-                                                          int(self.now()), late)
-                    outputs = _only_target(outputs, header(records[0].src.headers,
-                                                           TARGET_EVENT_SET))
+                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()), late)
+                    outputs = _only_target(outputs, header(records[0].src.headers, TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
                         self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
@@ -326,8 +357,9 @@ class Pipeline:
                 try:
                     self._batch(tuple(records), route.destination.name, outputs)
                 except Exception as exc:  # as in _handle()
-                    dl = _unexpected(exc, "transform", "internal_error", "record_error",
-                                     topic=topic, records=len(records))
+                    dl = _unexpected(
+                        exc, "transform", "internal_error", "record_error", topic=topic, records=len(records)
+                    )
                     for record in records:
                         self.outcomes.dead_letter(record, dl)
 
@@ -341,8 +373,7 @@ class Pipeline:
         self._group_tick = now
         return self._group_ms
 
-    def _batch(self, records: tuple[PendingRecord, ...], destination: str,
-               outputs: list[Output]) -> None:
+    def _batch(self, records: tuple[PendingRecord, ...], destination: str, outputs: list[Output]) -> None:
         """Encode every event first (a value out of bounds dead-letters the records before any
         of their events joins a batch), then add them to their batches."""
         encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets

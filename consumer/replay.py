@@ -79,11 +79,15 @@ class ReplayOptions:
 
 
 class Replayer:
-    def __init__(self, settings: Settings, options: ReplayOptions,
-                 stop: threading.Event | None = None,
-                 now_ms: Callable[[], int] | None = None,
-                 on_start: Callable[[int], None] | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: ReplayOptions,
+        stop: threading.Event | None = None,
+        now_ms: Callable[[], int] | None = None,
+        on_start: Callable[[int], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.options = options
         self.topic = settings.kafka.dead_letter_topic
@@ -104,12 +108,17 @@ class Replayer:
         self._consumer = Consumer(client_config(settings.kafka, self.group))
         self._producer: Producer | None = None
         if not options.dry_run:
-            options_ = {k: v for k, v in settings.kafka.options.items()
-                        if not k.startswith("group.")}
-            self._producer = Producer({**options_, "bootstrap.servers":
-                                       settings.kafka.bootstrap_servers,
-                                       "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                                       "logger": KAFKA_LOGGER})
+            options_ = {k: v for k, v in settings.kafka.options.items() if not k.startswith("group.")}
+            self._producer = Producer(
+                {
+                    **options_,
+                    "bootstrap.servers": settings.kafka.bootstrap_servers,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "logger": KAFKA_LOGGER,
+                }
+            )
 
     # -- where to start and stop -----------------------------------------------------------------
 
@@ -118,12 +127,15 @@ class Replayer:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         for attempt in range(40):  # the group coordinator may still be loading
             try:
-                return {tp.partition: (tp.offset, stored_end(tp.metadata))
-                        for tp in self._consumer.committed(tps, timeout=10)}
+                return {
+                    tp.partition: (tp.offset, stored_end(tp.metadata))
+                    for tp in self._consumer.committed(tps, timeout=10)
+                }
             except KafkaException as exc:
                 if attempt == 39:
-                    raise DlqError(f"cannot read the offsets of group {self.group!r}: "
-                                   f"{kafka_error_name(exc)}") from None
+                    raise DlqError(
+                        f"cannot read the offsets of group {self.group!r}: {kafka_error_name(exc)}"
+                    ) from None
                 time.sleep(0.25)
         raise AssertionError("unreachable")
 
@@ -131,7 +143,8 @@ class Replayer:
         """The first offset whose timestamp is >= ms, per partition (the end when none)."""
         try:
             found = self._consumer.offsets_for_times(
-                [TopicPartition(self.topic, p, ms) for p in partitions], timeout=10)
+                [TopicPartition(self.topic, p, ms) for p in partitions], timeout=10
+            )
         except KafkaException as exc:
             raise DlqError(f"offsets_for_times failed: {kafka_error_name(exc)}") from None
         return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
@@ -144,8 +157,11 @@ class Replayer:
         starts = {p: max(low, committed.get(p, (-1, None))[0]) for p, (low, _high) in marks.items()}
         resumed = resume_ends(committed)
         self.resumed = self.summary.resumed = resumed is not None
-        stops = dict(ends) if resumed is None else {
-            p: max(starts[p], min(ends[p], resumed.get(p, starts[p]))) for p in partitions}
+        stops = (
+            dict(ends)
+            if resumed is None
+            else {p: max(starts[p], min(ends[p], resumed.get(p, starts[p]))) for p in partitions}
+        )
         f = self.options.filters
         if f.since_ms is not None:
             since = self._offsets_at(partitions, f.since_ms, ends)
@@ -162,9 +178,16 @@ class Replayer:
         try:
             ranges = self.ranges()
             total = sum(max(0, b - a) for a, b in ranges.values())
-            log.info("replay_started", topic=self.topic, group=self.group, records=total,
-                     dry_run=self.options.dry_run, to=self.options.to_topic,
-                     resumed=self.resumed, ranges={str(p): list(r) for p, r in ranges.items()})
+            log.info(
+                "replay_started",
+                topic=self.topic,
+                group=self.group,
+                records=total,
+                dry_run=self.options.dry_run,
+                to=self.options.to_topic,
+                resumed=self.resumed,
+                ranges={str(p): list(r) for p, r in ranges.items()},
+            )
             self.on_start(total)
             try:
                 self._store_ends(ranges)
@@ -176,9 +199,16 @@ class Replayer:
             self._consumer.close()
         self.summary.interrupted = self.stop.is_set()
         s = self.summary
-        log.info("replay_finished", topic=self.topic, group=self.group, dry_run=s.dry_run,
-                 interrupted=s.interrupted, limit_reached=s.limit_reached, error=s.error,
-                 **{v.value: s.counts[v.value] for v in Verdict})
+        log.info(
+            "replay_finished",
+            topic=self.topic,
+            group=self.group,
+            dry_run=s.dry_run,
+            interrupted=s.interrupted,
+            limit_reached=s.limit_reached,
+            error=s.error,
+            **{v.value: s.counts[v.value] for v in Verdict},
+        )
         return s
 
     def _loop(self, ranges: Ranges) -> None:
@@ -199,8 +229,9 @@ class Replayer:
         to_topic = self.options.to_topic or view.original_topic
         dest = destination_for(self.settings, view, to_topic)
         limit_days = age_limit_days(dest)
-        verdict = classify(view, self.options.filters, self.settings.dead_letter.max_replays,
-                           limit_days, self.now_ms())
+        verdict = classify(
+            view, self.options.filters, self.settings.dead_letter.max_replays, limit_days, self.now_ms()
+        )
         where = {"partition": partition, "offset": offset, **loggable(view)}
         skipped_because = FILTERS
         if verdict is Verdict.REPLAY:
@@ -220,9 +251,12 @@ class Replayer:
         if verdict is Verdict.PARKED:
             log.info("replay_parked", replay_count=view.replay_count, **where)
         elif verdict is Verdict.TOO_OLD:
-            log.info("replay_too_old", limit_days=limit_days,
-                     age_days=round((self.now_ms() - view.event_time_proxy_ms) / 86_400_000, 1),
-                     **where)
+            log.info(
+                "replay_too_old",
+                limit_days=limit_days,
+                age_days=round((self.now_ms() - view.event_time_proxy_ms) / 86_400_000, 1),
+                **where,
+            )
         if verdict is not Verdict.REPLAY or self._producer is None:
             self.tracker.track(tp, offset)
             self.tracker.done(tp, offset)
@@ -243,23 +277,26 @@ class Replayer:
             self._poll(min(delay, 0.1))
         return not self.stop.is_set()
 
-    def _publish(self, msg: Message, view: DeadLetterView, to_topic: str,
-                 tp: tuple[str, int], offset: int) -> None:
+    def _publish(
+        self, msg: Message, view: DeadLetterView, to_topic: str, tp: tuple[str, int], offset: int
+    ) -> None:
         producer = self._producer
         assert producer is not None
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 self.summary.error = f"re-publish to {to_topic!r} failed: {err.name()}"
-                log.error("replay_publish_failed", partition=tp[1], offset=offset,
-                          error=err.name())
+                log.error("replay_publish_failed", partition=tp[1], offset=offset, error=err.name())
                 return
             self.tracker.done(tp, offset)
             self.summary.count(Verdict.REPLAY, view.reason)
 
-        kwargs: dict[str, Any] = {"key": msg.key(), "value": msg.value(),
-                                  "headers": replay_headers(headers_of(msg)),
-                                  "on_delivery": delivered}
+        kwargs: dict[str, Any] = {
+            "key": msg.key(),
+            "value": msg.value(),
+            "headers": replay_headers(headers_of(msg)),
+            "on_delivery": delivered,
+        }
         # the original timestamp: a dialect falling back on it gives the same event_time again
         if view.original_timestamp_ms is not None and view.original_timestamp_ms > 0:
             kwargs["timestamp"] = view.original_timestamp_ms
@@ -298,12 +335,15 @@ class Replayer:
         if self.options.dry_run:
             return
         try:
-            self._consumer.commit(offsets=[
-                TopicPartition(self.topic, p, start, metadata=end_metadata(stop))
-                for p, (start, stop) in ranges.items()], asynchronous=False)
+            self._consumer.commit(
+                offsets=[
+                    TopicPartition(self.topic, p, start, metadata=end_metadata(stop))
+                    for p, (start, stop) in ranges.items()
+                ],
+                asynchronous=False,
+            )
         except KafkaException as exc:
-            raise DlqError(f"cannot commit to group {self.group!r}: "
-                           f"{kafka_error_name(exc)}") from None
+            raise DlqError(f"cannot commit to group {self.group!r}: {kafka_error_name(exc)}") from None
 
     def _commit(self) -> None:
         """Synchronous: everything below the watermark is final (re-published and acknowledged,
@@ -315,9 +355,13 @@ class Replayer:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=[
-                TopicPartition(t, p, o, metadata=end_metadata(self._stops.get(p, o)))
-                for (t, p), o in offsets.items()], asynchronous=False)
+            self._consumer.commit(
+                offsets=[
+                    TopicPartition(t, p, o, metadata=end_metadata(self._stops.get(p, o)))
+                    for (t, p), o in offsets.items()
+                ],
+                asynchronous=False,
+            )
         except KafkaException as exc:
             log.warning("replay_commit_failed", error=kafka_error_name(exc))
             return

@@ -12,8 +12,9 @@ from consumer.errors import Rejected
 EventBuilder = Callable[[str, bool], ServerEvent]
 
 
-def event_names(source_name: str, dest: DestinationSettings, builtin: Mapping[str, str],
-                default_unmapped: str) -> list[tuple[str, bool]]:
+def event_names(
+    source_name: str, dest: DestinationSettings, builtin: Mapping[str, str], default_unmapped: str
+) -> list[tuple[str, bool]]:
     """The output names for a source event name, each with whether event_mapping produced it."""
     mapped = dest.event_mapping.get(source_name)
     if mapped:
@@ -33,8 +34,14 @@ def event_set_ids(name: str, dest: DestinationSettings) -> tuple[str, ...]:
     return dest.event_sets.get(name) or dest.default_event_sets
 
 
-def fan_out(source_name: str, dest: DestinationSettings, builtin: Mapping[str, str],
-            default_unmapped: str, build: EventBuilder, upload_tag: str | None) -> list[Output]:
+def fan_out(
+    source_name: str,
+    dest: DestinationSettings,
+    builtin: Mapping[str, str],
+    default_unmapped: str,
+    build: EventBuilder,
+    upload_tag: str | None,
+) -> list[Output]:
     outputs: list[Output] = []
     for name, via_mapping in event_names(source_name, dest, builtin, default_unmapped):
         sets = event_set_ids(name, dest)

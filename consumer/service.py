@@ -36,8 +36,9 @@ def version_is_old(api_version: str, today: date) -> bool:
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
-    registry = (RegistryDecoder(settings.kafka.schema_registry_url)
-                if settings.kafka.schema_registry_url else None)
+    registry = (
+        RegistryDecoder(settings.kafka.schema_registry_url) if settings.kafka.schema_registry_url else None
+    )
     routes = {}
     for source in settings.sources:
         decoder: Decoder
@@ -46,8 +47,9 @@ def build_routes(settings: Settings) -> dict[str, Route]:
         else:
             assert source.schema_ is not None  # guaranteed by config cross-checks
             decoder = AvroSchema.from_file(source.schema_).decode_body
-        routes[source.topic] = Route(source, get_dialect(source.dialect), decoder,
-                                     settings.destination(source.destination))
+        routes[source.topic] = Route(
+            source, get_dialect(source.dialect), decoder, settings.destination(source.destination)
+        )
     normalize.warm()  # country names of every language: not on the first record's time
     return routes
 
@@ -58,8 +60,11 @@ def startup_warnings(settings: Settings) -> None:
         log.warning("graph_version", api_version=settings.facebook.api_version, warning=warning)
     for dest in settings.destinations:
         if dest.test_event_code:
-            log.warning("test_event_code_set", destination=dest.name,
-                        note="test events are NOT discarded by Meta: they count for ads")
+            log.warning(
+                "test_event_code_set",
+                destination=dest.name,
+                note="test events are NOT discarded by Meta: they count for ads",
+            )
 
 
 def health_app(pipeline: Pipeline) -> web.Application:
@@ -73,12 +78,14 @@ def health_app(pipeline: Pipeline) -> web.Application:
         halted = sorted(name for name, client in pipeline.clients.items() if client.halted)
         if halted:  # records are held until the destination is fixed (README, Delivery policy)
             return web.Response(status=503, text=f"destination halted: {', '.join(halted)}\n")
-        return web.Response(status=200 if pipeline.ready else 503,
-                            text="ready\n" if pipeline.ready else "not assigned yet\n")
+        return web.Response(
+            status=200 if pipeline.ready else 503, text="ready\n" if pipeline.ready else "not assigned yet\n"
+        )
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(METRICS.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(METRICS.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -112,14 +119,29 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         clients = {d.name: GraphClient(session, settings.facebook, d) for d in settings.destinations}
         dead_letters = DeadLetterWriter(settings.kafka)
         pipeline = Pipeline(
-            settings, routes, clients, dead_letters,
-            make_source=lambda p: KafkaSource(settings.kafka, list(routes), on_assign=p.on_assign,
-                                              on_revoke=p.on_revoke, on_lost=p.on_lost,
-                                              on_error=p.brokers.on_error, on_stats=p.brokers.on_stats,
-                                              on_commit=p.on_commit))
+            settings,
+            routes,
+            clients,
+            dead_letters,
+            make_source=lambda p: KafkaSource(
+                settings.kafka,
+                list(routes),
+                on_assign=p.on_assign,
+                on_revoke=p.on_revoke,
+                on_lost=p.on_lost,
+                on_error=p.brokers.on_error,
+                on_stats=p.brokers.on_stats,
+                on_commit=p.on_commit,
+            ),
+        )
         runner = await start_health(pipeline, settings.service)
-        log.info("started", topics=list(routes), group_id=settings.kafka.group_id,
-                 bind_address=settings.service.bind_address, port=settings.service.port)
+        log.info(
+            "started",
+            topics=list(routes),
+            group_id=settings.kafka.group_id,
+            bind_address=settings.service.bind_address,
+            port=settings.service.port,
+        )
         try:
             await pipeline.run(stop)
         except FatalError as exc:

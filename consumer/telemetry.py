@@ -19,15 +19,17 @@ from consumer.match_quality import MatchQuality
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise
 
-SECRET_KEYS = frozenset({"access_token", "app_secret", "authorization", "token", "password",
-                         "appsecret_proof"})
+SECRET_KEYS = frozenset(
+    {"access_token", "app_secret", "authorization", "token", "password", "appsecret_proof"}
+)
 REDACTED = "[redacted]"
 _secrets: set[str] = set()
 # credentials in text fboc did not write (a library's message, a request line an exception quotes)
 _CREDENTIALS = re.compile(
     r"(?i)(authorization\s*:\s*)[^\r\n'\"\\]+"
     r"|(\bbearer\s+|\bbasic\s+|(?:access_token|app_secret|appsecret_proof|token|password)"
-    r"\\?[\"']?\s*[:=]\s*\\?[\"']?)[^\s&,;'\"\\]+")
+    r"\\?[\"']?\s*[:=]\s*\\?[\"']?)[^\s&,;'\"\\]+"
+)
 CUSTOM_EVENT_LABEL = "custom"
 KAFKA_LOGGER = logging.getLogger("librdkafka")
 """Passed as `logger` to every confluent-kafka client: librdkafka's lines become JSON log lines."""
@@ -85,13 +87,15 @@ def describe_exception(exc: BaseException) -> str:
     if kind.__module__.startswith("consumer.") and str(exc):
         text += f": {exc}"
     frames = traceback.extract_tb(exc.__traceback__)
-    where = " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}"
-                       for f in reversed(frames[-8:]))
+    where = " < ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in reversed(frames[-8:])
+    )
     return f"{text} (at {where})" if where else text
 
 
-def render_exception(_logger: Any, _name: str,
-                     event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def render_exception(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Replaces `exc_info` (structlog's or a stdlib record's) by one `exception` string."""
     exc = _exception_of(event_dict.pop("exc_info", None))
     if exc is not None:
@@ -100,8 +104,9 @@ def render_exception(_logger: Any, _name: str,
     return event_dict
 
 
-def first_line_only(_logger: Any, _name: str,
-                    event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def first_line_only(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A library's message, its first line only: asyncio appends the repr of the failed task,
     which quotes its exception's message (and so maybe a record's data)."""
     event = event_dict.get("event")
@@ -122,8 +127,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _uncaught(kind: type[BaseException], exc: BaseException,
-              tb: TracebackType | None) -> None:
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, exc, tb)
         return
@@ -132,8 +136,9 @@ def _uncaught(kind: type[BaseException], exc: BaseException,
 
 def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     if args.exc_value is not None:
-        structlog.get_logger("fboc").critical("uncaught_exception", thread=getattr(
-            args.thread, "name", None), exc_info=args.exc_value)
+        structlog.get_logger("fboc").critical(
+            "uncaught_exception", thread=getattr(args.thread, "name", None), exc_info=args.exc_value
+        )
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
@@ -145,8 +150,11 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
 def configure_logging(log_format: str = "json", level: int = logging.INFO) -> None:
     """structlog to stderr, and every stdlib logger (aiohttp, asyncio, librdkafka through
     `KAFKA_LOGGER`, warnings, uncaught exceptions) through the same redaction and renderer."""
-    renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
@@ -162,11 +170,22 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
         cache_logger_on_first_use=False,
     )
     handler = _StderrHandler()
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
-                           stamp, first_line_only],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    render_exception, redact, renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                stamp,
+                first_line_only,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                render_exception,
+                redact,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     for old in root.handlers[:]:
         if isinstance(old, _StderrHandler):  # configured again (tests, `fboc dlq` after load)
@@ -181,47 +200,72 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.records_consumed = Counter("fboc_records_consumed_total",
-                                        "Kafka records consumed", ["topic"], registry=r)
-        self.record_outcomes = Counter("fboc_record_outcomes_total",
-                                       "Final outcomes of records", ["outcome", "reason"],
-                                       registry=r)
-        self.events_sent = Counter("fboc_events_sent_total", "Events acknowledged by Meta",
-                                   ["destination", "event_set_id", "event_name"], registry=r)
-        self.batch_events = Histogram("fboc_batch_events", "Events per request",
-                                      buckets=(1, 10, 50, 100, 250, 500, 750, 1000), registry=r)
-        self.request_seconds = Histogram("fboc_graph_request_seconds", "Graph API request latency",
-                                         ["destination"], registry=r)
-        self.graph_errors = Counter("fboc_graph_errors_total", "Graph API errors by code",
-                                    ["destination", "code"], registry=r)
-        self.retries = Counter("fboc_graph_retries_total", "Retried requests",
-                               ["destination", "kind"], registry=r)
-        self.in_flight = Gauge("fboc_requests_in_flight", "Graph requests in flight",
-                               ["destination"], registry=r)
-        self.buffered = Gauge("fboc_buffered_records", "Records consumed, outcome not final",
-                              registry=r)
-        self.paused = Gauge("fboc_paused_partitions", "Partitions paused by backpressure",
-                            registry=r)
+        self.records_consumed = Counter(
+            "fboc_records_consumed_total", "Kafka records consumed", ["topic"], registry=r
+        )
+        self.record_outcomes = Counter(
+            "fboc_record_outcomes_total", "Final outcomes of records", ["outcome", "reason"], registry=r
+        )
+        self.events_sent = Counter(
+            "fboc_events_sent_total",
+            "Events acknowledged by Meta",
+            ["destination", "event_set_id", "event_name"],
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "fboc_batch_events",
+            "Events per request",
+            buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "fboc_graph_request_seconds", "Graph API request latency", ["destination"], registry=r
+        )
+        self.graph_errors = Counter(
+            "fboc_graph_errors_total", "Graph API errors by code", ["destination", "code"], registry=r
+        )
+        self.retries = Counter(
+            "fboc_graph_retries_total", "Retried requests", ["destination", "kind"], registry=r
+        )
+        self.in_flight = Gauge(
+            "fboc_requests_in_flight", "Graph requests in flight", ["destination"], registry=r
+        )
+        self.buffered = Gauge("fboc_buffered_records", "Records consumed, outcome not final", registry=r)
+        self.paused = Gauge("fboc_paused_partitions", "Partitions paused by backpressure", registry=r)
         self.record_ack_seconds = Histogram(
-            "fboc_record_ack_seconds", "From a record's poll to its final outcome",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
+            "fboc_record_ack_seconds",
+            "From a record's poll to its final outcome",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
         self.commits = Counter("fboc_commits_total", "Offset commits", registry=r)
-        self.consumer_lag = Gauge("fboc_consumer_lag_records", "Records behind the log end",
-                                  ["topic", "partition"], registry=r)
-        self.dead_letters = Counter("fboc_dead_letter_writes_total", "Records dead-lettered",
-                                    ["stage", "reason"], registry=r)
-        self.destination_halted = Gauge("fboc_destination_halted",
-                                        "1 while a destination is stopped by a token error",
-                                        ["destination"], registry=r)
-        self.held_records = Gauge("fboc_held_records",
-                                  "Records held for a retry (schema registry unavailable)",
-                                  registry=r)
-        self.normalization_dropped = Counter("fboc_normalization_dropped_total",
-                                             "Customer fields dropped as not normalisable",
-                                             ["key"], registry=r)
-        self.custom_data_dropped = Counter("fboc_custom_data_dropped_total",
-                                           "Custom properties dropped as customer data",
-                                           ["reason"], registry=r)
+        self.consumer_lag = Gauge(
+            "fboc_consumer_lag_records", "Records behind the log end", ["topic", "partition"], registry=r
+        )
+        self.dead_letters = Counter(
+            "fboc_dead_letter_writes_total", "Records dead-lettered", ["stage", "reason"], registry=r
+        )
+        self.destination_halted = Gauge(
+            "fboc_destination_halted",
+            "1 while a destination is stopped by a token error",
+            ["destination"],
+            registry=r,
+        )
+        self.held_records = Gauge(
+            "fboc_held_records", "Records held for a retry (schema registry unavailable)", registry=r
+        )
+        self.normalization_dropped = Counter(
+            "fboc_normalization_dropped_total",
+            "Customer fields dropped as not normalisable",
+            ["key"],
+            registry=r,
+        )
+        self.custom_data_dropped = Counter(
+            "fboc_custom_data_dropped_total",
+            "Custom properties dropped as customer data",
+            ["reason"],
+            registry=r,
+        )
         # fboc_match_key_events_total and fboc_match_keys_per_event (see match_quality.py)
         self.match_quality = MatchQuality()
         r.register(self.match_quality)

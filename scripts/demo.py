@@ -71,8 +71,11 @@ def main() -> int:
 
         sandbox = f"http://127.0.0.1:{sport}"
         print(f"2. starting the Graph API sandbox on {sandbox}")
-        procs.append(subprocess.Popen([FBOC, "sandbox", "--port", str(sport)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [FBOC, "sandbox", "--port", str(sport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
         wait_http(sandbox + "/")
 
         schema = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
@@ -86,12 +89,22 @@ def main() -> int:
         expected_bad = Counter(r for _k, _p, r in samples if r)
         print(f"3. produced {N} Avro records to {TOPIC}, {sum(expected_bad.values())} of them bad")
 
-        env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "GRAPH_URL": sandbox,
-               "FB_ACCESS_TOKEN": "sandbox-token", "FBOC_SERVICE__PORT": str(hport)}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "GRAPH_URL": sandbox,
+            "FB_ACCESS_TOKEN": "sandbox-token",
+            "FBOC_SERVICE__PORT": str(hport),
+        }
         print(f"4. running fboc (health and metrics on http://127.0.0.1:{hport})")
         log = open(run / "fboc.log", "wb")  # noqa: SIM115
-        fboc = subprocess.Popen([FBOC, "run", "--config", str(ROOT / "config" / "local.yaml")],
-                                env=env, stdout=log, stderr=log, cwd=ROOT)
+        fboc = subprocess.Popen(
+            [FBOC, "run", "--config", str(ROOT / "config" / "local.yaml")],
+            env=env,
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+        )
         procs.append(fboc)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and fboc.poll() is None:
@@ -106,15 +119,18 @@ def main() -> int:
         stats = get_json(sandbox + "/_sandbox/stats")
         events = get_json(sandbox + "/_sandbox/events")["events"]
         by_set = Counter((e["event_set_id"], e["event"]["event_name"]) for e in events)
-        print(f"5. the sandbox accepted {stats['accepted_events']} events in "
-              f"{stats['accepted_requests']} requests:")
+        print(
+            f"5. the sandbox accepted {stats['accepted_events']} events in "
+            f"{stats['accepted_requests']} requests:"
+        )
         for (set_id, name), count in sorted(by_set.items()):
             print(f"     event set {set_id}  {name:<22} {count}")
         print("   one of them:")
         print("     " + json.dumps(events[0]["event"])[:400] + " ...")
 
-        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-reader",
-                           "auto.offset.reset": "earliest"})
+        reader = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "demo-reader", "auto.offset.reset": "earliest"}
+        )
         reader.subscribe([DLQ])
         dead: Counter[str] = Counter()
         for msg in reader.consume(1000, 5):

@@ -60,8 +60,16 @@ def fetch() -> Path:
     tmp = LIBS.with_name(LIBS.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ],
         check=True,
     )
     (tmp / ".complete").write_text(KAFKA_VERSION)
@@ -87,15 +95,38 @@ def prepare(workdir: Path, port: int, cport: int) -> list[str]:
     if not (data / "meta.properties").exists():
         cluster_id = subprocess.run(
             ["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         subprocess.run(
-            ["java", "-cp", cp, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(props)],
-            check=True, capture_output=True, text=True,
+            [
+                "java",
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
-    return ["java", "-Xms256m", "-Xmx1g", "-XX:+UseSerialGC",
-            f"-Dkafka.logs.dir={workdir / 'logs'}", "-cp", cp, "kafka.Kafka", str(props)]
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseSerialGC",
+        f"-Dkafka.logs.dir={workdir / 'logs'}",
+        "-cp",
+        cp,
+        "kafka.Kafka",
+        str(props),
+    ]
 
 
 def wait_ready(bootstrap: str, proc: subprocess.Popen[bytes] | None, timeout: float = 90.0) -> None:

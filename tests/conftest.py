@@ -24,8 +24,11 @@ def compiled_modules() -> list[str]:
 
 
 def not_compiled() -> list[str]:
-    return [name for name in compiled_modules()
-            if not str(getattr(importlib.util.find_spec(name), "origin", "")).endswith(".so")]
+    return [
+        name
+        for name in compiled_modules()
+        if not str(getattr(importlib.util.find_spec(name), "origin", "")).endswith(".so")
+    ]
 
 
 def pytest_report_header() -> str:
@@ -35,8 +38,7 @@ def pytest_report_header() -> str:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get(EXPECT_COMPILED) == "1" and (plain := not_compiled()):
-        raise pytest.UsageError(f"{EXPECT_COMPILED}=1 but these modules are plain Python: "
-                                f"{', '.join(plain)}")
+        raise pytest.UsageError(f"{EXPECT_COMPILED}=1 but these modules are plain Python: {', '.join(plain)}")
 
 
 @pytest.fixture(scope="session")

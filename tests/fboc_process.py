@@ -24,7 +24,11 @@ class FbocProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "consumer.cli", "run", "--config", str(self.config_path)],
-            cwd=ROOT, stdout=log, stderr=log, env={**os.environ, **(env or {})})
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
         return self
 
     def kill9(self) -> None:

@@ -31,11 +31,14 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         future.result(30)
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]],
-            headers: list[tuple[str, bytes]] | None = None) -> int:
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes, int | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> int:
     """Produce (key, value, partition|None) records; returns how many were acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "linger.ms": 20})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
     acked = 0
 
     def on_delivery(err: Any, _msg: Message) -> None:
@@ -62,8 +65,14 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Message]:
     """Read a topic from the start until `expected` records arrived (or the timeout)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     out: list[Message] = []
     deadline = time.monotonic() + timeout
@@ -104,20 +113,29 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
     return committed_offsets(bootstrap, group, topic, partitions)
 
 
-def config_for(bootstrap: str, topic: str, group: str, graph_url: str,
-               **overrides: Any) -> dict[str, Any]:
+def config_for(bootstrap: str, topic: str, group: str, graph_url: str, **overrides: Any) -> dict[str, Any]:
     """A full configuration (as data) for one segment source, with section overrides merged in."""
     data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": group,
-                  "dead_letter_topic": f"{topic}.dlq"},
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": group, "dead_letter_topic": f"{topic}.dlq"},
         "facebook": {"graph_url": graph_url, "timeout_seconds": 5},
         "batching": {"linger_ms": 50},
         "service": {"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 100},
-        "sources": [{"name": "web", "topic": topic, "dialect": "segment", "destination": "main",
-                     "schema": str(ROOT / "schemas" / "segment_track.avsc")}],
-        "destinations": [{"name": "main", "access_token": TOKEN,
-                          "event_sets": {"Purchase": ["111"], "AddToCart": ["222"],
-                                         "ViewContent": ["111", "222"]}}],
+        "sources": [
+            {
+                "name": "web",
+                "topic": topic,
+                "dialect": "segment",
+                "destination": "main",
+                "schema": str(ROOT / "schemas" / "segment_track.avsc"),
+            }
+        ],
+        "destinations": [
+            {
+                "name": "main",
+                "access_token": TOKEN,
+                "event_sets": {"Purchase": ["111"], "AddToCart": ["222"], "ViewContent": ["111", "222"]},
+            }
+        ],
     }
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
@@ -127,8 +145,7 @@ def config_for(bootstrap: str, topic: str, group: str, graph_url: str,
     return data
 
 
-def settings_for(bootstrap: str, topic: str, group: str, graph_url: str,
-                 **overrides: Any) -> Settings:
+def settings_for(bootstrap: str, topic: str, group: str, graph_url: str, **overrides: Any) -> Settings:
     return parse_settings(config_for(bootstrap, topic, group, graph_url, **overrides), {})
 
 
@@ -137,12 +154,14 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def track(i: int, event: str = "Order Completed", when: float | None = None,
-          **props: Any) -> dict[str, Any]:
+def track(i: int, event: str = "Order Completed", when: float | None = None, **props: Any) -> dict[str, Any]:
     """A Segment track call with a unique messageId `m-<i>`."""
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when or time.time() - 60))
     return {
-        "type": "track", "event": event, "messageId": f"m-{i}", "userId": f"user-{i % 97}",
+        "type": "track",
+        "event": event,
+        "messageId": f"m-{i}",
+        "userId": f"user-{i % 97}",
         "timestamp": iso,
         "properties": {"revenue": 10.5 + i % 7, "currency": "usd", "order_id": f"o-{i}", **props},
         "context": {"traits": {"email": f"Person{i % 97}@Example.com", "phone": "+1 202 555 0146"}},
@@ -166,8 +185,9 @@ def sandbox_requests(url: str) -> list[dict[str, Any]]:
 
 
 def sandbox_post(url: str, path: str, body: Any, method: str = "POST") -> Any:
-    req = urllib.request.Request(f"{url}{path}", data=orjson.dumps(body), method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}{path}", data=orjson.dumps(body), method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return orjson.loads(resp.read() or b"null")
 

@@ -35,13 +35,27 @@ MAX_CACHED_LENGTH = 256  # longer names and values are checked each time, never 
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
 # person's name), but their values are screened like any other.
-STANDARD_KEYS = frozenset({
-    "value", "currency", "contents", "content_ids", "content_type", "content_name",
-    "content_category", "order_id", "item_number", "num_items", "status", "predicted_ltv",
-    "search_string", "delivery_category",
-})
-CONTENT_KEYS = frozenset({"id", "quantity", "item_price", "brand", "category", "title",
-                          "description", "delivery_category"})
+STANDARD_KEYS = frozenset(
+    {
+        "value",
+        "currency",
+        "contents",
+        "content_ids",
+        "content_type",
+        "content_name",
+        "content_category",
+        "order_id",
+        "item_number",
+        "num_items",
+        "status",
+        "predicted_ltv",
+        "search_string",
+        "delivery_category",
+    }
+)
+CONTENT_KEYS = frozenset(
+    {"id", "quantity", "item_price", "brand", "category", "title", "description", "delivery_category"}
+)
 NUMERIC_KEYS = frozenset({"value", "num_items", "predicted_ltv", "quantity", "item_price"})
 # fboc's identifier fields (contents' id too): one token of ASCII letters and digits there (a plain
 # run of digits, or a hex id such as fboc's own item_number) is an id, not a phone number, and it
@@ -49,23 +63,98 @@ NUMERIC_KEYS = frozenset({"value", "num_items", "predicted_ltv", "quantity", "it
 ID_KEYS = frozenset({"order_id", "item_number", "content_ids", "id"})
 
 # Names, compared case-folded without separators: whole names, ...
-NAME_EXACT = frozenset({
-    "name", "state", "country", "province", "county", "fname", "lname", "em", "ph", "fn", "ln",
-    "ge", "db", "ct", "st", "zp", "externalid", "madid",
-})
+NAME_EXACT = frozenset(
+    {
+        "name",
+        "state",
+        "country",
+        "province",
+        "county",
+        "fname",
+        "lname",
+        "em",
+        "ph",
+        "fn",
+        "ln",
+        "ge",
+        "db",
+        "ct",
+        "st",
+        "zp",
+        "externalid",
+        "madid",
+    }
+)
 # ... parts anywhere in the name (customerEmail, billing_phone, date_of_birth), ...
-_PERSON = ("first", "last", "given", "family", "sur", "full", "middle", "maiden", "user", "nick",
-           "display", "customer", "contact", "billing", "shipping", "cardholder", "recipient",
-           "buyer", "member", "client", "guest", "real", "legal", "account", "holder")
+_PERSON = (
+    "first",
+    "last",
+    "given",
+    "family",
+    "sur",
+    "full",
+    "middle",
+    "maiden",
+    "user",
+    "nick",
+    "display",
+    "customer",
+    "contact",
+    "billing",
+    "shipping",
+    "cardholder",
+    "recipient",
+    "buyer",
+    "member",
+    "client",
+    "guest",
+    "real",
+    "legal",
+    "account",
+    "holder",
+)
 NAME_PARTS = (
-    "email", "phone", "mobile", "msisdn", "birth", "address", "street", "postcode", "postal",
-    "zipcode", "gender", "passport", "socialsecurity", "nationalid", "creditcard", "cardnumber",
-    "latitude", "longitude", *[p + "name" for p in _PERSON],
+    "email",
+    "phone",
+    "mobile",
+    "msisdn",
+    "birth",
+    "address",
+    "street",
+    "postcode",
+    "postal",
+    "zipcode",
+    "gender",
+    "passport",
+    "socialsecurity",
+    "nationalid",
+    "creditcard",
+    "cardnumber",
+    "latitude",
+    "longitude",
+    *[p + "name" for p in _PERSON],
 )
 # ... and words of the name (split at separators and camelCase), short enough to be part of
 # other words when written inside one (velocity, hotel, shipping).
-NAME_WORDS = frozenset({"mail", "tel", "fax", "ip", "ipv", "dob", "ssn", "zip", "city",
-                        "town", "addr", "sex", "iban", "lat", "lng"})
+NAME_WORDS = frozenset(
+    {
+        "mail",
+        "tel",
+        "fax",
+        "ip",
+        "ipv",
+        "dob",
+        "ssn",
+        "zip",
+        "city",
+        "town",
+        "addr",
+        "sex",
+        "iban",
+        "lat",
+        "lng",
+    }
+)
 
 _FOLD = re.compile(r"[\W_]+")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -126,8 +215,7 @@ def has_email(text: str) -> bool:
 
 
 def has_phone(text: str, region: str) -> bool:
-    return _has_phone(text, region) if len(text) <= MAX_CACHED_LENGTH else _phone_check(
-        text, region)
+    return _has_phone(text, region) if len(text) <= MAX_CACHED_LENGTH else _phone_check(text, region)
 
 
 @lru_cache(maxsize=16384)
@@ -146,8 +234,10 @@ def _phone_check(text: str, region: str) -> bool:
         if not 7 <= digits <= 15 or _DATE_RUN.fullmatch(run.strip("() ")):
             continue
         candidates += 1
-        if candidates > MAX_PHONE_CANDIDATES or normalize_field(
-                "ph", run, region=region, max_year=0) is not None:
+        if (
+            candidates > MAX_PHONE_CANDIDATES
+            or normalize_field("ph", run, region=region, max_year=0) is not None
+        ):
             return True
     return False
 
@@ -160,11 +250,11 @@ def _country_hashes() -> dict[str, str]:
 
 
 @lru_cache(maxsize=16384)
-def _customer_forms(key: str, text: str, region: str, date_order: str,
-                    external_id: str) -> tuple[str, ...]:
+def _customer_forms(key: str, text: str, region: str, date_order: str, external_id: str) -> tuple[str, ...]:
     """``text`` normalised as ``key``: plain and hashed (user_data holds one or the other)."""
-    normalised = normalize_field(key, text, region=region, max_year=9999, date_order=date_order,
-                                 external_id=external_id)
+    normalised = normalize_field(
+        key, text, region=region, max_year=9999, date_order=date_order, external_id=external_id
+    )
     if normalised is None:
         return ()
     return normalised, hashlib.sha256(normalised.encode("utf-8")).hexdigest()
@@ -205,8 +295,7 @@ def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
     if len(stripped) <= MAX_CUSTOMER_VALUE_LENGTH:
         screen = walk.screen
         for key, values in walk.customer.items():
-            for form in _customer_forms(key, stripped, walk.region, screen.date_order,
-                                        screen.external_id):
+            for form in _customer_forms(key, stripped, walk.region, screen.date_order, screen.external_id):
                 if form in values:
                     return "customer_value"
     return None
@@ -223,8 +312,11 @@ def screen_url(url: str, where: str, walk: _Walk) -> str | None:
             walk.drops.append((where, reason))
             return None
         return url
-    reason = "email_value" if has_email(parts.netloc + parts.path) else (
-        "phone_value" if has_phone(unquote(parts.path), walk.region) else None)
+    reason = (
+        "email_value"
+        if has_email(parts.netloc + parts.path)
+        else ("phone_value" if has_phone(unquote(parts.path), walk.region) else None)
+    )
     if reason is not None:
         walk.drops.append((where, reason))
         return None
@@ -309,8 +401,9 @@ def _value(value: Any, role: int, where: str, walk: _Walk, depth: int) -> Any:
     return _DROP
 
 
-def _object(obj: Mapping[str, Any], standard: frozenset[str], where: str, walk: _Walk,
-            depth: int) -> dict[str, Any]:
+def _object(
+    obj: Mapping[str, Any], standard: frozenset[str], where: str, walk: _Walk, depth: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -334,8 +427,9 @@ def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple
     when nothing was dropped, else a copy."""
     walk = _walk_for(event, screen)
     custom = event.get("custom_data")
-    screened_custom = (_object(custom, STANDARD_KEYS, "custom_data", walk, 0)
-                       if isinstance(custom, Mapping) else custom)
+    screened_custom = (
+        _object(custom, STANDARD_KEYS, "custom_data", walk, 0) if isinstance(custom, Mapping) else custom
+    )
     url = event.get("event_source_url")
     screened_url = screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
     if not walk.drops:

@@ -37,8 +37,9 @@ class RecordContext:
         try:
             canonical = orjson.dumps(present, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # nested deeper than JSON allows: no stable id
-            raise Rejected("invalid_payload", "the record cannot be encoded as JSON to derive "
-                           "an event id") from None
+            raise Rejected(
+                "invalid_payload", "the record cannot be encoded as JSON to derive an event id"
+            ) from None
         return hashlib.sha256(canonical).hexdigest()
 
 

@@ -100,7 +100,11 @@ def _us_states() -> dict[str, str]:
 
 # Names of parts of a country that people write in its place; CLDR has no such entries.
 COUNTRY_ALIASES = {
-    "england": "gb", "scotland": "gb", "wales": "gb", "northernireland": "gb", "greatbritain": "gb",
+    "england": "gb",
+    "scotland": "gb",
+    "wales": "gb",
+    "northernireland": "gb",
+    "greatbritain": "gb",
     "britain": "gb",
 }
 
@@ -222,8 +226,15 @@ def _country(value: str) -> str | None:
     return _countries().get(key) if key else None
 
 
-def normalize_field(key: str, value: str, *, region: str, max_year: int, date_order: str = "mdy",
-                    external_id: str = "lowercase") -> str | None:
+def normalize_field(
+    key: str,
+    value: str,
+    *,
+    region: str,
+    max_year: int,
+    date_order: str = "mdy",
+    external_id: str = "lowercase",
+) -> str | None:
     """The normalised plaintext of ``value`` for ``key`` (before hashing), or None when it cannot
     be normalised. ``region``: ISO alpha-2 upper-case (phone parsing, US rules for st and zp).
     ``max_year``: latest accepted year of birth. ``date_order`` (DATE_ORDERS): how an ambiguous
@@ -255,12 +266,12 @@ def normalize_field(key: str, value: str, *, region: str, max_year: int, date_or
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def _hashed(key: str, value: str, region: str, max_year: int, option: str,
-            hash_it: bool) -> str | None:
+def _hashed(key: str, value: str, region: str, max_year: int, option: str, hash_it: bool) -> str | None:
     """Cached normalise + SHA-256 of one stripped, non-empty, not-yet-hashed value. ``option``:
     the date order for db, the external_id mode for external_id, else empty."""
-    normalised = normalize_field(key, value, region=region, max_year=max_year, date_order=option,
-                                 external_id=option)
+    normalised = normalize_field(
+        key, value, region=region, max_year=max_year, date_order=option, external_id=option
+    )
     if normalised is None or not hash_it:
         return normalised
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
@@ -313,8 +324,9 @@ def build_user_data(
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
     customer = _customer(raw)
-    hashed, dropped = _hashed_user_data(customer, hashing, hash_external_id, default_country,
-                                        max_year, date_order, external_id)
+    hashed, dropped = _hashed_user_data(
+        customer, hashing, hash_external_id, default_country, max_year, date_order, external_id
+    )
     user_data: dict[str, Any] = {key: list(values) for key, values in hashed}  # fresh lists
     for key in PLAIN_KEYS:
         if values := _values(raw, key):
@@ -323,9 +335,15 @@ def build_user_data(
 
 
 @lru_cache(maxsize=CUSTOMER_CACHE_SIZE)
-def _hashed_user_data(customer: tuple[tuple[str, ...], ...], hashing: bool, hash_external_id: bool,
-                      default_country: str, max_year: int, date_order: str, external_id: str,
-                      ) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+def _hashed_user_data(
+    customer: tuple[tuple[str, ...], ...],
+    hashing: bool,
+    hash_external_id: bool,
+    default_country: str,
+    max_year: int,
+    date_order: str,
+    external_id: str,
+) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
     """The hashed keys of one customer (values in HASHED_KEYS order), cached: customers recur,
     and their plain keys (IP, user agent, click ids) are what changes from event to event."""
     raw = dict(zip(HASHED_KEYS, customer, strict=True))

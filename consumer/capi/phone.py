@@ -49,8 +49,18 @@ class _Desc:
 class _Plan:
     """What the fast path needs of one region's metadata, compiled once."""
 
-    __slots__ = ("code", "country_code", "general", "idd", "leading_digits", "lengths",
-                 "local_lengths", "prefix", "transform", "types")
+    __slots__ = (
+        "code",
+        "country_code",
+        "general",
+        "idd",
+        "leading_digits",
+        "lengths",
+        "local_lengths",
+        "prefix",
+        "transform",
+        "types",
+    )
 
     def __init__(self, md: Any) -> None:
         self.country_code: int = int(md.country_code)
@@ -59,18 +69,31 @@ class _Plan:
         self.general: re.Pattern[str] | None = _pattern(general)
         self.lengths: tuple[int, ...] = tuple(general.possible_length or ())
         self.local_lengths: tuple[int, ...] = tuple(general.possible_length_local_only or ())
-        self.idd: re.Pattern[str] | None = (re.compile(md.international_prefix)
-                                            if md.international_prefix else None)
-        self.prefix: re.Pattern[str] | None = (re.compile(md.national_prefix_for_parsing)
-                                               if md.national_prefix_for_parsing else None)
+        self.idd: re.Pattern[str] | None = (
+            re.compile(md.international_prefix) if md.international_prefix else None
+        )
+        self.prefix: re.Pattern[str] | None = (
+            re.compile(md.national_prefix_for_parsing) if md.national_prefix_for_parsing else None
+        )
         self.transform: str = md.national_prefix_transform_rule or ""
-        self.leading_digits: re.Pattern[str] | None = (re.compile(md.leading_digits)
-                                                       if md.leading_digits else None)
+        self.leading_digits: re.Pattern[str] | None = (
+            re.compile(md.leading_digits) if md.leading_digits else None
+        )
         # The types libphonenumber's number type tries; a number is valid when it matches the
         # general description and one of them. The mobile pattern is not tried when the
         # metadata says it equals the fixed-line one.
-        descs = [md.fixed_line, md.mobile, md.toll_free, md.premium_rate, md.shared_cost,
-                 md.voip, md.personal_number, md.pager, md.uan, md.voicemail]
+        descs = [
+            md.fixed_line,
+            md.mobile,
+            md.toll_free,
+            md.premium_rate,
+            md.shared_cost,
+            md.voip,
+            md.personal_number,
+            md.pager,
+            md.uan,
+            md.voicemail,
+        ]
         if md.same_mobile_and_fixed_line_pattern:
             descs.pop(1)
         self.types: list[_Desc] = []
@@ -178,11 +201,12 @@ def _parse_valid(plus: bool, digits: str, region: str, plan: _Plan) -> str | Non
             if code == 0:
                 return None
         elif digits.startswith(plan.code):
-            rest = _strip_national_prefix(digits[len(plan.code):], plan)
+            rest = _strip_national_prefix(digits[len(plan.code) :], plan)
             if rest == _UNSURE:
                 return _UNSURE
-            if ((not plan.general_match(digits) and plan.general_match(rest))
-                    or plan.length_verdict(digits) == _TOO_LONG):
+            if (not plan.general_match(digits) and plan.general_match(rest)) or plan.length_verdict(
+                digits
+            ) == _TOO_LONG:
                 code, national = plan.country_code, rest
     if code != 0:
         regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
@@ -241,7 +265,7 @@ def _strip_national_prefix(number: str, plan: _Plan) -> str:
     groups = match.groups()
     viable = plan.general_match(number)
     if not plan.transform or (groups and groups[-1] is None):
-        rest = number[match.end():]
+        rest = number[match.end() :]
     elif groups:
         rest = plan.prefix.sub(plan.transform, number, count=1)
     else:

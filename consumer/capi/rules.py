@@ -40,8 +40,9 @@ def check_match_keys(user_data: Mapping[str, Any], policy: str) -> None:
     if not keys:
         raise Rejected("insufficient_match_keys", "no customer information")
     if policy == "commandersact" and not (keys & STRONG_KEYS_COMMANDERSACT or len(keys) >= 3):
-        raise Rejected("insufficient_match_keys",
-                       "needs em, ph, external_id, fbp or fbc, or three other keys")
+        raise Rejected(
+            "insufficient_match_keys", "needs em, ph, external_id, fbp or fbc, or three other keys"
+        )
     # Every policy includes Meta's own baseline: Meta would refuse the whole request.
     if any(keys <= weak for weak in WEAK_KEY_SETS):
         raise Rejected("insufficient_match_keys", f"keys {sorted(keys)} alone cannot match")
@@ -83,8 +84,9 @@ def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
 def check_action_source(event: Mapping[str, Any]) -> None:
     missing = missing_for_action_source(event)
     if missing:
-        raise Rejected("missing_required_field", f"action_source {event.get('action_source')} "
-                       f"needs {', '.join(missing)}")
+        raise Rejected(
+            "missing_required_field", f"action_source {event.get('action_source')} needs {', '.join(missing)}"
+        )
 
 
 @cache

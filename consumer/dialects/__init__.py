@@ -32,8 +32,7 @@ class Grouping:
     check: Callable[[Mapping[str, Any], RecordContext, DestinationSettings, int], Any]  # → a part
     key: Callable[[Any], str]  # a part's group (an order id)
     emit: Callable[[Sequence[Any], DestinationSettings, int, bool], list[Output]]  # (…, late)
-    preview: Callable[[Sequence[tuple[int, Mapping[str, Any]]], DestinationSettings, int],
-                      PreviewResult]
+    preview: Callable[[Sequence[tuple[int, Mapping[str, Any]]], DestinationSettings, int], PreviewResult]
     grouper: Callable[[int], Grouper]  # window_ms → a new grouper
 
 
@@ -62,4 +61,3 @@ def get_dialect(name: str) -> Dialect:
     module = importlib.import_module(f"consumer.dialects.{_MODULES[name]}")
     dialect: Dialect = module.DIALECT
     return screened(dialect)
-

@@ -108,9 +108,11 @@ def _item(item: Any) -> tuple[str | None, int | None, float | None]:
     if not isinstance(item, Mapping):
         return None, None, None
     count = quantity(item.get("quantity"))
-    return (text(first(item, ("id", "product.id"))),
-            int(count) if count is not None and count.is_integer() else None,
-            number(first(item, ("price", "product.price"))))
+    return (
+        text(first(item, ("id", "product.id"))),
+        int(count) if count is not None and count.is_integer() else None,
+        number(first(item, ("price", "product.price"))),
+    )
 
 
 def _products(items: list[Any]) -> dict[str, Any]:
@@ -139,8 +141,7 @@ def _custom_data(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[
         **_products(items),
         "content_name": text(payload.get("name")) or _first_in_items(items, ("product.name",)),
         "content_category": category,
-        "content_type": dest.category_content_types.get(category, "product") if category
-        else "product",
+        "content_type": dest.category_content_types.get(category, "product") if category else "product",
         "order_id": text(payload.get("id")),
         "status": text(payload.get("status")),
     }
@@ -169,8 +170,9 @@ def _ldu(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[str, Any
     return out
 
 
-def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-              now: int) -> list[Output]:
+def transform(
+    payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
+) -> list[Output]:
     # Consent first: a record without consent is not even dead-lettered with its PII.
     if dest.consent_category and not _consented(payload, dest.consent_category):
         raise Filtered("no_consent")
@@ -193,13 +195,15 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     event_id = text(get(payload, f"{FB}.event_id")) or ctx.digest()
     if "order_id" not in custom and "item_number" not in custom and action_source != "website":
         custom["item_number"] = dedup_item_number(event_id)  # see dedup_item_number
-    base: ServerEvent = compact({
-        "event_time": event_time,
-        "event_id": event_id,
-        "action_source": action_source,
-        "event_source_url": text(first(payload, ("url", "context.page.url"))),
-        "user_data": user_data,
-    })
+    base: ServerEvent = compact(
+        {
+            "event_time": event_time,
+            "event_id": event_id,
+            "action_source": action_source,
+            "event_source_url": text(first(payload, ("url", "context.page.url"))),
+            "user_data": user_data,
+        }
+    )
     base.update(_ldu(payload, dest))
 
     def build(name: str, _via_mapping: bool) -> ServerEvent:
@@ -210,5 +214,6 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     return fan_out(source_name, dest, builtin, DIALECT.default_unmapped, build, dest.upload_tag)
 
 
-DIALECT = Dialect("commandersact", transform, default_unmapped="passthrough",
-                  default_match_policy="commandersact")
+DIALECT = Dialect(
+    "commandersact", transform, default_unmapped="passthrough", default_match_policy="commandersact"
+)

@@ -97,14 +97,25 @@ def quantity(value: Any) -> float | None:
     return found if found is not None and abs(found) < MAX_SAFE_INT else None
 
 
-def user_data_for(raw: Mapping[str, list[str]], dest: DestinationSettings, event_time: int,
-                  now: int, action_source: str, match_policy: str) -> dict[str, Any]:
+def user_data_for(
+    raw: Mapping[str, list[str]],
+    dest: DestinationSettings,
+    event_time: int,
+    now: int,
+    action_source: str,
+    match_policy: str,
+) -> dict[str, Any]:
     """Normalise and hash, then apply the checks Meta would otherwise fail a whole request on."""
     check_time(event_time, now, action_source, dest.max_event_age_days)
     user_data, dropped = build_user_data(
-        raw, hashing=dest.hashing, hash_external_id=dest.hash_external_id,
-        default_country=dest.default_country, max_year=_year(event_time),
-        date_order=dest.date_order, external_id=dest.external_id_normalization)
+        raw,
+        hashing=dest.hashing,
+        hash_external_id=dest.hash_external_id,
+        default_country=dest.default_country,
+        max_year=_year(event_time),
+        date_order=dest.date_order,
+        external_id=dest.external_id_normalization,
+    )
     for key in dropped:  # a process counter, not I/O: the output stays a pure function
         METRICS.normalization_dropped.labels(key).inc()
         log.debug("field_not_normalisable", key=key)
@@ -128,8 +139,20 @@ def _year(unix_seconds: int) -> int:
 
 # Meta's data_processing_options_state codes ("Data Processing Options for US Users").
 LDU_STATES = {
-    "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006,
-    "de": 1007, "ne": 1008, "nh": 1009, "nj": 1010, "mn": 1011, "md": 1012, "ri": 1013,
+    "ca": 1000,
+    "co": 1001,
+    "ct": 1002,
+    "fl": 1003,
+    "or": 1004,
+    "tx": 1005,
+    "mt": 1006,
+    "de": 1007,
+    "ne": 1008,
+    "nh": 1009,
+    "nj": 1010,
+    "mn": 1011,
+    "md": 1012,
+    "ri": 1013,
 }
 
 
@@ -141,11 +164,12 @@ def ldu_from_location(mode: bool | str, country: str | None, state: str | None) 
         return {}
     if mode == "when_location_known" and not (country and state):
         return {}
-    is_us = bool(country) and normalize_field("country", country or "", region="US",
-                                              max_year=0) == "us"
+    is_us = bool(country) and normalize_field("country", country or "", region="US", max_year=0) == "us"
     state_code = 0
     if is_us and state:  # a state code without country 1 would contradict it
         state_code = LDU_STATES.get(normalize_field("st", state, region="US", max_year=0) or "", 0)
-    return {"data_processing_options": ["LDU"],
-            "data_processing_options_country": 1 if is_us else 0,
-            "data_processing_options_state": state_code}
+    return {
+        "data_processing_options": ["LDU"],
+        "data_processing_options_country": 1 if is_us else 0,
+        "data_processing_options_state": state_code,
+    }

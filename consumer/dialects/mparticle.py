@@ -51,10 +51,18 @@ PRODUCT_ACTIONS = {
 }
 # Reserved user attributes, matched case-insensitively (mParticle writes "$FirstName").
 USER_ATTRIBUTES = {
-    "ge": "$gender", "fn": "$firstname", "ln": "$lastname", "ct": "$city", "st": "$state",
-    "zp": "$zip", "country": "$country", "ph": "$mobile",
+    "ge": "$gender",
+    "fn": "$firstname",
+    "ln": "$lastname",
+    "ct": "$city",
+    "st": "$state",
+    "zp": "$zip",
+    "country": "$country",
+    "ph": "$mobile",
 }
 ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
+
+
 class _Fields:
     """An object's fields by name: the exact key, else the first key equal to it ignoring case
     (mParticle writes "$FirstName"). The case-folded index is built once per object."""
@@ -74,8 +82,9 @@ class _Fields:
         return self._folded.get(name.casefold())
 
 
-def _raw_user(batch: Mapping[str, Any], attributes: _Fields,
-              dest: DestinationSettings) -> dict[str, list[str]]:
+def _raw_user(
+    batch: Mapping[str, Any], attributes: _Fields, dest: DestinationSettings
+) -> dict[str, list[str]]:
     identities = _Fields(batch.get("user_identities"))
     raw = {key: one(text(attributes.get(name))) for key, name in USER_ATTRIBUTES.items()}
     raw["em"] = one(text(identities.get(dest.email_identity_type)))
@@ -88,8 +97,9 @@ def _raw_user(batch: Mapping[str, Any], attributes: _Fields,
 
 
 def _ldu(attributes: _Fields, dest: DestinationSettings) -> dict[str, Any]:
-    return ldu_from_location(dest.limited_data_use, text(attributes.get("$country")),
-                             text(attributes.get("$state")))
+    return ldu_from_location(
+        dest.limited_data_use, text(attributes.get("$country")), text(attributes.get("$state"))
+    )
 
 
 def _contents(products: Any) -> list[dict[str, Any]]:
@@ -101,13 +111,17 @@ def _contents(products: Any) -> list[dict[str, Any]]:
         if not pid:  # products without an id are skipped (also non-objects: get gives None)
             continue
         count = quantity(product.get("quantity"))
-        contents.append(compact({
-            "id": pid,
-            "quantity": 1 if count is None else int(count),
-            "item_price": number(product.get("price")),
-            "brand": text(product.get("brand")),
-            "category": text(product.get("category")),
-        }))
+        contents.append(
+            compact(
+                {
+                    "id": pid,
+                    "quantity": 1 if count is None else int(count),
+                    "item_price": number(product.get("price")),
+                    "brand": text(product.get("brand")),
+                    "category": text(product.get("category")),
+                }
+            )
+        )
     return contents
 
 
@@ -119,8 +133,7 @@ def _value(action: Mapping[str, Any]) -> float | None:
     products = action.get("products")
     if not isinstance(products, list):
         return None
-    priced = [(number(p.get("price")), number(p.get("quantity")))
-              for p in products if isinstance(p, Mapping)]
+    priced = [(number(p.get("price")), number(p.get("quantity"))) for p in products if isinstance(p, Mapping)]
     amounts = [price * (1.0 if qty is None else qty) for price, qty in priced if price is not None]
     value = round(sum(amounts), 2) if amounts else None
     return value if value is not None and math.isfinite(value) else None
@@ -135,9 +148,11 @@ def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     attributes = data.get("custom_attributes")
     if not isinstance(attributes, Mapping):
         return {}
-    return {k: v for k, v in attributes.items()
-            if isinstance(k, str) and v is not None
-            and not (isinstance(v, float) and not math.isfinite(v))}  # JSON has no NaN
+    return {
+        k: v
+        for k, v in attributes.items()
+        if isinstance(k, str) and v is not None and not (isinstance(v, float) and not math.isfinite(v))
+    }  # JSON has no NaN
 
 
 def _qualifying(batch: Mapping[str, Any]) -> list[tuple[int, str, Mapping[str, Any]]]:
@@ -157,8 +172,9 @@ def _qualifying(batch: Mapping[str, Any]) -> list[tuple[int, str, Mapping[str, A
     return found
 
 
-def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-              now: int) -> list[Output]:
+def transform(
+    payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
+) -> list[Output]:
     qualifying = _qualifying(payload)
     attributes = _Fields(payload.get("user_attributes"))
     raw = _raw_user(payload, attributes, dest)
@@ -172,12 +188,15 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
         event_ms = parse_time_ms(data.get("timestamp_unixtime_ms"))
         if event_ms is None:
             event_ms = ctx.timestamp_ms if batch_ms is None else batch_ms
-        event_id = text(data.get("source_message_id")) or hashlib.sha256(
-            f"{record_id()}:{index}".encode()).hexdigest()
+        event_id = (
+            text(data.get("source_message_id"))
+            or hashlib.sha256(f"{record_id()}:{index}".encode()).hexdigest()
+        )
         build = _builder(data, raw, dest, event_ms // 1000, now, policy, event_id, ldu)
         try:
-            outputs += fan_out(action, dest, PRODUCT_ACTIONS, DIALECT.default_unmapped, build,
-                               dest.upload_tag)
+            outputs += fan_out(
+                action, dest, PRODUCT_ACTIONS, DIALECT.default_unmapped, build, dest.upload_tag
+            )
         except Rejected as exc:
             if exc.reason != "no_event_set":
                 raise
@@ -186,9 +205,16 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     return outputs
 
 
-def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: DestinationSettings,
-             event_time: int, now: int, policy: str, event_id: str,
-             ldu: Mapping[str, Any]) -> Callable[[str, bool], ServerEvent]:
+def _builder(
+    data: Mapping[str, Any],
+    raw: Mapping[str, list[str]],
+    dest: DestinationSettings,
+    event_time: int,
+    now: int,
+    policy: str,
+    event_id: str,
+    ldu: Mapping[str, Any],
+) -> Callable[[str, bool], ServerEvent]:
     """The `build` for fan_out. Checks run only for names that have an event set."""
     action: Mapping[str, Any] = data.get("product_action") or {}
     currency = (text(data.get("currency_code")) or "USD").upper()
@@ -202,21 +228,30 @@ def _builder(data: Mapping[str, Any], raw: Mapping[str, list[str]], dest: Destin
         if name == "Purchase" and value is None:
             raise Rejected("missing_value", "a Purchase needs total_amount or priced products")
         order_id = text(action.get("transaction_id"))
-        custom = compact({
-            **_custom_attributes(data),
-            "value": value,
-            "currency": currency,
-            "contents": contents,
-            "content_ids": [c["id"] for c in contents],
-            "content_type": _content_type(action.get("products"), dest),
-            "order_id": order_id,
-            # Two add_to_cart of one user in one second without transaction_id: distinct keys.
-            "item_number": None if order_id or dest.action_source == "website"
-            else dedup_item_number(event_id),
-        })
-        return {"event_name": name, "event_time": event_time, "event_id": event_id,
-                "action_source": dest.action_source, "user_data": user_data,
-                "custom_data": custom, **ldu}
+        custom = compact(
+            {
+                **_custom_attributes(data),
+                "value": value,
+                "currency": currency,
+                "contents": contents,
+                "content_ids": [c["id"] for c in contents],
+                "content_type": _content_type(action.get("products"), dest),
+                "order_id": order_id,
+                # Two add_to_cart of one user in one second without transaction_id: distinct keys.
+                "item_number": None
+                if order_id or dest.action_source == "website"
+                else dedup_item_number(event_id),
+            }
+        )
+        return {
+            "event_name": name,
+            "event_time": event_time,
+            "event_id": event_id,
+            "action_source": dest.action_source,
+            "user_data": user_data,
+            "custom_data": custom,
+            **ldu,
+        }
 
     return build
 

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 
 
 def screen_for(dest: DestinationSettings) -> Screen:
-    return Screen(dest.allowed_custom_properties, dest.default_country.upper(), dest.date_order,
-                  dest.external_id_normalization)
+    return Screen(
+        dest.allowed_custom_properties,
+        dest.default_country.upper(),
+        dest.date_order,
+        dest.external_id_normalization,
+    )
 
 
 def finish(outputs: list[Output], dest: DestinationSettings) -> list[Output]:
@@ -60,8 +64,9 @@ class _Transform:
     def __init__(self, inner: Transform) -> None:
         self.inner = inner
 
-    def __call__(self, payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-                 now: int) -> list[Output]:
+    def __call__(
+        self, payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
+    ) -> list[Output]:
         return finish(self.inner(payload, ctx, dest, now), dest)
 
 
@@ -71,8 +76,7 @@ class _Emit:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def __call__(self, parts: Sequence[Any], dest: DestinationSettings, now: int,
-                 late: bool) -> list[Output]:
+    def __call__(self, parts: Sequence[Any], dest: DestinationSettings, now: int, late: bool) -> list[Output]:
         return finish(self.inner(parts, dest, now, late), dest)
 
 
@@ -82,8 +86,9 @@ class _Preview:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def __call__(self, payloads: Sequence[tuple[int, Mapping[str, Any]]],
-                 dest: DestinationSettings, now: int) -> PreviewResult:
+    def __call__(
+        self, payloads: Sequence[tuple[int, Mapping[str, Any]]], dest: DestinationSettings, now: int
+    ) -> PreviewResult:
         results: PreviewResult = []
         for index, result in self.inner(payloads, dest, now):
             if isinstance(result, list):
@@ -98,6 +103,7 @@ class _Preview:
 def screened(dialect: Dialect) -> Dialect:
     grouping = dialect.grouping
     if grouping is not None:
-        grouping = dataclasses.replace(grouping, emit=_Emit(grouping.emit),
-                                       preview=_Preview(grouping.preview))
+        grouping = dataclasses.replace(
+            grouping, emit=_Emit(grouping.emit), preview=_Preview(grouping.preview)
+        )
     return dataclasses.replace(dialect, transform=_Transform(dialect.transform), grouping=grouping)

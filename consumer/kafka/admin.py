@@ -10,13 +10,19 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 
 def _consumer(bootstrap: str, group: str | None = None, **extra: Any) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap,
-                     "group.id": group or f"fboc-admin-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, **extra})
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or f"fboc-admin-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            **extra,
+        }
+    )
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int,
-                      attempts: int = 40) -> dict[int, int]:
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int, attempts: int = 40
+) -> dict[int, int]:
     """The group's committed offsets (negative: none yet), retried while the coordinator loads."""
     consumer = _consumer(bootstrap, group)
     try:
@@ -36,7 +42,9 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int,
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = _consumer(bootstrap)
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
     finally:
         consumer.close()

@@ -80,12 +80,10 @@ class SourceRecord(NamedTuple):
     @classmethod
     def of(cls, msg: Message) -> SourceRecord:
         (topic, partition), offset = position(msg)
-        return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(),
-                   headers_of(msg))
+        return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers_of(msg))
 
 
-def dead_letter_headers(src: SourceRecord, dl: DeadLetter, group_id: str,
-                        failed_at: datetime) -> Headers:
+def dead_letter_headers(src: SourceRecord, dl: DeadLetter, group_id: str, failed_at: datetime) -> Headers:
     original = [(k, v) for k, v in src.headers if not k.startswith(HEADER_PREFIX)]
     replay_count = header(src.headers, REPLAY_COUNT) or "0"
     fields: dict[str, Any] = {
@@ -111,12 +109,12 @@ def dead_letter_headers(src: SourceRecord, dl: DeadLetter, group_id: str,
 
 def header_bytes(headers: Headers) -> int:
     """What headers add to a message, about: names, values and a few bytes of framing each."""
-    return sum(len(k.encode()) + len(v if isinstance(v, bytes) else (v or "").encode()) + 10
-               for k, v in headers)
+    return sum(
+        len(k.encode()) + len(v if isinstance(v, bytes) else (v or "").encode()) + 10 for k, v in headers
+    )
 
 
-def truncated(src: SourceRecord, headers: Headers, limit: int) -> tuple[bytes | None, bytes | None,
-                                                                       Headers]:
+def truncated(src: SourceRecord, headers: Headers, limit: int) -> tuple[bytes | None, bytes | None, Headers]:
     """Key, value and headers cut so that they fit `limit` bytes, with `fboc.truncated` naming
     the original value's size. The value goes first; when the key and headers alone are too
     large, the original headers and the key go too (the `fboc.original.*` headers still say
@@ -169,8 +167,14 @@ class DeadLetterWriter:
         size = len(key or b"") + len(value or b"") + header_bytes(headers)
         if size > job.limit:
             key, value, headers = truncated(src, headers, job.limit)
-            log.warning("dead_letter_truncated", topic=src.topic, partition=src.partition,
-                        offset=src.offset, size=size, limit=job.limit)
+            log.warning(
+                "dead_letter_truncated",
+                topic=src.topic,
+                partition=src.partition,
+                offset=src.offset,
+                size=size,
+                limit=job.limit,
+            )
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE and job.limit > 0:
@@ -184,14 +188,12 @@ class DeadLetterWriter:
             job.on_done()
 
         try:
-            self._producer.produce(self.topic, key=key, value=value, headers=headers,
-                                   on_delivery=delivered)
+            self._producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=delivered)
         except BufferError:
             return False
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE \
-                    and job.limit > 0:
+            if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE and job.limit > 0:
                 job.limit //= 2  # our estimate of the framing was short: cut deeper
                 return self._produce(job)
             self.pending -= 1

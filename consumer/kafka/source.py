@@ -38,13 +38,27 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 class KafkaSource:
-    def __init__(self, kafka: KafkaSettings, topics: list[str], *, on_assign: RebalanceCallback,
-                 on_revoke: RebalanceCallback, on_lost: RebalanceCallback,
-                 on_error: Callable[[KafkaError], None], on_stats: Callable[[str], None],
-                 on_commit: Callable[[KafkaError | None, list[TopicPartition]], None]) -> None:
-        self._consumer = Consumer({**consumer_config(kafka), "error_cb": on_error,
-                                   "stats_cb": on_stats, "on_commit": on_commit,
-                                   "statistics.interval.ms": STATS_INTERVAL_MS})
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: list[str],
+        *,
+        on_assign: RebalanceCallback,
+        on_revoke: RebalanceCallback,
+        on_lost: RebalanceCallback,
+        on_error: Callable[[KafkaError], None],
+        on_stats: Callable[[str], None],
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None],
+    ) -> None:
+        self._consumer = Consumer(
+            {
+                **consumer_config(kafka),
+                "error_cb": on_error,
+                "stats_cb": on_stats,
+                "on_commit": on_commit,
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+            }
+        )
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fboc-poll")
         self._consumer.subscribe(
             topics,
@@ -56,15 +70,15 @@ class KafkaSource:
     async def poll(self, max_records: int, wait_s: float) -> list[Message]:
         loop = asyncio.get_running_loop()
         messages: list[Message] = await loop.run_in_executor(
-            self._executor, self._consumer.consume, max(1, max_records), wait_s)
+            self._executor, self._consumer.consume, max(1, max_records), wait_s
+        )
         return messages
 
     async def reachable(self, wait_s: float) -> bool:
         """Whether a broker answers a metadata request (run on the poll thread)."""
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, lambda: self._consumer.list_topics(
-                timeout=wait_s))
+            await loop.run_in_executor(self._executor, lambda: self._consumer.list_topics(timeout=wait_s))
         except KafkaException:
             return False
         return True

@@ -64,5 +64,6 @@ class BrokerWatch:
             log.info("brokers_back", down_s=round(now - self._down_since, 1))
             self._down_since = None
         elif now - self._down_since > self._timeout:
-            raise BrokersUnreachable(f"no Kafka broker reachable for {self._timeout:.0f}s "
-                                     "(kafka.unreachable_timeout_seconds)")
+            raise BrokersUnreachable(
+                f"no Kafka broker reachable for {self._timeout:.0f}s (kafka.unreachable_timeout_seconds)"
+            )

@@ -70,24 +70,36 @@ async def _post_events(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         record.done = True
-        log.info("sandbox_request", request_id=record.request_id,
-                 event_set_id=record.event_set_id, status=record.status, events=record.events,
-                 error_code=record.error_code, error_subcode=record.error_subcode,
-                 fault=record.fault, client_disconnected=record.client_disconnected,
-                 duration_ms=round((time.monotonic() - started) * 1000, 1))
+        log.info(
+            "sandbox_request",
+            request_id=record.request_id,
+            event_set_id=record.event_set_id,
+            status=record.status,
+            events=record.events,
+            error_code=record.error_code,
+            error_subcode=record.error_subcode,
+            fault=record.fault,
+            client_disconnected=record.client_disconnected,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
 
 async def _handle_events(
     request: web.Request, state: SandboxState, record: RequestRecord
 ) -> web.StreamResponse:
     if any(name in request.query for name in _URL_SECRETS):
-        return _error(record, errors.oauth(
-            "The sandbox refuses access_token and appsecret_proof in the URL, where they end up"
-            " in logs: send Authorization: Bearer <token> and appsecret_proof in the body"))
+        return _error(
+            record,
+            errors.oauth(
+                "The sandbox refuses access_token and appsecret_proof in the URL, where they end up"
+                " in logs: send Authorization: Bearer <token> and appsecret_proof in the body"
+            ),
+        )
     token = _bearer_token(request)
     if token is None:
-        return _error(record, errors.oauth(
-            "An active access token must be used: send Authorization: Bearer <token>"))
+        return _error(
+            record, errors.oauth("An active access token must be used: send Authorization: Bearer <token>")
+        )
     if token not in state.tokens:
         return _error(record, errors.oauth(errors.default_message(190)))
     body, problem = await _read_body(request)
@@ -123,8 +135,9 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any] | None, Graph
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return None, errors.invalid(SUB_REQUEST, "Request Too Large",
-                                    f"the body is over {MAX_BODY_BYTES} bytes", http_status=413)
+        return None, errors.invalid(
+            SUB_REQUEST, "Request Too Large", f"the body is over {MAX_BODY_BYTES} bytes", http_status=413
+        )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -150,9 +163,13 @@ def _check_path(record: RequestRecord) -> GraphError | None:
     if not _VERSION.fullmatch(record.api_version):
         return GraphError(2500, "Unknown path components: the version must look like v26.0")
     if not _NUMERIC.fullmatch(record.event_set_id):
-        return GraphError(100, "Unsupported post request. Object with this ID does not exist,"
-                          " cannot be loaded due to missing permissions, or does not support"
-                          " this operation", subcode=33)
+        return GraphError(
+            100,
+            "Unsupported post request. Object with this ID does not exist,"
+            " cannot be loaded due to missing permissions, or does not support"
+            " this operation",
+            subcode=33,
+        )
     return None
 
 
@@ -165,8 +182,7 @@ def _event_ids(body: dict[str, Any]) -> set[str]:
 
 
 def _error(record: RequestRecord, error: GraphError) -> web.Response:
-    record.status, record.error_code, record.error_subcode = (
-        error.http_status, error.code, error.subcode)
+    record.status, record.error_code, record.error_subcode = (error.http_status, error.code, error.subcode)
     fbtrace_id = errors.new_fbtrace_id()
     headers = {"x-fb-trace-id": fbtrace_id, **error.headers}
     return json_response(error.body(fbtrace_id), error.http_status, headers)
@@ -183,7 +199,10 @@ def _success(record: RequestRecord, events_received: int) -> web.Response:
 
 
 async def _apply_fault(
-    request: web.Request, state: SandboxState, record: RequestRecord, rule: FaultRule,
+    request: web.Request,
+    state: SandboxState,
+    record: RequestRecord,
+    rule: FaultRule,
     body: dict[str, Any],
 ) -> web.StreamResponse | None:
     """Answer as the rule says, or return None to go on with normal handling."""
@@ -196,9 +215,14 @@ async def _apply_fault(
         return _error(record, _injected_error(action))
     elif rule.kind == "reject_events":
         index = _first_matching_index(body, rule.event_ids or ())
-        return _error(record, errors.invalid(
-            action.get("error_subcode", SUB_INVALID), "Invalid Event",
-            f"Event {index}: rejected by sandbox fault rule {rule.id}"))
+        return _error(
+            record,
+            errors.invalid(
+                action.get("error_subcode", SUB_INVALID),
+                "Invalid Event",
+                f"Event {index}: rejected by sandbox fault rule {rule.id}",
+            ),
+        )
     elif rule.kind == "timeout":
         await _hold(state, float(action.get("seconds", DEFAULT_TIMEOUT_SECONDS)))
         return _error(record, errors.transient(503))
@@ -221,9 +245,17 @@ def _injected_error(action: dict[str, Any]) -> GraphError:
     headers: dict[str, str] = {}
     regain = spec.get("regain_minutes", action.get("regain_minutes"))
     if regain is not None:
-        usage = {SANDBOX_BUSINESS_ID: [{"type": "ads_management", "call_count": 100,
-                                        "total_cputime": 100, "total_time": 100,
-                                        "estimated_time_to_regain_access": regain}]}
+        usage = {
+            SANDBOX_BUSINESS_ID: [
+                {
+                    "type": "ads_management",
+                    "call_count": 100,
+                    "total_cputime": 100,
+                    "total_time": 100,
+                    "estimated_time_to_regain_access": regain,
+                }
+            ]
+        }
         headers["X-Business-Use-Case-Usage"] = orjson.dumps(usage).decode()
     return GraphError(
         code=code,
@@ -232,8 +264,10 @@ def _injected_error(action: dict[str, Any]) -> GraphError:
         is_transient=spec.get("is_transient", code in errors.TRANSIENT_CODES),
         http_status=spec.get("http_status", 400),
         headers=headers,
-        type=spec.get("type", "GraphMethodException" if code == 100 and
-                      spec.get("error_subcode") is None else "OAuthException"),
+        type=spec.get(
+            "type",
+            "GraphMethodException" if code == 100 and spec.get("error_subcode") is None else "OAuthException",
+        ),
     )
 
 

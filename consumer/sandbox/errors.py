@@ -60,7 +60,9 @@ class GraphError:
 
     def body(self, fbtrace_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {
-            "message": self.message, "type": self.type, "code": self.code,
+            "message": self.message,
+            "type": self.type,
+            "code": self.code,
         }
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
@@ -92,7 +94,7 @@ def transient(http_status: int) -> GraphError:
     return GraphError(2, _MESSAGES[2], is_transient=True, http_status=http_status)
 
 
-def json_response(data: object, status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
-                        content_type="application/json")
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )

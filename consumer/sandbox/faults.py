@@ -59,8 +59,14 @@ class FaultRule:
             match["event_set_id"] = self.event_set_id
         if self.event_ids is not None:
             match["event_ids"] = list(self.event_ids)
-        return {"id": self.id, "match": match, "times": self.times, "remaining": self.remaining,
-                "applied": self.applied, "action": self.action}
+        return {
+            "id": self.id,
+            "match": match,
+            "times": self.times,
+            "remaining": self.remaining,
+            "applied": self.applied,
+            "action": self.action,
+        }
 
 
 class FaultBook:
@@ -118,8 +124,9 @@ def parse_rule(raw: object, rule_id: str) -> FaultRule:
     action = raw.get("action")
     kind = _check_action(action, has_event_ids=event_ids is not None)
     assert isinstance(action, dict)
-    return FaultRule(rule_id, kind, action, event_set_id,
-                     tuple(event_ids) if event_ids is not None else None, times, times)
+    return FaultRule(
+        rule_id, kind, action, event_set_id, tuple(event_ids) if event_ids is not None else None, times, times
+    )
 
 
 def _check_action(action: object, *, has_event_ids: bool) -> str:
@@ -135,8 +142,7 @@ def _check_action(action: object, *, has_event_ids: bool) -> str:
         "latency_ms": lambda: _is_int(value) and 0 <= value <= 600_000,
         "http_status": lambda: _is_int(value) and 500 <= value <= 599,
         "error": lambda: _check_error(value, action),
-        "reject_events": lambda: value is True and has_event_ids
-        and _optional_int(action, "error_subcode"),
+        "reject_events": lambda: value is True and has_event_ids and _optional_int(action, "error_subcode"),
         "timeout": lambda: value is True and _positive_number(action.get("seconds", 1)),
         "reset": lambda: value is True,
         "wrong_events_received": lambda: value is True,
@@ -149,8 +155,7 @@ def _check_action(action: object, *, has_event_ids: bool) -> str:
 def _check_error(error: object, action: dict[str, Any]) -> bool:
     if not isinstance(error, dict) or not _is_int(error.get("code")):
         return False
-    allowed = {"code", "error_subcode", "is_transient", "message", "regain_minutes", "http_status",
-               "type"}
+    allowed = {"code", "error_subcode", "is_transient", "message", "regain_minutes", "http_status", "type"}
     if not set(error) <= allowed:
         return False
     status = error.get("http_status", 400)
@@ -161,7 +166,8 @@ def _check_error(error: object, action: dict[str, Any]) -> bool:
         and isinstance(error.get("type", ""), str)
         and _optional_int(error, "regain_minutes")
         and _optional_int(action, "regain_minutes")
-        and _is_int(status) and 200 <= status <= 599
+        and _is_int(status)
+        and 200 <= status <= 599
     )
 
 

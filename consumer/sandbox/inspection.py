@@ -36,7 +36,6 @@ def add_inspection_routes(app: web.Application) -> None:
     app.router.add_delete("/_sandbox/faults/{rule_id}", _remove_fault)
 
 
-
 async def _index(request: web.Request) -> web.Response:
     return web.Response(text=_INDEX_PAGE)
 

@@ -30,10 +30,14 @@ def run_sandbox(
     have put a token). A handler whose client disconnects is cancelled, as under aiohttp's
     TestServer, so a held request ends when the client gives up.
     """
-    web.run_app(create_app(tokens=tokens, app_secret=app_secret,
-                           max_stored_events=max_stored_events), host=host, port=port,
-                access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-                handler_cancellation=True)
+    web.run_app(
+        create_app(tokens=tokens, app_secret=app_secret, max_stored_events=max_stored_events),
+        host=host,
+        port=port,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        handler_cancellation=True,
+    )
 
 
 class SandboxThread:
@@ -93,8 +97,9 @@ class SandboxThread:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self._app, access_log=None, handler_cancellation=True,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+        runner = web.AppRunner(
+            self._app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+        )
         try:
             loop.run_until_complete(self._serve(runner))
         except BaseException as exc:  # reported to start()'s caller

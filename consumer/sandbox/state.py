@@ -72,8 +72,7 @@ class SandboxState:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     # Offline dedup: key digest -> (event_id of the kept event, a digest of its content, when
     # it was kept), oldest first.
-    dedup_keys: OrderedDict[bytes, tuple[str | None, bytes, float]] = field(
-        default_factory=OrderedDict)
+    dedup_keys: OrderedDict[bytes, tuple[str | None, bytes, float]] = field(default_factory=OrderedDict)
     deduplicated: int = 0
     deduplicated_distinct: int = 0  # dropped although their event_id differs: conversions lost
     deduplicated_changed: int = 0  # dropped, same key but other content than the kept one
@@ -105,9 +104,16 @@ class SandboxState:
                     self.deduplicated_changed += kept[1] != content
                     continue
                 self.dedup_keys[key] = (_str_or_none(event.get("event_id")), content, now)
-            self.events.append(StoredEvent(record.event_set_id, record.upload_tag,
-                                           record.test_event_code, record.request_id,
-                                           record.received_at, event))
+            self.events.append(
+                StoredEvent(
+                    record.event_set_id,
+                    record.upload_tag,
+                    record.test_event_code,
+                    record.request_id,
+                    record.received_at,
+                    event,
+                )
+            )
 
     def _expire(self, now: float) -> None:
         keys = self.dedup_keys
@@ -154,8 +160,12 @@ class SandboxState:
 STATE = web.AppKey("sandbox_state", SandboxState)
 
 
-def new_state(tokens: Collection[str], app_secret: str | None, now: Callable[[], float],
-              max_stored_events: int = DEFAULT_MAX_STORED_EVENTS) -> SandboxState:
+def new_state(
+    tokens: Collection[str],
+    app_secret: str | None,
+    now: Callable[[], float],
+    max_stored_events: int = DEFAULT_MAX_STORED_EVENTS,
+) -> SandboxState:
     if isinstance(tokens, str):
         raise TypeError("tokens must be a collection of strings, not one string")
     if max_stored_events < 0:
@@ -172,8 +182,14 @@ def dedup_key(event_set_id: str, event: dict[str, Any]) -> bytes | None:
     custom = custom if isinstance(custom, dict) else {}
     order_id = custom.get("order_id")
     who = order_id if order_id not in (None, "") else event.get("user_data")
-    parts = [event_set_id, event.get("event_name"), event.get("event_time"),
-             custom.get("item_number"), order_id not in (None, ""), who]
+    parts = [
+        event_set_id,
+        event.get("event_name"),
+        event.get("event_time"),
+        custom.get("item_number"),
+        order_id not in (None, ""),
+        who,
+    ]
     try:
         canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not JSON-shaped: validation has refused it before this

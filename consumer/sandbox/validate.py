@@ -40,8 +40,17 @@ MAX_AGE_DAYS = 7
 PHYSICAL_STORE_MAX_AGE_DAYS = 62
 MAX_FUTURE_SECONDS = 60
 ACTION_SOURCES = frozenset(
-    {"email", "website", "app", "phone_call", "chat", "physical_store", "system_generated",
-     "business_messaging", "other"}
+    {
+        "email",
+        "website",
+        "app",
+        "phone_call",
+        "chat",
+        "physical_store",
+        "system_generated",
+        "business_messaging",
+        "other",
+    }
 )
 HASHED_KEYS = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country")
 WEAK_KEY_SETS = (
@@ -50,8 +59,14 @@ WEAK_KEY_SETS = (
     frozenset({"fn", "ge"}),
     frozenset({"ln", "ge"}),
 )
-REQUEST_STRING_FIELDS = ("upload_tag", "test_event_code", "partner_agent", "namespace_id",
-                         "upload_id", "upload_source")
+REQUEST_STRING_FIELDS = (
+    "upload_tag",
+    "test_event_code",
+    "partner_agent",
+    "namespace_id",
+    "upload_id",
+    "upload_source",
+)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Problem = tuple[int, str, str]  # subcode, error_user_title, detail
@@ -62,8 +77,9 @@ def validate_request(body: dict[str, Any], now: float) -> GraphError | None:
     if not isinstance(data, list) or not data:
         return invalid(SUB_REQUEST, "Missing Events", "data must be a non-empty list of events")
     if len(data) > MAX_EVENTS:
-        return invalid(SUB_REQUEST, "Too Many Events",
-                       f"data holds {len(data)} events; at most {MAX_EVENTS} are allowed")
+        return invalid(
+            SUB_REQUEST, "Too Many Events", f"data holds {len(data)} events; at most {MAX_EVENTS} are allowed"
+        )
     for name in REQUEST_STRING_FIELDS:
         if name in body and not isinstance(body[name], str):
             return invalid(SUB_INVALID, "Invalid Parameter", f"{name} must be a string")
@@ -104,26 +120,41 @@ def _check_time(event_time: int, source: str, now: float) -> Problem | None:
     if event_time < now - days * 86400:
         return SUB_TOO_OLD, "Event Timestamp Too Old", f"event_time is more than {days} days old"
     if event_time > now + MAX_FUTURE_SECONDS:
-        return (SUB_FUTURE, "Event Timestamp In The Future",
-                f"event_time is more than {MAX_FUTURE_SECONDS} seconds in the future")
+        return (
+            SUB_FUTURE,
+            "Event Timestamp In The Future",
+            f"event_time is more than {MAX_FUTURE_SECONDS} seconds in the future",
+        )
     return None
 
 
 def _check_user_data(user_data: object) -> Problem | None:
     if not isinstance(user_data, dict) or not user_data:
-        return (SUB_USER_DATA, "Missing User Data",
-                "user_data must be an object with at least one customer information parameter")
+        return (
+            SUB_USER_DATA,
+            "Missing User Data",
+            "user_data must be an object with at least one customer information parameter",
+        )
     for key in HASHED_KEYS:
         if key in user_data and not _is_hash_list(user_data[key]):
-            return (SUB_NOT_HASHED, "Parameter Not Hashed",
-                    f"user_data.{key} must be a list of lower-case hex SHA-256 hashes")
+            return (
+                SUB_NOT_HASHED,
+                "Parameter Not Hashed",
+                f"user_data.{key} must be a list of lower-case hex SHA-256 hashes",
+            )
     if "external_id" in user_data and not _is_id_list(user_data["external_id"]):
-        return (SUB_NOT_HASHED, "Invalid External ID",
-                "user_data.external_id must be a list of non-empty strings")
+        return (
+            SUB_NOT_HASHED,
+            "Invalid External ID",
+            "user_data.external_id must be a list of non-empty strings",
+        )
     keys = frozenset(user_data)
     if any(keys <= weak for weak in WEAK_KEY_SETS):
-        return (SUB_USER_DATA, "Insufficient Customer Information",
-                "user_data holds too few customer information parameters to match")
+        return (
+            SUB_USER_DATA,
+            "Insufficient Customer Information",
+            "user_data holds too few customer information parameters to match",
+        )
     return None
 
 
@@ -137,20 +168,23 @@ def _is_hash_list(value: object) -> bool:
 
 def _is_id_list(value: object) -> bool:
     """external_id: hashed or plain (Meta recommends hashing but takes both)."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(item, str) and item for item in value
-    )
+    return isinstance(value, list) and bool(value) and all(isinstance(item, str) and item for item in value)
 
 
 def _check_website(event: dict[str, Any], source: str) -> Problem | None:
     if source != "website":
         return None
     user_data: dict[str, Any] = event["user_data"]
-    for field, value in (("user_data.client_user_agent", user_data.get("client_user_agent")),
-                         ("event_source_url", event.get("event_source_url"))):
+    for field, value in (
+        ("user_data.client_user_agent", user_data.get("client_user_agent")),
+        ("event_source_url", event.get("event_source_url")),
+    ):
         if not isinstance(value, str) or not value:
-            return (SUB_MISSING, "Missing Website Parameter",
-                    f"{field} is required for action_source website")
+            return (
+                SUB_MISSING,
+                "Missing Website Parameter",
+                f"{field} is required for action_source website",
+            )
     return None
 
 
@@ -162,20 +196,21 @@ def _check_app(event: dict[str, Any], source: str) -> Problem | None:
         return SUB_MISSING, "Missing App Data", "app_data is required for action_source app"
     for field in ("advertiser_tracking_enabled", "application_tracking_enabled"):
         if not isinstance(app_data.get(field), bool | int):
-            return (SUB_MISSING, "Missing App Data",
-                    f"app_data.{field} is required for action_source app")
+            return (SUB_MISSING, "Missing App Data", f"app_data.{field} is required for action_source app")
     extinfo = app_data.get("extinfo")
     if not isinstance(extinfo, list) or not extinfo:
-        return (SUB_MISSING, "Missing App Data",
-                "app_data.extinfo is required for action_source app")
+        return (SUB_MISSING, "Missing App Data", "app_data.extinfo is required for action_source app")
     return None
 
 
 def _check_messaging(event: dict[str, Any], source: str) -> Problem | None:
     channel = event.get("messaging_channel")
     if source == "business_messaging" and not (isinstance(channel, str) and channel):
-        return (SUB_MISSING, "Missing Messaging Channel",
-                "messaging_channel is required for action_source business_messaging")
+        return (
+            SUB_MISSING,
+            "Missing Messaging Channel",
+            "messaging_channel is required for action_source business_messaging",
+        )
     return None
 
 
@@ -189,14 +224,15 @@ def _check_custom_data(event: dict[str, Any], name: str) -> Problem | None:
     if not isinstance(custom_data, dict):
         return SUB_INVALID, "Invalid Custom Data", "custom_data must be an object"
     currency = custom_data.get("currency")
-    if currency is not None and not (isinstance(currency, str)
-                                     and currency.upper() in _currencies()):
-        return (SUB_INVALID, "Invalid Currency",
-                "custom_data.currency must be an ISO 4217 currency code")
+    if currency is not None and not (isinstance(currency, str) and currency.upper() in _currencies()):
+        return (SUB_INVALID, "Invalid Currency", "custom_data.currency must be an ISO 4217 currency code")
     if name != "Purchase":
         return None
     value = custom_data.get("value")
     if not isinstance(value, int | float) or isinstance(value, bool) or currency is None:
-        return (SUB_INVALID, "Missing Purchase Value",
-                "Purchase events need custom_data.value (number) and currency")
+        return (
+            SUB_INVALID,
+            "Missing Purchase Value",
+            "Purchase events need custom_data.value (number) and currency",
+        )
     return None

@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     schema = AvroSchema.from_file(args.schema)
     events = with_timestamps(load_events(args.events), time.time())
 
-    ensure_topics(bootstrap, [topic, str(kafka.get("dead_letter_topic", "fboc.dead-letter"))],
-                  args.partitions)
+    ensure_topics(
+        bootstrap, [topic, str(kafka.get("dead_letter_topic", "fboc.dead-letter"))], args.partitions
+    )
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     client = SchemaRegistryClient({"url": str(registry_url)})

@@ -35,12 +35,10 @@ class RegistryStub:
     async def _schema(self, request: web.Request) -> web.Response:
         self.requests += 1
         if self.status is not None:
-            return web.json_response({"error_code": self.status * 100, "message": "down"},
-                                     status=self.status)
+            return web.json_response({"error_code": self.status * 100, "message": "down"}, status=self.status)
         text = self.schemas.get(int(request.match_info["id"]))
         if text is None:
-            return web.json_response({"error_code": 40403, "message": "Schema not found"},
-                                     status=404)
+            return web.json_response({"error_code": 40403, "message": "Schema not found"}, status=404)
         return web.json_response({"schema": text})
 
     def start(self) -> RegistryStub:

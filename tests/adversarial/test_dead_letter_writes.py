@@ -21,13 +21,15 @@ DL = DeadLetter("decode", "undecodable", "not Avro")
 
 
 def writer(bootstrap: str, topic: str, **options: Any) -> DeadLetterWriter:
-    return DeadLetterWriter(KafkaSettings(bootstrap_servers=bootstrap, group_id="g",
-                                          dead_letter_topic=topic, options=options))
+    return DeadLetterWriter(
+        KafkaSettings(bootstrap_servers=bootstrap, group_id="g", dead_letter_topic=topic, options=options)
+    )
 
 
 def source(offset: int, value: bytes) -> SourceRecord:
-    return SourceRecord("orders", 0, offset, 1_700_000_000_000, f"k-{offset}".encode(), value,
-                        [("trace", b"t")])
+    return SourceRecord(
+        "orders", 0, offset, 1_700_000_000_000, f"k-{offset}".encode(), value, [("trace", b"t")]
+    )
 
 
 def drain(dead_letters: DeadLetterWriter, done: list[int], expected: int) -> None:
@@ -39,7 +41,8 @@ def drain(dead_letters: DeadLetterWriter, done: list[int], expected: int) -> Non
 
 
 def test_a_full_producer_queue_holds_writes_in_a_backlog_and_sends_them_all(
-        kafka: Broker, new_topic: Any) -> None:
+    kafka: Broker, new_topic: Any
+) -> None:
     topic = new_topic(1)
     dead_letters = writer(kafka.bootstrap, topic, **{"queue.buffering.max.messages": 2})
     done: list[int] = []
@@ -51,12 +54,12 @@ def test_a_full_producer_queue_holds_writes_in_a_backlog_and_sends_them_all(
     assert sorted(m.offset() or 0 for m in read_all(kafka.bootstrap, topic, 30)) == list(range(30))
 
 
-def test_a_topic_that_takes_less_than_the_producer_gets_the_dead_letter_cut_further(
-        kafka: Broker) -> None:
+def test_a_topic_that_takes_less_than_the_producer_gets_the_dead_letter_cut_further(kafka: Broker) -> None:
     topic = f"small-dlq-{time.time_ns()}"
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    for future in admin.create_topics([NewTopic(topic, 1, 1, config={
-            "max.message.bytes": "200000"})]).values():
+    for future in admin.create_topics(
+        [NewTopic(topic, 1, 1, config={"max.message.bytes": "200000"})]
+    ).values():
         future.result(30)
     dead_letters = writer(kafka.bootstrap, topic)
     value = b"\x02" + b"\xff" * 999_899
@@ -71,4 +74,3 @@ def test_a_topic_that_takes_less_than_the_producer_gets_the_dead_letter_cut_furt
     assert (header(h, "fboc.truncated"), header(h, "fboc.original.offset")) == ("999900", "7")
     assert 0 < len(body) < 200_000
     assert value.startswith(body)
-

@@ -59,29 +59,76 @@ def deep_text(depth: int) -> str:
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=20),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([2**63, 2**64, -(2**63) - 1, 10**30, 0, -1]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([1e300, -1e300, 1e-300, 0.5, 1e18]),
-    st.sampled_from(["", " ", "\x00", "USD", "purchase", "Order Completed", "a@b.co",
-                     "x" * 20_000, "é" * 5_000, "+1 202 555 0146", "1e300"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "USD",
+            "purchase",
+            "Order Completed",
+            "a@b.co",
+            "x" * 20_000,
+            "é" * 5_000,
+            "+1 202 555 0146",
+            "1e300",
+        ]
+    ),
 )
 HOSTILE = st.one_of(
     SCALARS,
     st.integers(min_value=25, max_value=250).map(deep),
     st.lists(SCALARS, max_size=5),
-    st.dictionaries(st.sampled_from(["id", "price", "quantity", "value", "email", "custom_data",
-                                     "event_id", "data_processing_options_country"]),
-                    SCALARS, max_size=4),
-    st.integers(min_value=1, max_value=400).map(lambda n: [{"id": f"s{i}", "price": 1.0,
-                                                             "quantity": 1} for i in range(n)]),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "price",
+                "quantity",
+                "value",
+                "email",
+                "custom_data",
+                "event_id",
+                "data_processing_options_country",
+            ]
+        ),
+        SCALARS,
+        max_size=4,
+    ),
+    st.integers(min_value=1, max_value=400).map(
+        lambda n: [{"id": f"s{i}", "price": 1.0, "quantity": 1} for i in range(n)]
+    ),
 )
 # Keys a dialect reads, set under any object of the seed (mutations only replace what exists)
-KEYS = ["custom_data", "data_processing_options", "data_processing_options_country",
-        "data_processing_options_state", "dataProcessingOptions", "facebook", "Facebook",
-        "Facebook Conversions API", "value", "revenue", "price", "quantity", "currency",
-        "products", "items", "contents", "email", "phone", "event_id", "event_name"]
+KEYS = [
+    "custom_data",
+    "data_processing_options",
+    "data_processing_options_country",
+    "data_processing_options_state",
+    "dataProcessingOptions",
+    "facebook",
+    "Facebook",
+    "Facebook Conversions API",
+    "value",
+    "revenue",
+    "price",
+    "quantity",
+    "currency",
+    "products",
+    "items",
+    "contents",
+    "email",
+    "phone",
+    "event_id",
+    "event_name",
+]
 
 
 def now_iso(offset_s: int = -60) -> str:
@@ -91,43 +138,77 @@ def now_iso(offset_s: int = -60) -> str:
 def segment_seed() -> dict[str, Any]:
     rec = track(1, integrations={})
     rec["properties"]["products"] = [{"product_id": "p1", "price": 5.0, "quantity": 2}]
-    rec["integrations"] = {"Facebook Conversions API": {"dataProcessingOptions": [["LDU"], 1, 1000],
-                                                        "custom_data": {"a": 1}}}
+    rec["integrations"] = {
+        "Facebook Conversions API": {"dataProcessingOptions": [["LDU"], 1, 1000], "custom_data": {"a": 1}}
+    }
     return rec
 
 
 def commandersact_seed() -> dict[str, Any]:
     return {
-        "event_name": "purchase", "type": "offline", "id": "ORD-1", "amount": 20.0,
-        "currency": "EUR", "items": [{"id": "SKU-1", "quantity": 1, "price": 20.0}],
+        "event_name": "purchase",
+        "type": "offline",
+        "id": "ORD-1",
+        "amount": 20.0,
+        "currency": "EUR",
+        "items": [{"id": "SKU-1", "quantity": 1, "price": 20.0}],
         "user": {"id": "C-1", "email": "Client@Example.com", "consent_categories": [1, 3]},
         "context": {"event_timestamp": int((time.time() - 60) * 1000)},
-        "integrations": {"facebook": {"event_id": "tc-1", "custom_data": {"a": 1},
-                                      "data_processing_options": ["LDU"],
-                                      "data_processing_options_country": 1}},
+        "integrations": {
+            "facebook": {
+                "event_id": "tc-1",
+                "custom_data": {"a": 1},
+                "data_processing_options": ["LDU"],
+                "data_processing_options_country": 1,
+            }
+        },
     }
 
 
 class Dialect:
-    def __init__(self, name: str, schema: str, seeds: list[dict[str, Any]],
-                 now: Callable[[], float], **destination: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        schema: str,
+        seeds: list[dict[str, Any]],
+        now: Callable[[], float],
+        **destination: Any,
+    ) -> None:
         self.name, self.schema_path = name, str(ROOT / "schemas" / schema)
         self.schema = AvroSchema.from_file(self.schema_path)
         self.seeds, self.now, self.destination = seeds, now, destination
 
 
 DIALECTS = {
-    "segment": Dialect("segment", "segment_track.avsc", [segment_seed()], time.time,
-                       limited_data_use=True),
-    "rudderstack": Dialect("rudderstack", "segment_track.avsc", [segment_seed()], time.time,
-                           limited_data_use="when_location_known"),
-    "mparticle": Dialect("mparticle", "mparticle_batch.avsc", [seed_batch()],
-                         lambda: float(MPARTICLE_NOW), limited_data_use=True),
-    "commandersact": Dialect("commandersact", "commandersact_event.avsc", [commandersact_seed()],
-                             time.time, limited_data_use=True, consent_category="3"),
-    "amperity": Dialect("amperity", "amperity_row.avsc",
-                        [{**COFFEE, "custom": {"store": "12"}}, MINIMAL],
-                        lambda: float(AMPERITY_NOW)),
+    "segment": Dialect("segment", "segment_track.avsc", [segment_seed()], time.time, limited_data_use=True),
+    "rudderstack": Dialect(
+        "rudderstack",
+        "segment_track.avsc",
+        [segment_seed()],
+        time.time,
+        limited_data_use="when_location_known",
+    ),
+    "mparticle": Dialect(
+        "mparticle",
+        "mparticle_batch.avsc",
+        [seed_batch()],
+        lambda: float(MPARTICLE_NOW),
+        limited_data_use=True,
+    ),
+    "commandersact": Dialect(
+        "commandersact",
+        "commandersact_event.avsc",
+        [commandersact_seed()],
+        time.time,
+        limited_data_use=True,
+        consent_category="3",
+    ),
+    "amperity": Dialect(
+        "amperity",
+        "amperity_row.avsc",
+        [{**COFFEE, "custom": {"store": "12"}}, MINIMAL],
+        lambda: float(AMPERITY_NOW),
+    ),
 }
 
 
@@ -140,18 +221,31 @@ def records(draw: st.DrawFn, dialect: Dialect) -> bytes:
     payload = copy.deepcopy(draw(st.sampled_from(dialect.seeds)))
     if kind == "raw_json":
         field = draw(st.sampled_from(list(dialect.schema.json_fields)))
-        payload[field] = draw(st.one_of(
-            st.integers(min_value=250, max_value=1500).map(deep_text),
-            st.sampled_from(["1e400", "123456789012345678901234567890", "[" * 3000, "{}",
-                             "[]", '{"a":NaN}', '"text"', "null"]),
-        ))
+        payload[field] = draw(
+            st.one_of(
+                st.integers(min_value=250, max_value=1500).map(deep_text),
+                st.sampled_from(
+                    [
+                        "1e400",
+                        "123456789012345678901234567890",
+                        "[" * 3000,
+                        "{}",
+                        "[]",
+                        '{"a":NaN}',
+                        '"text"',
+                        "null",
+                    ]
+                ),
+            )
+        )
     else:
         where = paths(payload)
-        where += [(*p, key) for p in [*where, ()] for key in KEYS
-                  if isinstance(_at(payload, p), dict)]
-        mutations = draw(st.lists(st.tuples(st.sampled_from(where),
-                                            st.one_of(HOSTILE, st.just(DELETE))),
-                                  min_size=1, max_size=4))
+        where += [(*p, key) for p in [*where, ()] for key in KEYS if isinstance(_at(payload, p), dict)]
+        mutations = draw(
+            st.lists(
+                st.tuples(st.sampled_from(where), st.one_of(HOSTILE, st.just(DELETE))), min_size=1, max_size=4
+            )
+        )
         for path, value in mutations:
             parent = _at(payload, path[:-1])
             if isinstance(parent, dict) and path[-1] not in parent and value is not DELETE:
@@ -175,35 +269,66 @@ def _at(payload: Any, path: tuple[Any, ...]) -> Any:
 
 @pytest.mark.parametrize("name", sorted(DIALECTS))
 def test_hostile_records_are_each_settled_and_nothing_escapes(
-        name: str, kafka: Broker, new_topic: Any, group_id: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str, kafka: Broker, new_topic: Any, group_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dialect = DIALECTS[name]
     topic = new_topic(1, prefix=f"fuzz-{name}")
     data = config_for(
-        kafka.bootstrap, topic, group_id, "http://127.0.0.1:9",
+        kafka.bootstrap,
+        topic,
+        group_id,
+        "http://127.0.0.1:9",
         batching={"max_bytes": MAX_BYTES, "linger_ms": 3_600_000},
-        sources=[{"name": "src", "topic": topic, "dialect": name, "destination": "main",
-                  "schema": dialect.schema_path}],
-        destinations=[{"name": "main", "access_token": TOKEN, "default_event_sets": ["999"],
-                       "event_sets": {"Purchase": ["111"], "AddToCart": ["222"]},
-                       **dialect.destination}])
+        sources=[
+            {
+                "name": "src",
+                "topic": topic,
+                "dialect": name,
+                "destination": "main",
+                "schema": dialect.schema_path,
+            }
+        ],
+        destinations=[
+            {
+                "name": "main",
+                "access_token": TOKEN,
+                "default_event_sets": ["999"],
+                "event_sets": {"Purchase": ["111"], "AddToCart": ["222"]},
+                **dialect.destination,
+            }
+        ],
+    )
     config = parse_settings(data, {})
     create_topic(kafka.bootstrap, config.kafka.dead_letter_topic, 1)
-    pipeline = Pipeline(config, build_routes(config), {}, DeadLetterWriter(config.kafka),
-                        make_source=lambda p: KafkaSource(
-                            config.kafka, [topic], on_assign=p.on_assign, on_revoke=p.on_revoke,
-                            on_lost=p.on_lost, on_error=p.brokers.on_error,
-                            on_stats=p.brokers.on_stats, on_commit=p.on_commit),
-                        now=dialect.now)
+    pipeline = Pipeline(
+        config,
+        build_routes(config),
+        {},
+        DeadLetterWriter(config.kafka),
+        make_source=lambda p: KafkaSource(
+            config.kafka,
+            [topic],
+            on_assign=p.on_assign,
+            on_revoke=p.on_revoke,
+            on_lost=p.on_lost,
+            on_error=p.brokers.on_error,
+            on_stats=p.brokers.on_stats,
+            on_commit=p.on_commit,
+        ),
+        now=dialect.now,
+    )
     # The path under test ends at the batcher: a batch it closes is kept here, not sent.
     closed: list[Batch[Any]] = []
     monkeypatch.setattr(pipeline.dispatch, "send", closed.append)
     partitions = itertools.count()
     outcomes: Counter[str] = Counter()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                     HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     @given(value=records(dialect))
     def check(value: bytes) -> None:
         tp = (topic, next(partitions))  # a partition per example: its own watermark
@@ -213,9 +338,12 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
         assert pipeline.dead_letters.flush(30) == 0, "a dead letter was not acknowledged"
         assert len(pipeline.held) == 0
         batches, closed[:] = [*closed, *pipeline.batcher.drain()], []
-        batched = [event for batch in batches
-                   for event, (records, _name) in zip(batch.events, batch.owners, strict=True)
-                   if any(record.tp == tp for record in records)]
+        batched = [
+            event
+            for batch in batches
+            for event, (records, _name) in zip(batch.events, batch.owners, strict=True)
+            if any(record.tp == tp for record in records)
+        ]
         if pipeline.tracker.pending(tp):
             assert batched, "neither final nor in a batch: the record is lost"
             assert all(len(e) <= MAX_BYTES - ENVELOPE_BYTES for e in batched)
@@ -233,8 +361,9 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
     # the fuzz reached every outcome: it is not only feeding records the decoder refuses
     assert outcomes["batched"], outcomes
     assert outcomes["final"], outcomes
-    reasons = Counter(header(headers_of(m), "fboc.error.reason")
-                      for m in read_all(kafka.bootstrap, config.kafka.dead_letter_topic, 1,
-                                        timeout=5))
+    reasons = Counter(
+        header(headers_of(m), "fboc.error.reason")
+        for m in read_all(kafka.bootstrap, config.kafka.dead_letter_topic, 1, timeout=5)
+    )
     assert "internal_error" not in reasons, reasons  # a bug in fboc's own path
     print(name, dict(outcomes), dict(reasons))

@@ -40,8 +40,18 @@ CLIENT_TOKEN = "EAAB-sent-by-a-client-19fe"  # a stranger's token, in requests t
 EMAIL = "leak.scan.person@example.net"
 PHONE = "+1 415 555 0143"
 FIRST, LAST = "Leakscanfirst", "Leakscanlast"
-PLANTED = [TOKEN, APP_SECRET, CLIENT_TOKEN, EMAIL, "leak.scan.person", "4155550143", FIRST, LAST,
-           FIRST.lower(), LAST.lower()]
+PLANTED = [
+    TOKEN,
+    APP_SECRET,
+    CLIENT_TOKEN,
+    EMAIL,
+    "leak.scan.person",
+    "4155550143",
+    FIRST,
+    LAST,
+    FIRST.lower(),
+    LAST.lower(),
+]
 MALFORMED = [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\n\r\n",
     b"GET /metrics HTTP/1.1\r\nAuthorization : Bearer %s\r\n\r\n",
@@ -57,8 +67,13 @@ def scrape(url: str) -> str:
 
 def with_pii(i: int, event: str = "Order Completed") -> dict[str, Any]:
     record = track(i, event)
-    record["context"]["traits"] = {"email": EMAIL, "phone": PHONE, "firstName": FIRST,
-                                   "lastName": LAST, "name": f"{FIRST} {LAST}"}
+    record["context"]["traits"] = {
+        "email": EMAIL,
+        "phone": PHONE,
+        "firstName": FIRST,
+        "lastName": LAST,
+        "name": f"{FIRST} {LAST}",
+    }
     record["properties"]["email"] = EMAIL
     return record
 
@@ -73,36 +88,58 @@ async def send_raw(port: int, data: bytes) -> bytes:
         writer.close()
 
 
-async def test_planted_secrets_and_pii_never_leave_fboc(kafka: Broker, new_topic: Any,
-                                                        group_id: str, tmp_path: Path) -> None:
+async def test_planted_secrets_and_pii_never_leave_fboc(
+    kafka: Broker, new_topic: Any, group_id: str, tmp_path: Path
+) -> None:
     topic = new_topic(1)
     port = kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, "http://placeholder",
-                        service={"port": port, "shutdown_deadline_seconds": 10,
-                                 "log_format": "json"},
-                        facebook={"graph_url": "http://placeholder", "max_attempts": 2,
-                                  "timeout_seconds": 2, "auth_retry_seconds": 1})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        "http://placeholder",
+        service={"port": port, "shutdown_deadline_seconds": 10, "log_format": "json"},
+        facebook={
+            "graph_url": "http://placeholder",
+            "max_attempts": 2,
+            "timeout_seconds": 2,
+            "auth_retry_seconds": 1,
+        },
+    )
     dest = config["destinations"][0]
-    dest.update({"access_token": "${LEAK_TOKEN}", "app_secret": "${LEAK_SECRET}",
-                 "unmapped_events": "passthrough", "default_event_sets": ["333"]})
+    dest.update(
+        {
+            "access_token": "${LEAK_TOKEN}",
+            "app_secret": "${LEAK_SECRET}",
+            "unmapped_events": "passthrough",
+            "default_event_sets": ["333"],
+        }
+    )
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     with SandboxThread(tokens=[TOKEN], app_secret=APP_SECRET) as box:
         config["facebook"]["graph_url"] = box.url
         # a token error (error log, halt, resume), two 5xx, and a refused event (dead letter)
         sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {"error": {"code": 190}}})
         sandbox_post(box.url, "/_sandbox/faults", {"times": 2, "action": {"http_status": 500}})
-        sandbox_post(box.url, "/_sandbox/faults",
-                     {"match": {"event_ids": ["m-2"]}, "action": {"reject_events": True}})
+        sandbox_post(
+            box.url, "/_sandbox/faults", {"match": {"event_ids": ["m-2"]}, "action": {"reject_events": True}}
+        )
         no_value = with_pii(3)
         no_value["properties"] = {"email": EMAIL, "currency": "USD"}  # → missing_value
-        records = [avro(with_pii(0)), avro(with_pii(1, "Product Added")), avro(with_pii(2)),
-                   avro(no_value), b"\x01" + EMAIL.encode() + TOKEN.encode(),  # undecodable
-                   avro(with_pii(5, EMAIL))]  # a passed-through custom event named by PII
+        records = [
+            avro(with_pii(0)),
+            avro(with_pii(1, "Product Added")),
+            avro(with_pii(2)),
+            avro(no_value),
+            b"\x01" + EMAIL.encode() + TOKEN.encode(),  # undecodable
+            avro(with_pii(5, EMAIL)),
+        ]  # a passed-through custom event named by PII
         produce(kafka.bootstrap, topic, [(f"k{i}".encode(), v, 0) for i, v in enumerate(records)])
         fboc = FbocProcess(tmp_path, config).start({"LEAK_TOKEN": TOKEN, "LEAK_SECRET": APP_SECRET})
         try:
-            await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 6, 90,
-                             "all six records final")
+            await wait_until(
+                lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 6, 90, "all six records final"
+            )
             for template in MALFORMED:
                 for token in (TOKEN, CLIENT_TOKEN):
                     answer = await send_raw(port, template % token.encode())
@@ -115,19 +152,24 @@ async def test_planted_secrets_and_pii_never_leave_fboc(kafka: Broker, new_topic
     output = fboc.log_path.read_text()
     dead = read_all(kafka.bootstrap, f"{topic}.dlq", 3, timeout=20)
     assert len(dead) == 3
-    dlq_headers = "\n".join(f"{k}={v!r}" for m in dead for k, v in headers_of(m)
-                            if k.startswith("fboc."))
+    dlq_headers = "\n".join(f"{k}={v!r}" for m in dead for k, v in headers_of(m) if k.startswith("fboc."))
     # the scenario really happened
     lines = [orjson.loads(line) for line in output.splitlines()]  # every line is JSON
     events = {line.get("event") for line in lines}
     assert "destination_halted" in events
     assert sum(line.get("logger") == "aiohttp.server" for line in lines) >= len(MALFORMED)
     assert {header(headers_of(m), "fboc.error.reason") for m in dead} == {
-        "graph_invalid_event", "missing_value", "undecodable"}
+        "graph_invalid_event",
+        "missing_value",
+        "undecodable",
+    }
     assert "fboc_graph_errors_total" in metrics
     assert 'event_name="custom"' in metrics  # the custom event was delivered, counted as custom
     assert EMAIL in {e["event"]["event_name"] for e in accepted}
     for secret in PLANTED:
-        for where, text in (("fboc's output", output), ("metrics", metrics),
-                            ("dead-letter headers", dlq_headers)):
+        for where, text in (
+            ("fboc's output", output),
+            ("metrics", metrics),
+            ("dead-letter headers", dlq_headers),
+        ):
             assert secret not in text, f"{secret!r} leaked into {where}"

@@ -49,15 +49,21 @@ class Helm:
     binary: Path
 
     def run(self, *args: str) -> str:
-        proc = subprocess.run([str(self.binary), *args], capture_output=True, text=True,
-                              timeout=120, check=False)
+        proc = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, timeout=120, check=False
+        )
         if proc.returncode != 0:
             raise HelmError(args, proc.stderr)
         return proc.stdout
 
-    def template(self, *, chart: Path = CHART, values: Sequence[Path] = (),
-                 sets: Mapping[str, str] | None = None,
-                 set_strings: Mapping[str, str] | None = None) -> list[Manifest]:
+    def template(
+        self,
+        *,
+        chart: Path = CHART,
+        values: Sequence[Path] = (),
+        sets: Mapping[str, str] | None = None,
+        set_strings: Mapping[str, str] | None = None,
+    ) -> list[Manifest]:
         args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
         for path in values:
             args += ["--values", str(path)]
@@ -74,16 +80,23 @@ def helm() -> Helm:
     if shutil.which("bash") is None:
         fail_or_skip("bash is needed to run scripts/helm")
     try:
-        proc = subprocess.run(["bash", str(HELM_SCRIPT)], capture_output=True, text=True,
-                              timeout=HELM_BUILD_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            ["bash", str(HELM_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=HELM_BUILD_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         fail_or_skip(f"scripts/helm did not finish within {HELM_BUILD_TIMEOUT_S} s")
         raise AssertionError("unreachable") from None
     lines = proc.stdout.strip().splitlines()
     binary = Path(lines[-1]) if lines else None
     if proc.returncode != 0 or binary is None or not binary.is_file():
-        fail_or_skip("helm is unavailable: scripts/helm (go install helm.sh/helm/v3) failed:\n"
-                     + proc.stderr.strip()[-3000:])
+        fail_or_skip(
+            "helm is unavailable: scripts/helm (go install helm.sh/helm/v3) failed:\n"
+            + proc.stderr.strip()[-3000:]
+        )
         raise AssertionError("unreachable")
     return Helm(binary)
 
@@ -93,25 +106,32 @@ class Promtool:
     binary: Path
 
     def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.binary), *args], capture_output=True, text=True,
-                              timeout=300, cwd=cwd, check=False)
+        return subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, timeout=300, cwd=cwd, check=False
+        )
 
 
 @pytest.fixture(scope="session")
 def promtool() -> Promtool:
     """scripts/promtool's binary: built once with `go install` and cached under ~/.cache/fboc."""
     try:
-        proc = subprocess.run(["bash", str(PROMTOOL_SCRIPT)], capture_output=True, text=True,
-                              timeout=HELM_BUILD_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            ["bash", str(PROMTOOL_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=HELM_BUILD_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         fail_or_skip(f"scripts/promtool did not finish within {HELM_BUILD_TIMEOUT_S} s")
         raise AssertionError("unreachable") from None
     lines = proc.stdout.strip().splitlines()
     binary = Path(lines[-1]) if lines else None
     if proc.returncode != 0 or binary is None or not binary.is_file():
-        fail_or_skip("promtool is unavailable: scripts/promtool (go install "
-                     "github.com/prometheus/prometheus/cmd/promtool) failed:\n"
-                     + proc.stderr.strip()[-3000:])
+        fail_or_skip(
+            "promtool is unavailable: scripts/promtool (go install "
+            "github.com/prometheus/prometheus/cmd/promtool) failed:\n" + proc.stderr.strip()[-3000:]
+        )
         raise AssertionError("unreachable")
     return Promtool(binary)
 
@@ -145,12 +165,17 @@ def check_config(config_path: Path, env: Mapping[str, str] | None = None) -> Che
     """`fboc check-config --config FILE` in a child process, run from the repository root."""
     if not (REPO / "consumer" / "cli.py").is_file():
         fail_or_skip("consumer/cli.py (fboc check-config) does not exist yet")
-    child_env = {k: v for k, v in os.environ.items()
-                 if not k.startswith("FBOC_") and not k.startswith("FB_")}
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("FBOC_") and not k.startswith("FB_")}
     child_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "consumer.cli", "check-config", "--config", str(config_path)],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env=child_env, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=child_env,
+        check=False,
+    )
     return CheckResult(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -29,9 +29,15 @@ from tests.deploy.conftest import (
 pytestmark = pytest.mark.timeout(1800)  # the first test may wait for helm and promtool builds
 
 ALERTS_TEST = Path(__file__).parent / "prometheus" / "alerts-test.yaml"
-ALERTS = ["FbocConsumerLagGrowing", "FbocNoCommits", "FbocDestinationHalted",
-          "FbocDeadLetterRatioHigh", "FbocPodRestarting", "FbocGraphErrorRatioHigh",
-          "FbocRequestsNearInFlightLimit"]
+ALERTS = [
+    "FbocConsumerLagGrowing",
+    "FbocNoCommits",
+    "FbocDestinationHalted",
+    "FbocDeadLetterRatioHigh",
+    "FbocPodRestarting",
+    "FbocGraphErrorRatioHigh",
+    "FbocRequestsNearInFlightLimit",
+]
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -40,49 +46,80 @@ RULE_SCHEMA: dict[str, Any] = {
         "kind": {"const": "PrometheusRule"},
         "metadata": {"type": "object", "required": ["name", "namespace", "labels"]},
         "spec": {
-            "type": "object", "additionalProperties": False, "required": ["groups"],
-            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "additionalProperties": False, "required": ["name", "rules"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "rules": {"type": "array", "minItems": 1, "items": {
-                        "type": "object", "additionalProperties": False,
-                        "required": ["alert", "expr", "labels", "annotations"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
                         "properties": {
-                            "alert": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
-                            "expr": {"type": "string", "minLength": 1},
-                            "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
-                            "labels": {"type": "object", "required": ["severity"],
-                                       "additionalProperties": {"type": "string"}},
-                            "annotations": {"type": "object",
+                            "name": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr", "labels", "annotations"],
+                                    "properties": {
+                                        "alert": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
+                                        "labels": {
+                                            "type": "object",
+                                            "required": ["severity"],
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                        "annotations": {
+                                            "type": "object",
                                             "required": ["summary", "description"],
-                                            "additionalProperties": {"type": "string"}},
-                        }}},
-                }}}},
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
         },
     },
 }
 
 
-def rule_manifest(helm: Helm, sets: dict[str, str] | None = None,
-                  values: tuple[Path, ...] = (),
-                  set_strings: dict[str, str] | None = None) -> Manifest:
-    return one(helm.template(values=values, sets={"prometheusRule.enabled": "true",
-                                                  **(sets or {})}, set_strings=set_strings),
-               "PrometheusRule")
+def rule_manifest(
+    helm: Helm,
+    sets: dict[str, str] | None = None,
+    values: tuple[Path, ...] = (),
+    set_strings: dict[str, str] | None = None,
+) -> Manifest:
+    return one(
+        helm.template(
+            values=values, sets={"prometheusRule.enabled": "true", **(sets or {})}, set_strings=set_strings
+        ),
+        "PrometheusRule",
+    )
 
 
 def rules(manifest: Manifest) -> dict[str, dict[str, Any]]:
-    return {rule["alert"]: rule for group in manifest["spec"]["groups"]
-            for rule in group["rules"]}
+    return {rule["alert"]: rule for group in manifest["spec"]["groups"] for rule in group["rules"]}
 
 
 def write_rules(manifest: Manifest, path: Path, *, annotations: bool = True) -> Path:
     """The PrometheusRule's spec is a Prometheus rules file as it stands."""
     spec = manifest["spec"]
     if not annotations:  # promtool's unit tests compare annotations too; these test the logic
-        spec = {"groups": [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"}
-                                           for r in g["rules"]]} for g in spec["groups"]]}
+        spec = {
+            "groups": [
+                {**g, "rules": [{k: v for k, v in r.items() if k != "annotations"} for r in g["rules"]]}
+                for g in spec["groups"]
+            ]
+        }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
@@ -92,8 +129,9 @@ def test_off_by_default(helm: Helm) -> None:
 
 
 @pytest.mark.parametrize("values", [(), (ALL_ON_VALUES,)], ids=["default", "all-on"])
-def test_rendered_rules_pass_promtool_check(helm: Helm, promtool: Promtool, tmp_path: Path,
-                                            values: tuple[Path, ...]) -> None:
+def test_rendered_rules_pass_promtool_check(
+    helm: Helm, promtool: Promtool, tmp_path: Path, values: tuple[Path, ...]
+) -> None:
     manifest = rule_manifest(helm, values=values)
     jsonschema.validate(manifest, RULE_SCHEMA)
     assert list(rules(manifest)) == ALERTS
@@ -102,15 +140,18 @@ def test_rendered_rules_pass_promtool_check(helm: Helm, promtool: Promtool, tmp_
     assert f"SUCCESS: {len(ALERTS)} rules found" in proc.stdout
 
 
-def test_promtool_unit_tests_fire_and_hold_each_alert(helm: Helm, promtool: Promtool,
-                                                      tmp_path: Path) -> None:
+def test_promtool_unit_tests_fire_and_hold_each_alert(helm: Helm, promtool: Promtool, tmp_path: Path) -> None:
     write_rules(rule_manifest(helm), tmp_path / "rules.yaml", annotations=False)
     tests = yaml.safe_load(ALERTS_TEST.read_text())
     tested = {case["alertname"] for group in tests["tests"] for case in group["alert_rule_test"]}
     assert tested == set(ALERTS)
     for alert in ALERTS:  # each alert is expected both to fire and to stay quiet
-        expectations = [bool(case["exp_alerts"]) for group in tests["tests"]
-                        for case in group["alert_rule_test"] if case["alertname"] == alert]
+        expectations = [
+            bool(case["exp_alerts"])
+            for group in tests["tests"]
+            for case in group["alert_rule_test"]
+            if case["alertname"] == alert
+        ]
         assert set(expectations) == {True, False}, alert
     shutil.copy(ALERTS_TEST, tmp_path / ALERTS_TEST.name)
     proc = promtool.run("test", "rules", ALERTS_TEST.name, cwd=tmp_path)
@@ -118,8 +159,7 @@ def test_promtool_unit_tests_fire_and_hold_each_alert(helm: Helm, promtool: Prom
     assert "SUCCESS" in proc.stdout
 
 
-def test_a_changed_threshold_changes_the_verdict(helm: Helm, promtool: Promtool,
-                                                 tmp_path: Path) -> None:
+def test_a_changed_threshold_changes_the_verdict(helm: Helm, promtool: Promtool, tmp_path: Path) -> None:
     """The unit tests run against the values: with a dead-letter threshold of 50 %, the 9 % of
     the firing case no longer fires, and promtool says so."""
     values = tmp_path / "values.yaml"  # --set would make 0.5 a string
@@ -153,7 +193,8 @@ def test_thresholds_and_labels_come_from_values(helm: Helm) -> None:
     for rule in by_name.values():
         assert rule["labels"]["team"] == "growth"
         assert rule["annotations"]["runbook_url"].startswith(
-            "https://git.example.com/fboc/blob/main/README.md#fboc")
+            "https://git.example.com/fboc/blob/main/README.md#fboc"
+        )
 
 
 def test_in_flight_bound_follows_the_configuration(helm: Helm) -> None:
@@ -163,13 +204,16 @@ def test_in_flight_bound_follows_the_configuration(helm: Helm) -> None:
 
     assert expr({}).endswith(">= 7.2")  # fboc's default bound, 8
     assert expr({"config.batching.max_in_flight": "20"}).endswith(">= 18")
-    assert expr({"config.batching.max_in_flight": "20",
-                 "prometheusRule.inFlightSaturated.limit": "4"}).endswith(">= 3.6")
+    assert expr(
+        {"config.batching.max_in_flight": "20", "prometheusRule.inFlightSaturated.limit": "4"}
+    ).endswith(">= 3.6")
 
 
 def test_an_alert_can_be_turned_off_and_the_selector_replaced(helm: Helm) -> None:
-    manifest = rule_manifest(helm, sets={"prometheusRule.podRestarts.enabled": "false",
-                                         "prometheusRule.selector": 'service="fboc"'})
+    manifest = rule_manifest(
+        helm,
+        sets={"prometheusRule.podRestarts.enabled": "false", "prometheusRule.selector": 'service="fboc"'},
+    )
     by_name = rules(manifest)
     assert "FbocPodRestarting" not in by_name
     assert 'fboc_commits_total{service="fboc"}' in by_name["FbocNoCommits"]["expr"]
@@ -194,9 +238,13 @@ def _anchor(heading: str) -> str:
 def test_free_text_values_stay_strings(helm: Helm) -> None:
     """A URL or severity with YAML syntax in it is quoted, never parsed as YAML."""
     url = "https://wiki.example.com/a: b/{fboc} #notes"
-    manifest = rule_manifest(helm, set_strings={"prometheusRule.runbookUrl": url,
-                                                "prometheusRule.destinationHalted.severity":
-                                                    "page: now"})
+    manifest = rule_manifest(
+        helm,
+        set_strings={
+            "prometheusRule.runbookUrl": url,
+            "prometheusRule.destinationHalted.severity": "page: now",
+        },
+    )
     rule = rules(manifest)["FbocDestinationHalted"]
     assert rule["annotations"]["runbook_url"] == url + "#fbocdestinationhalted"
     assert rule["labels"]["severity"] == "page: now"

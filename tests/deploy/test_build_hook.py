@@ -17,19 +17,21 @@ def compile_hook(target_name: str) -> Any:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.CompileHook(str(REPO), {"compile": ["consumer/routing.py"]}, None, None, "",
-                              target_name)
+    return module.CompileHook(str(REPO), {"compile": ["consumer/routing.py"]}, None, None, "", target_name)
 
 
-@pytest.mark.parametrize(("version", "target_name", "enabled"), [
-    ("editable", "wheel", "1"),  # scripts/setup's `pip install -e`: its sources must run
-    ("standard", "sdist", "1"),
-    ("standard", "wheel", None),
-    ("standard", "wheel", "0"),
-])
+@pytest.mark.parametrize(
+    ("version", "target_name", "enabled"),
+    [
+        ("editable", "wheel", "1"),  # scripts/setup's `pip install -e`: its sources must run
+        ("standard", "sdist", "1"),
+        ("standard", "wheel", None),
+        ("standard", "wheel", "0"),
+    ],
+)
 def test_builds_stay_plain_python_unless_a_wheel_is_asked_compiled(
-        version: str, target_name: str, enabled: str | None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    version: str, target_name: str, enabled: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if enabled is None:
         monkeypatch.delenv("FBOC_COMPILE", raising=False)
     else:

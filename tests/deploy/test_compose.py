@@ -28,9 +28,24 @@ SERVICES = {"kafka", "schema-registry", "sandbox", "producer", "fboc"}
 FBOC_IMAGE_SERVICES = {"sandbox", "producer", "fboc"}
 
 # Keys of the Compose specification's service definition that this file may use.
-SERVICE_KEYS = {"image", "build", "hostname", "command", "entrypoint", "environment", "ports",
-                "volumes", "depends_on", "healthcheck", "restart", "read_only", "tmpfs", "cap_drop",
-                "security_opt", "stop_grace_period"}
+SERVICE_KEYS = {
+    "image",
+    "build",
+    "hostname",
+    "command",
+    "entrypoint",
+    "environment",
+    "ports",
+    "volumes",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "read_only",
+    "tmpfs",
+    "cap_drop",
+    "security_opt",
+    "stop_grace_period",
+}
 
 
 def compose() -> dict[str, Any]:
@@ -82,7 +97,7 @@ def host_file(service: dict[str, Any], container_path: str) -> Path:
         if container_path == container:
             return host
         if container_path.startswith(container.rstrip("/") + "/"):
-            return host / container_path[len(container.rstrip("/")) + 1:]
+            return host / container_path[len(container.rstrip("/")) + 1 :]
     raise AssertionError(f"{container_path} is not mounted into the service")
 
 
@@ -95,7 +110,7 @@ def duration_seconds(text: str) -> float:
 
 
 def kafka_listeners(env: dict[str, Any], key: str) -> dict[str, tuple[str, int]]:
-    """"NAME://host:port,..." -> {NAME: (host, port)}."""
+    """ "NAME://host:port,..." -> {NAME: (host, port)}."""
     result = {}
     for item in str(env[key]).split(","):
         name, address = item.split("://")
@@ -105,6 +120,7 @@ def kafka_listeners(env: dict[str, Any], key: str) -> dict[str, tuple[str, int]]
 
 
 # --- the file itself ---------------------------------------------------------------------------
+
 
 def test_compose_file_parses_with_the_expected_services() -> None:
     data = compose()
@@ -150,6 +166,7 @@ def test_bind_mounts_exist() -> None:
 
 
 # --- agreement between the services and the configuration --------------------------------------
+
 
 def test_kafka_listeners_agree_with_the_configuration() -> None:
     kafka = services()["kafka"]
@@ -251,6 +268,7 @@ def test_sample_configuration_passes_check_config() -> None:
 
 
 # --- the producer and its sample events --------------------------------------------------------
+
 
 def load_producer() -> ModuleType:
     spec = importlib.util.spec_from_file_location("produce_samples", PRODUCER_SCRIPT)

@@ -36,13 +36,17 @@ def dashboard() -> dict[str, Any]:
 
 def targets() -> list[tuple[str, str]]:
     """(panel title, expr) of every query of the dashboard."""
-    return [(panel["title"], target["expr"]) for panel in dashboard()["panels"]
-            for target in panel.get("targets", [])]
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def test_the_dashboard_file_is_what_the_script_writes() -> None:
-    spec = importlib.util.spec_from_file_location("grafana_dashboard",
-                                                  REPO / "scripts" / "grafana_dashboard.py")
+    spec = importlib.util.spec_from_file_location(
+        "grafana_dashboard", REPO / "scripts" / "grafana_dashboard.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -56,17 +60,25 @@ def test_every_query_selects_one_namespace_and_release() -> None:
     assert len(targets()) >= 20
     for title, expr in targets():
         for match in METRIC.finditer(expr):
-            assert expr[match.end():].startswith("{" + SELECTOR), f"{title}: {match.group(1)}"
+            assert expr[match.end() :].startswith("{" + SELECTOR), f"{title}: {match.group(1)}"
 
 
 def test_panels_cover_what_an_operator_needs() -> None:
     exprs = " ".join(expr for _title, expr in targets())
-    for metric in ("fboc_records_consumed_total", "fboc_events_sent_total",
-                   "fboc_record_outcomes_total", "fboc_consumer_lag_records",
-                   "fboc_graph_request_seconds_bucket", "fboc_graph_errors_total",
-                   "fboc_requests_in_flight", "fboc_buffered_records",
-                   "fboc_destination_halted", "fboc_dead_letter_writes_total",
-                   "fboc_match_key_events_total", "fboc_match_keys_per_event_bucket"):
+    for metric in (
+        "fboc_records_consumed_total",
+        "fboc_events_sent_total",
+        "fboc_record_outcomes_total",
+        "fboc_consumer_lag_records",
+        "fboc_graph_request_seconds_bucket",
+        "fboc_graph_errors_total",
+        "fboc_requests_in_flight",
+        "fboc_buffered_records",
+        "fboc_destination_halted",
+        "fboc_dead_letter_writes_total",
+        "fboc_match_key_events_total",
+        "fboc_match_keys_per_event_bucket",
+    ):
         assert metric in exprs, metric
     ids = [panel["id"] for panel in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
@@ -76,8 +88,11 @@ def test_every_query_parses(promtool: Promtool, tmp_path: Path) -> None:
     """promtool has no "parse this expression": each query becomes a recording rule instead."""
     rules = []
     for i, (title, expr) in enumerate(targets()):
-        concrete = (expr.replace("$__rate_interval", "5m").replace("$namespace", NAMESPACE)
-                    .replace("$release", "fboc"))
+        concrete = (
+            expr.replace("$__rate_interval", "5m")
+            .replace("$namespace", NAMESPACE)
+            .replace("$release", "fboc")
+        )
         assert "$" not in concrete, title
         rules.append({"record": f"dashboard:query_{i}", "expr": concrete})
     path = tmp_path / "dashboard-rules.yaml"
@@ -86,8 +101,18 @@ def test_every_query_parses(promtool: Promtool, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(rules)} rules found" in proc.stdout
     # and a broken one would not pass
-    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [
-        {"record": "dashboard:broken", "expr": "sum by (topic (rate(x[5m]))"}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "d",
+                        "rules": [{"record": "dashboard:broken", "expr": "sum by (topic (rate(x[5m]))"}],
+                    }
+                ]
+            }
+        )
+    )
     assert promtool.run("check", "rules", str(path)).returncode != 0
 
 
@@ -103,23 +128,30 @@ def test_configmap_is_off_by_default_and_carries_the_sidecar_label(helm: Helm) -
 
 
 def test_configmap_namespace_labels_and_annotations_follow_values(helm: Helm) -> None:
-    manifests = helm.template(sets={"dashboard.enabled": "true", "dashboard.namespace": "monitoring",
-                                    "dashboard.labels.grafana_dashboard": "null",
-                                    "dashboard.labels.dashboards": "fboc",
-                                    "dashboard.annotations.grafana_folder": "Conversions"})
+    manifests = helm.template(
+        sets={
+            "dashboard.enabled": "true",
+            "dashboard.namespace": "monitoring",
+            "dashboard.labels.grafana_dashboard": "null",
+            "dashboard.labels.dashboards": "fboc",
+            "dashboard.annotations.grafana_folder": "Conversions",
+        }
+    )
     (config_map,) = [m for m in by_kind(manifests, "ConfigMap") if "fboc.json" in m["data"]]
     meta = config_map["metadata"]
     assert meta["namespace"] == "monitoring"
     assert meta["labels"]["dashboards"] == "fboc"
     assert "grafana_dashboard" not in meta["labels"]
     assert meta["annotations"] == {"grafana_folder": "Conversions"}
-    no_labels = helm.template(sets={"dashboard.enabled": "true",
-                                    "dashboard.labels.grafana_dashboard": "null"})
+    no_labels = helm.template(
+        sets={"dashboard.enabled": "true", "dashboard.labels.grafana_dashboard": "null"}
+    )
     (config_map,) = [m for m in by_kind(no_labels, "ConfigMap") if "fboc.json" in m["data"]]
     assert "grafana_dashboard" not in config_map["metadata"]["labels"]
 
 
 # --- the metrics it names exist ------------------------------------------------------------------
+
 
 def scrape(url: str) -> str:
     try:
@@ -131,11 +163,14 @@ def scrape(url: str) -> str:
 
 
 def sample_names(text: str) -> set[str]:
-    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
-SAMPLE = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
+SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -151,18 +186,21 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 @pytest.mark.kafka
 async def test_every_metric_named_is_exported_by_fboc_run(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path,
-        helm: Helm) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path, helm: Helm
+) -> None:
     """One real run that does a bit of everything: deliveries, a token error that halts and
     resumes the destination, a 500 that is retried, a dead letter, a dropped phone number."""
     topic = new_topic(2)
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     port = kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        facebook={"graph_url": sandbox.url, "timeout_seconds": 5,
-                                  "auth_retry_seconds": 0.5},
-                        service={"port": port, "shutdown_deadline_seconds": 10,
-                                 "commit_interval_ms": 100})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        facebook={"graph_url": sandbox.url, "timeout_seconds": 5, "auth_retry_seconds": 0.5},
+        service={"port": port, "shutdown_deadline_seconds": 10, "commit_interval_ms": 100},
+    )
     bad_phone = track(99)
     bad_phone["context"]["traits"]["phone"] = "12"
     records = [(f"k{i}".encode(), avro(track(i)), i % 2) for i in range(20)]
@@ -173,11 +211,15 @@ async def test_every_metric_named_is_exported_by_fboc_run(
     fboc = FbocProcess(tmp_path, config).start()
     url = f"http://127.0.0.1:{port}/metrics"
     try:
+
         def done() -> bool:
             text = scrape(url)
-            return (sample(text, "fboc_record_outcomes_total", outcome="delivered") == 21
-                    and sample(text, "fboc_record_outcomes_total", outcome="dead_lettered") == 1
-                    and "fboc_consumer_lag_records{" in text)
+            return (
+                sample(text, "fboc_record_outcomes_total", outcome="delivered") == 21
+                and sample(text, "fboc_record_outcomes_total", outcome="dead_lettered") == 1
+                and "fboc_consumer_lag_records{" in text
+            )
+
         await wait_until(done, 90, "every record final and the lag reported")
         text = await asyncio.to_thread(scrape, url)
         assert fboc.terminate() == 0
@@ -185,8 +227,9 @@ async def test_every_metric_named_is_exported_by_fboc_run(
         fboc.stop_quietly()
     exported = sample_names(text)
     named = {m for _title, expr in targets() for m in METRIC.findall(expr)}
-    named |= {m for v in dashboard()["templating"]["list"] for m in METRIC.findall(
-        json.dumps(v.get("query", "")))}
+    named |= {
+        m for v in dashboard()["templating"]["list"] for m in METRIC.findall(json.dumps(v.get("query", "")))
+    }
     rule = by_kind(helm.template(sets={"prometheusRule.enabled": "true"}), "PrometheusRule")[0]
     in_rules = set(METRIC.findall(json.dumps(rule["spec"])))
     assert named - exported == set()

@@ -115,6 +115,7 @@ def pins(path: Path) -> dict[str, str]:
 
 # --- the image ---------------------------------------------------------------------------------
 
+
 def test_two_stages_the_final_one_on_a_slim_python_base() -> None:
     build, final = stages()
     args = global_args()
@@ -159,8 +160,7 @@ def test_final_stage_has_no_build_tools() -> None:
         if instruction.name == "RUN":
             for tool in BUILD_TOOLS:
                 assert tool not in instruction.args, f"final stage runs {tool}: {instruction.args}"
-    copies_from_build = [i.args for i in final_stage()
-                         if i.name == "COPY" and i.args.startswith("--from=")]
+    copies_from_build = [i.args for i in final_stage() if i.name == "COPY" and i.args.startswith("--from=")]
     assert copies_from_build == ["--from=build /opt/fboc /opt/fboc"]
     # Dependencies are installed from wheels only, and pip is removed from the runtime venv.
     build = " ".join(i.args for i in stages()[0] if i.name == "RUN")
@@ -176,7 +176,8 @@ def test_healthcheck_probes_healthz_on_the_service_port() -> None:
     command = exec_form(health.split(" CMD ", 1)[1])
     assert command == ["python", "/opt/fboc/healthcheck.py"]
     assert "COPY deploy/healthcheck.py /opt/fboc/healthcheck.py" in [
-        f"COPY {i.args}" for i in stage if i.name == "COPY"]
+        f"COPY {i.args}" for i in stage if i.name == "COPY"
+    ]
     exposed = [int(i.args) for i in stage if i.name == "EXPOSE"]
     config = pytest.importorskip("consumer.config")
     default_port = config.ServiceSettings().port
@@ -197,12 +198,20 @@ def test_build_context_holds_everything_the_dockerfile_copies() -> None:
                 assert not ignored(source.rstrip("/")), f"COPY {source}: excluded by .dockerignore"
                 if path.is_dir():
                     assert any(path.iterdir()), f"COPY {source}: empty directory"
-    for private in (".venv", ".git", "tests", "helm", "tests/deploy/test_dockerfile.py",
-                    "consumer/__pycache__/x.pyc", "deploy/compose/fboc.yaml"):
+    for private in (
+        ".venv",
+        ".git",
+        "tests",
+        "helm",
+        "tests/deploy/test_dockerfile.py",
+        "consumer/__pycache__/x.pyc",
+        "deploy/compose/fboc.yaml",
+    ):
         assert ignored(private), f"{private} would be sent to the Docker daemon"
 
 
 # --- pinned dependencies -----------------------------------------------------------------------
+
 
 def test_runtime_requirements_pin_every_dependency_within_pyproject_ranges() -> None:
     pinned = pins(REQUIREMENTS)
@@ -212,8 +221,9 @@ def test_runtime_requirements_pin_every_dependency_within_pyproject_ranges() -> 
         requirement = Requirement(spec)
         name = canonicalize_name(requirement.name)
         assert name in pinned, f"{requirement.name} is not pinned in {REQUIREMENTS.name}"
-        assert requirement.specifier.contains(pinned[name], prereleases=True), \
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (
             f"{name}=={pinned[name]} is outside {requirement.specifier}"
+        )
 
 
 def test_build_requirements_pin_the_build_backend() -> None:
@@ -228,6 +238,7 @@ def test_build_requirements_pin_the_build_backend() -> None:
 
 
 # --- healthcheck.py ----------------------------------------------------------------------------
+
 
 def load_healthcheck() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fboc_healthcheck", HEALTHCHECK)

@@ -39,13 +39,17 @@ pytestmark = pytest.mark.timeout(1800)
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 MIN_KUBE = re.search(r"(\d+\.\d+)", CHART_META["kubeVersion"]).group(1)  # type: ignore[union-attr]
-KUBE_VERSIONS = sorted({MIN_KUBE, kubernetes_validate.latest_version()},
-                       key=lambda v: tuple(int(p) for p in v.split(".")))
+KUBE_VERSIONS = sorted(
+    {MIN_KUBE, kubernetes_validate.latest_version()}, key=lambda v: tuple(int(p) for p in v.split("."))
+)
 SECRET_DIR = "/var/run/secrets/fboc"
 CONFIG_FILE = "/etc/fboc/fboc.yaml"
 CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}  # tests/deploy/test_alerts.py
-EXISTING_SECRET = {"secrets.existingSecret": "meta-credentials",
-                   "secrets.accessTokenKey": "token", "secrets.appSecretKey": "secret"}
+EXISTING_SECRET = {
+    "secrets.existingSecret": "meta-credentials",
+    "secrets.accessTokenKey": "token",
+    "secrets.appSecretKey": "secret",
+}
 
 # Render cases: (id, values files, --set). "all-on" turns on every option of the chart.
 CASES: dict[str, tuple[tuple[Path, ...], dict[str, str]]] = {
@@ -73,6 +77,7 @@ def pod_spec(workload: Manifest) -> dict[str, Any]:
 
 # --- lint and render ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("values", [(), (ALL_ON_VALUES,)], ids=["default", "all-on"])
 def test_helm_lint_strict(helm: Helm, values: tuple[Path, ...]) -> None:
     args = ["lint", str(CHART), "--strict"]
@@ -89,9 +94,19 @@ def test_default_render_has_the_expected_objects(helm: Helm) -> None:
 
 def test_all_on_render_has_every_object_and_no_hpa(helm: Helm) -> None:
     kinds = sorted(m["kind"] for m in render(helm, "all-on"))
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget",
-                     "PrometheusRule", "ScaledObject", "Secret", "Service", "ServiceAccount",
-                     "ServiceMonitor"]
+    assert kinds == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "PodDisruptionBudget",
+        "PrometheusRule",
+        "ScaledObject",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -108,6 +123,7 @@ def test_every_object_has_the_recommended_labels(helm: Helm, case: str) -> None:
 
 # --- Kubernetes schemas ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kube", KUBE_VERSIONS)
 @pytest.mark.parametrize("case", list(CASES))
 def test_manifests_validate_against_kubernetes_schemas(helm: Helm, case: str, kube: str) -> None:
@@ -120,8 +136,10 @@ def test_manifests_validate_against_kubernetes_schemas(helm: Helm, case: str, ku
             kubernetes_validate.validate(manifest, kube, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
-            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']} is not valid for "
-                        f"Kubernetes {kube}: {path}: {exc.message}")
+            pytest.fail(
+                f"{manifest['kind']}/{manifest['metadata']['name']} is not valid for "
+                f"Kubernetes {kube}: {path}: {exc.message}"
+            )
         checked += 1
     assert checked == len([m for m in manifests if m["kind"] not in CRD_KINDS])
 
@@ -138,26 +156,39 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["selector", "endpoints"],
             "properties": {
-                "selector": {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
-                             "properties": {"matchLabels": {"type": "object",
-                                                            "additionalProperties": {"type": "string"}}}},
-                "namespaceSelector": {"type": "object", "additionalProperties": False,
-                                      "properties": {"any": {"type": "boolean"},
-                                                     "matchNames": {"type": "array",
-                                                                    "items": {"type": "string"}}}},
-                "endpoints": {"type": "array", "minItems": 1, "items": {
+                "selector": {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["port", "path"],
+                    "required": ["matchLabels"],
                     "properties": {
-                        "port": {"type": "string"},
-                        "path": {"type": "string"},
-                        "scheme": {"enum": ["http", "https"]},
-                        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-                        "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-                        "honorLabels": {"type": "boolean"},
+                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}
                     },
-                }},
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port", "path"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "honorLabels": {"type": "boolean"},
+                        },
+                    },
+                },
             },
         },
     },
@@ -175,35 +206,45 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["scaleTargetRef", "triggers"],
             "properties": {
-                "scaleTargetRef": {"type": "object", "additionalProperties": False,
-                                   "required": ["name"],
-                                   "properties": {"apiVersion": {"type": "string"},
-                                                  "kind": {"type": "string"},
-                                                  "name": {"type": "string"}}},
+                "scaleTargetRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string"},
+                    },
+                },
                 "pollingInterval": {"type": "integer", "minimum": 1},
                 "cooldownPeriod": {"type": "integer", "minimum": 0},
                 "minReplicaCount": {"type": "integer", "minimum": 0},
                 "maxReplicaCount": {"type": "integer", "minimum": 1},
                 "advanced": {"type": "object"},
-                "triggers": {"type": "array", "minItems": 1, "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["type", "metadata"],
-                    "properties": {
-                        "type": {"const": "kafka"},
-                        "metadata": {
-                            "type": "object",
-                            "required": ["bootstrapServers", "consumerGroup", "topic",
-                                         "lagThreshold"],
-                            # KEDA reads trigger metadata as strings only.
-                            "additionalProperties": {"type": "string"},
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"const": "kafka"},
+                            "metadata": {
+                                "type": "object",
+                                "required": ["bootstrapServers", "consumerGroup", "topic", "lagThreshold"],
+                                # KEDA reads trigger metadata as strings only.
+                                "additionalProperties": {"type": "string"},
+                            },
+                            "authenticationRef": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
+                            },
                         },
-                        "authenticationRef": {"type": "object", "additionalProperties": False,
-                                              "required": ["name"],
-                                              "properties": {"name": {"type": "string"},
-                                                             "kind": {"type": "string"}}},
                     },
-                }},
+                },
             },
         },
     },
@@ -261,8 +302,10 @@ def test_keda_follows_the_consumer_configuration_by_default(helm: Helm) -> None:
 
 def test_keda_refuses_a_bootstrap_reference_it_cannot_read(helm: Helm) -> None:
     with pytest.raises(HelmError, match=r"keda\.bootstrapServers"):
-        helm.template(sets={"keda.enabled": "true"},
-                      set_strings={"config.kafka.bootstrap_servers": "${KAFKA_BOOTSTRAP}"})
+        helm.template(
+            sets={"keda.enabled": "true"},
+            set_strings={"config.kafka.bootstrap_servers": "${KAFKA_BOOTSTRAP}"},
+        )
 
 
 def test_hpa_only_without_keda(helm: Helm) -> None:
@@ -285,8 +328,7 @@ def test_pod_disruption_budget_selects_only_consumer_pods(helm: Helm) -> None:
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     job_labels = pod_labels(one(manifests, "Job"))
     assert not pdb["spec"]["selector"]["matchLabels"].items() <= job_labels.items()
-    default_pdb = one(helm.template(sets={"podDisruptionBudget.enabled": "true"}),
-                      "PodDisruptionBudget")
+    default_pdb = one(helm.template(sets={"podDisruptionBudget.enabled": "true"}), "PodDisruptionBudget")
     assert default_pdb["spec"]["maxUnavailable"] == 1
 
 
@@ -296,6 +338,7 @@ def pod_labels(workload: Manifest) -> dict[str, str]:
 
 
 # --- the Deployment ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_pods_are_hardened(helm: Helm, case: str) -> None:
@@ -321,13 +364,18 @@ def test_pods_are_hardened(helm: Helm, case: str) -> None:
             assert container["resources"]["limits"]["memory"]
 
 
-@pytest.mark.parametrize(("sets", "deadline", "grace"), [
-    ({}, 25, 35),
-    ({"config.service.shutdown_deadline_seconds": "60"}, 60, 70),
-    ({"terminationGracePeriodSeconds": "26"}, 25, 26),
-], ids=["default", "longer-deadline", "explicit"])
+@pytest.mark.parametrize(
+    ("sets", "deadline", "grace"),
+    [
+        ({}, 25, 35),
+        ({"config.service.shutdown_deadline_seconds": "60"}, 60, 70),
+        ({"terminationGracePeriodSeconds": "26"}, 25, 26),
+    ],
+    ids=["default", "longer-deadline", "explicit"],
+)
 def test_termination_grace_is_above_the_shutdown_deadline(
-        helm: Helm, sets: dict[str, str], deadline: int, grace: int) -> None:
+    helm: Helm, sets: dict[str, str], deadline: int, grace: int
+) -> None:
     manifests = helm.template(sets=sets)
     config = yaml.safe_load(rendered_config(manifests))
     assert config["service"]["shutdown_deadline_seconds"] == deadline
@@ -349,20 +397,22 @@ def test_probes_ports_and_service_follow_service_port(helm: Helm, port: int) -> 
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     service = one(manifests, "Service")
-    assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http",
-                                         "protocol": "TCP"}]
-    assert service["spec"]["selector"] == one(manifests, "Deployment")["spec"]["selector"][
-        "matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
     assert yaml.safe_load(rendered_config(manifests))["service"]["port"] == port
 
 
-@pytest.mark.parametrize(("sets", "bind"), [
-    ({}, "0.0.0.0"),
-    ({"config.service": "null"}, "0.0.0.0"),  # a values file without the key
-    ({"config.service.bind_address": "::"}, "::"),
-])
-def test_the_probes_reach_fboc_from_outside_the_pod(helm: Helm, sets: dict[str, str],
-                                                   bind: str) -> None:
+@pytest.mark.parametrize(
+    ("sets", "bind"),
+    [
+        ({}, "0.0.0.0"),
+        ({"config.service": "null"}, "0.0.0.0"),  # a values file without the key
+        ({"config.service.bind_address": "::"}, "::"),
+    ],
+)
+def test_the_probes_reach_fboc_from_outside_the_pod(helm: Helm, sets: dict[str, str], bind: str) -> None:
     """fboc listens on 127.0.0.1 unless told: the chart always tells it."""
     config = yaml.safe_load(rendered_config(helm.template(sets=sets)))
     assert config["service"]["bind_address"] == bind
@@ -376,12 +426,9 @@ def test_configuration_and_secret_are_mounted_read_only(helm: Helm) -> None:
     volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
     config_volume = next(n for n, v in volumes.items() if "configMap" in v)
     secret_volume = next(n for n, v in volumes.items() if "secret" in v)
-    assert volumes[config_volume]["configMap"]["name"] == one(manifests, "ConfigMap")["metadata"][
-        "name"]
-    assert mounts[config_volume] == {"name": config_volume, "mountPath": "/etc/fboc",
-                                     "readOnly": True}
-    assert volumes[secret_volume]["secret"]["secretName"] == one(manifests, "Secret")["metadata"][
-        "name"]
+    assert volumes[config_volume]["configMap"]["name"] == one(manifests, "ConfigMap")["metadata"]["name"]
+    assert mounts[config_volume] == {"name": config_volume, "mountPath": "/etc/fboc", "readOnly": True}
+    assert volumes[secret_volume]["secret"]["secretName"] == one(manifests, "Secret")["metadata"]["name"]
     assert mounts[secret_volume]["mountPath"] == SECRET_DIR
     assert mounts[secret_volume]["readOnly"] is True
     # The token reaches fboc only as a file: never in the environment or the ConfigMap.
@@ -393,8 +440,7 @@ def test_existing_secret_is_used_instead_of_a_new_one(helm: Helm) -> None:
     manifests = render(helm, "existing-secret")
     assert by_kind(manifests, "Secret") == []
     volumes = pod_spec(one(manifests, "Deployment"))["volumes"]
-    assert {"name": "secrets", "secret": {"secretName": "meta-credentials", "defaultMode": 0o440}} \
-        in volumes
+    assert {"name": "secrets", "secret": {"secretName": "meta-credentials", "defaultMode": 0o440}} in volumes
     (destination,) = yaml.safe_load(rendered_config(manifests))["destinations"]
     assert destination["access_token"] == "${file:/var/run/secrets/fboc/token}"
     assert destination["app_secret"] == "${file:/var/run/secrets/fboc/secret}"
@@ -425,20 +471,37 @@ def test_pods_roll_when_the_configuration_changes(helm: Helm) -> None:
 
 # --- the replay Job ----------------------------------------------------------------------------
 
+
 def test_dlq_replay_job_runs_fboc_dlq_replay(helm: Helm) -> None:
     manifests = render(helm, "all-on")
     job = one(manifests, "Job")
     (container,) = containers(job)
     assert container["args"] == [
-        "dlq", "replay", "--config", CONFIG_FILE,
-        "--reason", "graph_retries_exhausted", "--since", "2026-01-01T00:00:00Z",
-        "--until", "2026-01-02T00:00:00Z", "--event-set", "111111111111111",
-        "--limit", "10000", "--rate", "200/s", "--to", "events.track.replay", "--dry-run"]
+        "dlq",
+        "replay",
+        "--config",
+        CONFIG_FILE,
+        "--reason",
+        "graph_retries_exhausted",
+        "--since",
+        "2026-01-01T00:00:00Z",
+        "--until",
+        "2026-01-02T00:00:00Z",
+        "--event-set",
+        "111111111111111",
+        "--limit",
+        "10000",
+        "--rate",
+        "200/s",
+        "--to",
+        "events.track.replay",
+        "--dry-run",
+    ]
     # the real command line accepts exactly these arguments
     from consumer.cli import parser
+
     parsed = parser().parse_args(container["args"])
-    assert (parsed.reason, parsed.rate, parsed.dry_run) == (["graph_retries_exhausted"], "200/s",
-                                                            True)
+    assert (parsed.reason, parsed.rate, parsed.dry_run) == (["graph_retries_exhausted"], "200/s", True)
     spec = pod_spec(job)
     assert spec["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 3
@@ -466,19 +529,33 @@ def test_dlq_replay_job_is_off_by_default_and_renamed_by_new_arguments(helm: Hel
 
 # --- values.schema.json ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("sets", "message"), [
-    ({"replicas": "2"}, "additional properties 'replicas' not allowed"),
-    ({"config.kafka.groupId": "x"}, "additional properties 'groupId' not allowed"),
-    ({"serviceMonitor.enable": "true"}, "additional properties 'enable' not allowed"),
-    ({"config.sources[0].dialect": "snowplow"}, "/config/sources/0/dialect"),
-    ({"config.destinations[0].default_event_sets[0]": "1234567890123"},
-     "/config/destinations/0/default_event_sets/0"),
-    ({"replicaCount": "two"}, "/replicaCount"),
-    ({"securityContext.readOnlyRootFilesystem": "false"},
-     "/securityContext/readOnlyRootFilesystem"),
-    ({"config.service.port": "70000"}, "/config/service/port"),
-], ids=["unknown-key", "unknown-config-key", "typo-in-option", "bad-dialect",
-        "unquoted-event-set-id", "wrong-type", "insecure", "bad-port"])
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ({"replicas": "2"}, "additional properties 'replicas' not allowed"),
+        ({"config.kafka.groupId": "x"}, "additional properties 'groupId' not allowed"),
+        ({"serviceMonitor.enable": "true"}, "additional properties 'enable' not allowed"),
+        ({"config.sources[0].dialect": "snowplow"}, "/config/sources/0/dialect"),
+        (
+            {"config.destinations[0].default_event_sets[0]": "1234567890123"},
+            "/config/destinations/0/default_event_sets/0",
+        ),
+        ({"replicaCount": "two"}, "/replicaCount"),
+        ({"securityContext.readOnlyRootFilesystem": "false"}, "/securityContext/readOnlyRootFilesystem"),
+        ({"config.service.port": "70000"}, "/config/service/port"),
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-config-key",
+        "typo-in-option",
+        "bad-dialect",
+        "unquoted-event-set-id",
+        "wrong-type",
+        "insecure",
+        "bad-port",
+    ],
+)
 def test_schema_rejects_wrong_values(helm: Helm, sets: dict[str, str], message: str) -> None:
     with pytest.raises(HelmError) as caught:
         helm.template(sets=sets)
@@ -539,9 +616,11 @@ def test_values_yaml_documents_every_schema_key() -> None:
 
 # --- fboc check-config on the rendered configuration --------------------------------------------
 
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_rendered_configuration_passes_check_config(
-        helm: Helm, case: str, tmp_path: Path, secret_files: Path) -> None:
+    helm: Helm, case: str, tmp_path: Path, secret_files: Path
+) -> None:
     config = rendered_config(render(helm, case))
     assert SECRET_DIR in config
     # The Secret volume's files, as the pod sees them, under the test's own directory.
@@ -557,8 +636,7 @@ def test_rendered_configuration_passes_check_config(
 
 def test_check_config_needs_the_secret_files(helm: Helm, tmp_path: Path) -> None:
     path = tmp_path / "fboc.yaml"
-    path.write_text(rendered_config(render(helm, "default")).replace(SECRET_DIR,
-                                                                     str(tmp_path / "none")))
+    path.write_text(rendered_config(render(helm, "default")).replace(SECRET_DIR, str(tmp_path / "none")))
     result = check_config(path)
     assert result.returncode != 0
     assert "destinations[0].access_token" in result.stderr
@@ -567,15 +645,18 @@ def test_check_config_needs_the_secret_files(helm: Helm, tmp_path: Path) -> None
 
 # --- NOTES.txt ---------------------------------------------------------------------------------
 
-def render_notes(helm: Helm, tmp_path: Path, values: Sequence[Path] = (),
-                 sets: dict[str, str] | None = None) -> str:
+
+def render_notes(
+    helm: Helm, tmp_path: Path, values: Sequence[Path] = (), sets: dict[str, str] | None = None
+) -> str:
     """NOTES.txt as `helm install` would print it (helm template skips NOTES)."""
     chart = tmp_path / "fboc"
     shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("ci"))
     (chart / "notes.txt").write_text((chart / "templates" / "NOTES.txt").read_text())
     (chart / "templates" / "zz-notes.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
-        '    {{- tpl (.Files.Get "notes.txt") . | nindent 4 }}\n')
+        '    {{- tpl (.Files.Get "notes.txt") . | nindent 4 }}\n'
+    )
     manifests = helm.template(chart=chart, values=values, sets=sets)
     notes: str = next(m for m in manifests if m["metadata"]["name"] == "notes")["data"]["notes"]
     return notes

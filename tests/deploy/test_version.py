@@ -47,5 +47,6 @@ def test_the_chart_version_is_semver() -> None:
 def test_the_changelog_has_an_entry_for_the_version() -> None:
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog
-    assert re.search(rf"^## \[{re.escape(package_version())}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog,
-                     re.MULTILINE)
+    assert re.search(
+        rf"^## \[{re.escape(package_version())}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.MULTILINE
+    )

@@ -20,20 +20,29 @@ from tests.kafka_broker import Broker
 pytestmark = pytest.mark.kafka
 
 
-async def test_partition_handed_back_paused_is_resumed(kafka: Broker, new_topic: Any,
-                                                       group_id: str) -> None:
+async def test_partition_handed_back_paused_is_resumed(kafka: Broker, new_topic: Any, group_id: str) -> None:
     topic = new_topic(2)
     produce(kafka.bootstrap, topic, [(b"k", b"v", p) for p in (0, 1) for _ in range(20)])
     backpressure: Backpressure
-    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap, group_id=group_id,
-                             options={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    settings = KafkaSettings(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=group_id,
+        options={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+    )
 
     def assigned(tps: list[TopicPartition]) -> None:
         backpressure.assigned(tps)
 
-    source = KafkaSource(settings, [topic], on_assign=assigned, on_revoke=lambda tps: None,
-                         on_lost=lambda tps: None, on_error=lambda err: None,
-                         on_stats=lambda raw: None, on_commit=lambda err, parts: None)
+    source = KafkaSource(
+        settings,
+        [topic],
+        on_assign=assigned,
+        on_revoke=lambda tps: None,
+        on_lost=lambda tps: None,
+        on_error=lambda err: None,
+        on_stats=lambda raw: None,
+        on_commit=lambda err, parts: None,
+    )
     backpressure = Backpressure(10, source)
     read: list[int] = []
 
@@ -54,12 +63,19 @@ async def test_partition_handed_back_paused_is_resumed(kafka: Broker, new_topic:
         backpressure.update(10)  # full: both partitions paused
         assert backpressure.paused
         # a second member takes one (paused) partition away
-        other = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group_id,
-                          "partition.assignment.strategy": "cooperative-sticky",
-                          "enable.auto.commit": False, "auto.offset.reset": "latest",
-                          # it may close before its join completes, and then the group
-                          # waits out its session (45 s by default) to hand the partition back
-                          "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        other = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap,
+                "group.id": group_id,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+                # it may close before its join completes, and then the group
+                # waits out its session (45 s by default) to hand the partition back
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+            }
+        )
         other.subscribe([topic])
         await until("the rebalance", lambda: len(source.assignment()) == 1, other)
         backpressure.update(0)  # drained: resume what we still have

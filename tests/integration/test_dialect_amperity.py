@@ -32,35 +32,60 @@ SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")
 
 
 def row(order: str, product: str, quantity: int, price: float, **extra: Any) -> bytes:
-    return SCHEMA.encode({
-        "external_id": "amp-1", "email": "pat@example.org", "order_id": order,
-        "quantity": quantity, "product_id": product, "timestamp": int(time.time()) - 3600,
-        "price": price, "currency": "USD", **extra})
+    return SCHEMA.encode(
+        {
+            "external_id": "amp-1",
+            "email": "pat@example.org",
+            "order_id": order,
+            "quantity": quantity,
+            "product_id": product,
+            "timestamp": int(time.time()) - 3600,
+            "price": price,
+            "currency": "USD",
+            **extra,
+        }
+    )
 
 
-async def test_rows_of_an_order_become_one_event(kafka: Broker, new_topic: Any, group_id: str,
-                                                 sandbox: SandboxThread, tmp_path: Path) -> None:
+async def test_rows_of_an_order_become_one_event(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(1)
     data = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
-    data["sources"] = [{"name": "rows", "topic": topic, "dialect": "amperity",
-                        "destination": "main", "schema": str(ROOT / "schemas" / "amperity_row.avsc")}]
+    data["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
     data["destinations"][0].update({"group_window_ms": 300, "event_sets": {"Purchase": ["111"]}})
     settings = parse_settings(data, {})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
-    produce(kafka.bootstrap, topic, [
-        (b"A", row("A", "sku-1", 2, 10.0), 0),
-        (b"A", row("A", "sku-2", 1, 5.5), 0),
-        (b"B", row("B", "sku-3", -1, 10.0), 0),           # a return: filtered
-        (b"C", row("C", "sku-4", 1, 3.0, currency=None), 0),  # no currency: dead letter
-    ])
+    produce(
+        kafka.bootstrap,
+        topic,
+        [
+            (b"A", row("A", "sku-1", 2, 10.0), 0),
+            (b"A", row("A", "sku-2", 1, 5.5), 0),
+            (b"B", row("B", "sku-3", -1, 10.0), 0),  # a return: filtered
+            (b"C", row("C", "sku-4", 1, 3.0, currency=None), 0),  # no currency: dead letter
+        ],
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
     try:
-        await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 4, 30,
-                         "the first rows final")
+        await wait_until(
+            lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 4, 30, "the first rows final"
+        )
         produce(kafka.bootstrap, topic, [(b"A", row("A", "sku-5", 1, 1.0), 0)])  # late row
-        await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)
-                         == end_offsets(kafka.bootstrap, topic, 1), 30, "the late row final")
+        await wait_until(
+            lambda: committed(kafka.bootstrap, group_id, topic, 1) == end_offsets(kafka.bootstrap, topic, 1),
+            30,
+            "the late row final",
+        )
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0

@@ -54,9 +54,13 @@ def produce_records(bootstrap: str, topic: str, records: list[Record]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     errors: list[Any] = []
     for key, value, partition, headers, ts in records:
-        kwargs: dict[str, Any] = {"key": key, "value": value, "partition": partition,
-                                  "headers": headers,
-                                  "on_delivery": lambda err, _m: errors.append(err)}
+        kwargs: dict[str, Any] = {
+            "key": key,
+            "value": value,
+            "partition": partition,
+            "headers": headers,
+            "on_delivery": lambda err, _m: errors.append(err),
+        }
         if ts is not None:
             kwargs["timestamp"] = ts
         producer.produce(topic, **kwargs)
@@ -92,8 +96,9 @@ class Scene:
         return end_offsets(self.bootstrap, topic or self.topic, 2)
 
 
-async def dead_letter_mix(kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-                          tmp: Path, undecodable: int = 3) -> Scene:
+async def dead_letter_mix(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp: Path, undecodable: int = 3
+) -> Scene:
     topic = new_topic(2)
     dlq = f"{topic}.dlq"
     create_topic(kafka.bootstrap, dlq, 2)
@@ -104,31 +109,64 @@ async def dead_letter_mix(kafka: Broker, new_topic: Any, group_id: str, sandbox:
     for i in (20, 21):
         rec = track(i)
         rec["properties"] = {"currency": "USD"}  # a Purchase without any value
-        missing_value.append((f"v-{i}".encode(), avro(rec), i % 2, [("trace", f"v-{i}".encode())],
-                              None))
+        missing_value.append((f"v-{i}".encode(), avro(rec), i % 2, [("trace", f"v-{i}".encode())], None))
     records: list[Record] = [
         *[(f"g-{i}".encode(), avro(track(i)), i % 2, [], None) for i in range(4)],
-        *[(f"u-{i}".encode(), b"\x02garbage-not-avro-" + str(i).encode(), i % 2,
-           [("trace", f"u-{i}".encode())], None) for i in range(undecodable)],
+        *[
+            (
+                f"u-{i}".encode(),
+                b"\x02garbage-not-avro-" + str(i).encode(),
+                i % 2,
+                [("trace", f"u-{i}".encode())],
+                None,
+            )
+            for i in range(undecodable)
+        ],
         *missing_value,
         # Product Viewed goes to event sets 111 and 222; 222 refuses it (code 100)
         (b"r-0", avro(track(50, "Product Viewed")), 1, [("trace", b"r-0")], None),
         # too old for any window / for this destination's 2 days, both by event_time and timestamp
-        (b"o-0", avro(track(60, when=now - 10 * DAY_S)), 0, [("trace", b"o-0")],
-         int((now - 10 * DAY_S) * 1000)),
-        (b"o-1", avro(track(61, when=now - 3 * DAY_S)), 1, [("trace", b"o-1")],
-         int((now - 3 * DAY_S) * 1000)),
+        (
+            b"o-0",
+            avro(track(60, when=now - 10 * DAY_S)),
+            0,
+            [("trace", b"o-0")],
+            int((now - 10 * DAY_S) * 1000),
+        ),
+        (
+            b"o-1",
+            avro(track(61, when=now - 3 * DAY_S)),
+            1,
+            [("trace", b"o-1")],
+            int((now - 3 * DAY_S) * 1000),
+        ),
     ]
-    reasons = {**{f"u-{i}".encode(): "undecodable" for i in range(undecodable)},
-               b"v-20": "missing_value", b"v-21": "missing_value",
-               b"r-0": "graph_invalid_event", b"o-0": "event_too_old", b"o-1": "event_too_old"}
-    sandbox_post(sandbox.url, "/_sandbox/faults", {"match": {"event_set_id": "222",
-                                                             "event_ids": ["m-50"]},
-                                                   "action": {"reject_events": True}})
+    reasons = {
+        **{f"u-{i}".encode(): "undecodable" for i in range(undecodable)},
+        b"v-20": "missing_value",
+        b"v-21": "missing_value",
+        b"r-0": "graph_invalid_event",
+        b"o-0": "event_too_old",
+        b"o-1": "event_too_old",
+    }
+    sandbox_post(
+        sandbox.url,
+        "/_sandbox/faults",
+        {"match": {"event_set_id": "222", "event_ids": ["m-50"]}, "action": {"reject_events": True}},
+    )
     produce_records(kafka.bootstrap, topic, records)
-    scene = Scene(kafka.bootstrap, topic, dlq, group_id, config,
-                  write_config(tmp / "fboc.yaml", config), {r[0]: r for r in records}, reasons,
-                  sandbox.url, tmp)
+    scene = Scene(
+        kafka.bootstrap,
+        topic,
+        dlq,
+        group_id,
+        config,
+        write_config(tmp / "fboc.yaml", config),
+        {r[0]: r for r in records},
+        reasons,
+        sandbox.url,
+        tmp,
+    )
     await run_fboc(scene, len(reasons))
     return scene
 
@@ -136,22 +174,34 @@ async def dead_letter_mix(kafka: Broker, new_topic: Any, group_id: str, sandbox:
 async def run_fboc(scene: Scene, dead_letters: int, settings: Settings | None = None) -> None:
     """fboc until every source offset is committed and `dead_letters` are on the topic."""
     ends = scene.ends()
-    await run_until(settings or scene.settings,
-                    lambda: committed(scene.bootstrap, scene.group, scene.topic, 2) == ends
-                    and sum(scene.ends(scene.dlq).values()) == dead_letters,
-                    60, "fboc to finish the records")
+    await run_until(
+        settings or scene.settings,
+        lambda: (
+            committed(scene.bootstrap, scene.group, scene.topic, 2) == ends
+            and sum(scene.ends(scene.dlq).values()) == dead_letters
+        ),
+        60,
+        "fboc to finish the records",
+    )
 
 
 def dlq(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "consumer.cli", "dlq", *args, "--config",
-                           str(config)], cwd=ROOT, capture_output=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "dlq", *args, "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_dlq(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "consumer.cli", "dlq", *args, "--config",
-                             str(config)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "dlq", *args, "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def dlq_json(config: Path, *args: str, code: int = 0) -> dict[str, Any]:
@@ -163,8 +213,9 @@ def dlq_json(config: Path, *args: str, code: int = 0) -> dict[str, Any]:
 
 def records_after(bootstrap: str, topic: str, before: dict[int, int]) -> list[Message]:
     total = sum(end_offsets(bootstrap, topic, len(before)).values())
-    return [m for m in read_all(bootstrap, topic, total, timeout=30)
-            if offset_of(m) >= before[partition_of(m)]]
+    return [
+        m for m in read_all(bootstrap, topic, total, timeout=30) if offset_of(m) >= before[partition_of(m)]
+    ]
 
 
 def fboc_headers(msg: Message) -> list[tuple[str, Any]]:
@@ -176,13 +227,17 @@ def no_group_commits(bootstrap: str, group: str, topic: str) -> bool:
 
 
 async def test_stats_counts_every_dead_letter_by_reason_stage_event_set_and_age(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path)
     stats = dlq_json(scene.config_path, "stats")
     assert stats["total"] == 8
-    assert stats["by_reason"] == {"undecodable": 3, "missing_value": 2, "event_too_old": 2,
-                                  "graph_invalid_event": 1}
+    assert stats["by_reason"] == {
+        "undecodable": 3,
+        "missing_value": 2,
+        "event_too_old": 2,
+        "graph_invalid_event": 1,
+    }
     assert stats["by_stage"] == {"decode": 3, "transform": 4, "deliver": 1}
     assert stats["by_destination"] == {"main": 1}
     assert stats["by_event_set"] == {"222": 1}
@@ -199,8 +254,8 @@ async def test_stats_counts_every_dead_letter_by_reason_stage_event_set_and_age(
 
 
 async def test_dry_run_changes_nothing_and_counts_what_would_be_replayed(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     before_mix = int(time.time() * 1000) - 1000
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path)
     after_mix = int(time.time() * 1000) + 1000
@@ -208,22 +263,37 @@ async def test_dry_run_changes_nothing_and_counts_what_would_be_replayed(
     summary = dlq_json(scene.config_path, "replay", "--dry-run")
     assert summary["dry_run"] is True
     # o-0 (10 days) and o-1 (3 days) are past this destination's 2-day window
-    assert (summary["replayed"], summary["too_old"], summary["parked"],
-            summary["skipped"]) == (6, 2, 0, 0)
-    assert summary["by_reason"] == {"undecodable": {"replayed": 3},
-                                    "missing_value": {"replayed": 2},
-                                    "graph_invalid_event": {"replayed": 1},
-                                    "event_too_old": {"too_old": 2}}
+    assert (summary["replayed"], summary["too_old"], summary["parked"], summary["skipped"]) == (6, 2, 0, 0)
+    assert summary["by_reason"] == {
+        "undecodable": {"replayed": 3},
+        "missing_value": {"replayed": 2},
+        "graph_invalid_event": {"replayed": 1},
+        "event_too_old": {"too_old": 2},
+    }
     # filters: event set, and --since/--until through offsets_for_times
-    assert dlq_json(scene.config_path, "replay", "--dry-run", "--event-set", "222")[
-        "replayed"] == 1
-    assert dlq_json(scene.config_path, "replay", "--dry-run", "--until", str(before_mix))[
-        "replayed"] == 0
-    assert dlq_json(scene.config_path, "replay", "--dry-run", "--since",
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(after_mix / 1000 + 1)))[
-        "replayed"] == 0
-    both = dlq_json(scene.config_path, "replay", "--dry-run", "--since", str(before_mix),
-                    "--until", str(after_mix), "--reason", "undecodable,missing_value")
+    assert dlq_json(scene.config_path, "replay", "--dry-run", "--event-set", "222")["replayed"] == 1
+    assert dlq_json(scene.config_path, "replay", "--dry-run", "--until", str(before_mix))["replayed"] == 0
+    assert (
+        dlq_json(
+            scene.config_path,
+            "replay",
+            "--dry-run",
+            "--since",
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(after_mix / 1000 + 1)),
+        )["replayed"]
+        == 0
+    )
+    both = dlq_json(
+        scene.config_path,
+        "replay",
+        "--dry-run",
+        "--since",
+        str(before_mix),
+        "--until",
+        str(after_mix),
+        "--reason",
+        "undecodable,missing_value",
+    )
     assert (both["replayed"], both["skipped"]) == (5, 3)
     text = dlq(scene.config_path, "replay", "--dry-run")
     assert text.returncode == 0
@@ -236,24 +306,21 @@ async def test_dry_run_changes_nothing_and_counts_what_would_be_replayed(
 
 
 async def test_replay_by_reason_republishes_exactly_those_and_fboc_delivers_to_their_event_set(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path)
     src, dead = scene.ends(), scene.ends(scene.dlq)
     summary = dlq_json(scene.config_path, "replay", "--reason", "graph_invalid_event")
-    assert (summary["replayed"], summary["skipped"], summary["parked"], summary["too_old"]) \
-        == (1, 7, 0, 0)
+    assert (summary["replayed"], summary["skipped"], summary["parked"], summary["too_old"]) == (1, 7, 0, 0)
     (again,) = records_after(scene.bootstrap, scene.topic, src)
     key, value, partition, headers, _ts = scene.originals[b"r-0"]
     assert (again.key(), again.value(), again.partition()) == (key, value, partition)
-    assert headers_of(again) == [*headers, ("fboc.replay_count", b"1"),
-                                 ("fboc.target.event_set_id", b"222")]
+    assert headers_of(again) == [*headers, ("fboc.replay_count", b"1"), ("fboc.target.event_set_id", b"222")]
     # the skipped records' offsets advanced too: the group is at the end of the topic
     assert committed(scene.bootstrap, f"{group_id}.replay", scene.dlq, 2) == dead
     # ... so another filter in the same group finds nothing left; it needs its own group
     assert dlq_json(scene.config_path, "replay", "--reason", "missing_value")["replayed"] == 0
-    other = dlq_json(scene.config_path, "replay", "--reason", "missing_value",
-                     "--group", f"{group_id}.other")
+    other = dlq_json(scene.config_path, "replay", "--reason", "missing_value", "--group", f"{group_id}.other")
     assert other["replayed"] == 2
     src2 = scene.ends()
     assert sum(src2.values()) == sum(src.values()) + 3
@@ -269,8 +336,7 @@ async def test_replay_by_reason_republishes_exactly_those_and_fboc_delivers_to_t
     # without a value are dead-lettered again, now with replay_count 1
     sandbox_post(sandbox.url, "/_sandbox/reset", {})
     await run_fboc(scene, 8 + 2)
-    received = Counter((e["event"]["event_id"], e["event_set_id"])
-                       for e in sandbox_events(sandbox.url))
+    received = Counter((e["event"]["event_id"], e["event_set_id"]) for e in sandbox_events(sandbox.url))
     assert received == Counter({("m-50", "222"): 1})
     redead = records_after(scene.bootstrap, scene.dlq, dead)
     assert sorted(key_of(m) for m in redead) == [b"v-20", b"v-21"]
@@ -280,8 +346,8 @@ async def test_replay_by_reason_republishes_exactly_those_and_fboc_delivers_to_t
 
 
 async def test_interrupted_replay_resumes_without_repeating_or_skipping(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     n = 200
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path, undecodable=n)
     out = new_topic(1, prefix="replayed")
@@ -294,8 +360,9 @@ async def test_interrupted_replay_resumes_without_repeating_or_skipping(
     # in the air): it commits what was acknowledged and exits 130
     proc = start_dlq(scene.config_path, *args, "--rate", "50", "--json")
     try:
-        await wait_until(lambda: end_offsets(scene.bootstrap, out, 1)[0] >= 7 + 20, 30,
-                         "the second run to re-publish some")
+        await wait_until(
+            lambda: end_offsets(scene.bootstrap, out, 1)[0] >= 7 + 20, 30, "the second run to re-publish some"
+        )
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -321,15 +388,14 @@ async def test_interrupted_replay_resumes_without_repeating_or_skipping(
 
 
 async def test_replay_killed_with_sigkill_resumes_without_skipping(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path, undecodable=20)
     out = new_topic(1, prefix="replayed")
     args = ["replay", "--reason", "undecodable", "--to", out]
     proc = start_dlq(scene.config_path, *args, "--rate", "4")
     try:
-        await wait_until(lambda: end_offsets(scene.bootstrap, out, 1)[0] >= 5, 30,
-                         "a few re-publishes")
+        await wait_until(lambda: end_offsets(scene.bootstrap, out, 1)[0] >= 5, 30, "a few re-publishes")
     finally:
         proc.kill()
         proc.wait()
@@ -344,8 +410,8 @@ async def test_replay_killed_with_sigkill_resumes_without_skipping(
 
 
 async def test_record_that_reached_max_replays_is_parked_not_republished(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path)
     config = scene.with_config("once", dead_letter={"max_replays": 1})
     assert dlq_json(config, "replay", "--reason", "missing_value")["replayed"] == 2
@@ -362,8 +428,11 @@ async def test_record_that_reached_max_replays_is_parked_not_republished(
     assert (summary["replayed"], summary["parked"]) == (2, 2)
     assert summary["by_reason"] == {"missing_value": {"replayed": 2, "parked": 2}}
     assert sum(scene.ends().values()) == sum(src.values()) + 2
-    parked_logs = [orjson.loads(line) for line in proc.stderr.splitlines()
-                   if line.startswith(b"{") and b"replay_parked" in line]
+    parked_logs = [
+        orjson.loads(line)
+        for line in proc.stderr.splitlines()
+        if line.startswith(b"{") and b"replay_parked" in line
+    ]
     assert [entry["replay_count"] for entry in parked_logs] == [1, 1]
     # parked records stay on the dead-letter topic, counted by stats
     stats = dlq_json(config, "stats")
@@ -372,8 +441,8 @@ async def test_record_that_reached_max_replays_is_parked_not_republished(
 
 
 async def test_record_too_old_for_meta_is_reported_not_republished(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     scene = await dead_letter_mix(kafka, new_topic, group_id, sandbox, tmp_path)
     src = scene.ends()
     proc = dlq(scene.config_path, "replay", "--reason", "event_too_old", "--json")
@@ -381,8 +450,11 @@ async def test_record_too_old_for_meta_is_reported_not_republished(
     summary = orjson.loads(proc.stdout)
     assert (summary["too_old"], summary["replayed"]) == (2, 0)
     assert scene.ends() == src
-    reports = [orjson.loads(line) for line in proc.stderr.splitlines()
-               if line.startswith(b"{") and b"replay_too_old" in line]
+    reports = [
+        orjson.loads(line)
+        for line in proc.stderr.splitlines()
+        if line.startswith(b"{") and b"replay_too_old" in line
+    ]
     assert sorted((r["limit_days"], round(r["age_days"])) for r in reports) == [(2, 3), (2, 10)]
     assert b"Person6" not in proc.stderr + proc.stdout  # no record content in the report
 

@@ -47,18 +47,19 @@ FAST_SESSION = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
 def all_committed(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
-    return committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic,
-                                                                          partitions)
+    return committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic, partitions)
 
 
-def check_nothing_lost(bootstrap: str, topic: str, dlq: str, url: str,
-                       good_ids: set[str], bad_keys: set[bytes]) -> dict[str, list[bytes]]:
+def check_nothing_lost(
+    bootstrap: str, topic: str, dlq: str, url: str, good_ids: set[str], bad_keys: set[bytes]
+) -> dict[str, list[bytes]]:
     """Every good record reached the sandbox and every bad one the dead-letter topic.
     Returns the sandbox's events by (event_id, event set) as canonical bytes."""
     copies: dict[str, list[bytes]] = defaultdict(list)
     for e in sandbox_events(url):
-        copies[f'{e["event"]["event_id"]}@{e["event_set_id"]}'].append(
-            orjson.dumps(e["event"], option=orjson.OPT_SORT_KEYS))
+        copies[f"{e['event']['event_id']}@{e['event_set_id']}"].append(
+            orjson.dumps(e["event"], option=orjson.OPT_SORT_KEYS)
+        )
     delivered = {k.split("@")[0] for k in copies}
     missing = good_ids - delivered
     # an event Meta's offline dedup dropped although it was another conversion is lost too
@@ -71,11 +72,16 @@ def check_nothing_lost(bootstrap: str, topic: str, dlq: str, url: str,
 
 
 async def test_kill_9_five_times_loses_nothing_and_duplicates_are_identical(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(4)
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 100, "max_events": 250, "max_in_flight": 2})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 100, "max_events": 250, "max_in_flight": 2},
+    )
     # a killed member holds its partitions until its session expires: keep that short
     config["kafka"]["options"] = FAST_SESSION
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
@@ -95,16 +101,23 @@ async def test_kill_9_five_times_loses_nothing_and_duplicates_are_identical(
         assert delivered_before_last_run > 0, "the kills all landed before any delivery"
         assert not all_committed(kafka.bootstrap, group_id, topic, 4), "no kill was mid-stream"
         fboc.start()
-        await wait_until(lambda: any(line.get("event") == "started" for line in
-                                     fboc.log_lines()), 30, "the last run to start")
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 180,
-                         "all offsets committed after the restarts")
+        await wait_until(
+            lambda: any(line.get("event") == "started" for line in fboc.log_lines()),
+            30,
+            "the last run to start",
+        )
+        await wait_until(
+            lambda: all_committed(kafka.bootstrap, group_id, topic, 4),
+            180,
+            "all offsets committed after the restarts",
+        )
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
     good = {f"m-{i}" for i in range(len(records)) if i not in bad}
-    copies = check_nothing_lost(kafka.bootstrap, topic, f"{topic}.dlq", sandbox.url, good,
-                                {f"k-{i}".encode() for i in bad})
+    copies = check_nothing_lost(
+        kafka.bootstrap, topic, f"{topic}.dlq", sandbox.url, good, {f"k-{i}".encode() for i in bad}
+    )
     # a copy sent again is dropped by the sandbox's offline dedup, as Meta would: it must have
     # been the same event, and copies come only from records in flight at a kill
     stats = sandbox_stats(sandbox.url)
@@ -121,16 +134,24 @@ def own_broker() -> Iterator[Broker]:
 
 
 async def test_broker_restart_mid_stream_recovers_without_restarting_fboc(
-        own_broker: Broker, sandbox: SandboxThread) -> None:
+    own_broker: Broker, sandbox: SandboxThread
+) -> None:
     topic, group = "restart-topic", "restart-group"
     create_topic(own_broker.bootstrap, topic, 2)
     create_topic(own_broker.bootstrap, f"{topic}.dlq", 1)
-    settings = settings_for(own_broker.bootstrap, topic, group, sandbox.url,
-                            kafka={"bootstrap_servers": own_broker.bootstrap, "group_id": group,
-                                   "dead_letter_topic": f"{topic}.dlq",
-                                   "unreachable_timeout_seconds": 120})
-    produce(own_broker.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 2)
-                                          for i in range(3000)])
+    settings = settings_for(
+        own_broker.bootstrap,
+        topic,
+        group,
+        sandbox.url,
+        kafka={
+            "bootstrap_servers": own_broker.bootstrap,
+            "group_id": group,
+            "dead_letter_topic": f"{topic}.dlq",
+            "unreachable_timeout_seconds": 120,
+        },
+    )
+    produce(own_broker.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 2) for i in range(3000)])
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 200}})
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
@@ -140,10 +161,14 @@ async def test_broker_restart_mid_stream_recovers_without_restarting_fboc(
         await asyncio.sleep(4)
         await asyncio.to_thread(own_broker.start)
         sandbox_post(sandbox.url, "/_sandbox/reset", {})  # faults off; deliveries recounted
-        produce(own_broker.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 2)
-                                              for i in range(3000, 3500)])
-        await wait_until(lambda: task.done() or all_committed(own_broker.bootstrap, group, topic,
-                                                              2), 120, "recovery")
+        produce(
+            own_broker.bootstrap,
+            topic,
+            [(f"k{i}".encode(), avro(track(i)), i % 2) for i in range(3000, 3500)],
+        )
+        await wait_until(
+            lambda: task.done() or all_committed(own_broker.bootstrap, group, topic, 2), 120, "recovery"
+        )
         assert not task.done(), "fboc exited instead of recovering"
     finally:
         stop.set()
@@ -156,13 +181,17 @@ async def test_broker_restart_mid_stream_recovers_without_restarting_fboc(
 
 
 async def test_second_consumer_joins_then_leaves_nothing_lost(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(4)
     # at most 2 x 100 events per 0.2 s, so the stream is still flowing when the second joins
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
-                                  "max_buffered_records": 400})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2, "max_buffered_records": 400},
+    )
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     records, bad = make_mix(8000, seed=3)
     produce(kafka.bootstrap, topic, records)
@@ -172,34 +201,60 @@ async def test_second_consumer_joins_then_leaves_nothing_lost(
         first.start()
         await wait_until(lambda: len(sandbox_events(sandbox.url)) > 500, 60, "first progress")
         second.start()
-        await wait_until(lambda: any(line.get("event") == "partitions_assigned"
-                                     and line["partitions"] for line in second.log_lines()),
-                         60, "the second consumer to get partitions")
+        await wait_until(
+            lambda: any(
+                line.get("event") == "partitions_assigned" and line["partitions"]
+                for line in second.log_lines()
+            ),
+            60,
+            "the second consumer to get partitions",
+        )
         await asyncio.sleep(2)
         assert second.running()
         assert second.terminate() == 0
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 120,
-                         "the first consumer to finish alone")
+        await wait_until(
+            lambda: all_committed(kafka.bootstrap, group_id, topic, 4),
+            120,
+            "the first consumer to finish alone",
+        )
         assert first.terminate() == 0
     finally:
         first.stop_quietly()
         second.stop_quietly()
     # the group really rebalanced: the first gave partitions to the second, and got them back
     assert any(line.get("event") == "partitions_released" for line in first.log_lines())
-    assert len([line for line in first.log_lines() if line.get("event") == "partitions_assigned"
-                and line["partitions"]]) >= 2
-    check_nothing_lost(kafka.bootstrap, topic, f"{topic}.dlq", sandbox.url,
-                       {f"m-{i}" for i in range(8000) if i not in bad},
-                       {f"k-{i}".encode() for i in bad})
+    assert (
+        len(
+            [
+                line
+                for line in first.log_lines()
+                if line.get("event") == "partitions_assigned" and line["partitions"]
+            ]
+        )
+        >= 2
+    )
+    check_nothing_lost(
+        kafka.bootstrap,
+        topic,
+        f"{topic}.dlq",
+        sandbox.url,
+        {f"m-{i}" for i in range(8000) if i not in bad},
+        {f"k-{i}".encode() for i in bad},
+    )
 
 
 async def test_sigterm_stops_cleanly_and_commits_only_delivered_records(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(1)
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 20, "max_events": 50, "max_in_flight": 2},
-                        service={"port": 0, "shutdown_deadline_seconds": 8})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 20, "max_events": 50, "max_in_flight": 2},
+        service={"port": 0, "shutdown_deadline_seconds": 8},
+    )
     produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), 0) for i in range(2000)])
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 1000}})
     fboc = FbocProcess(tmp_path, config).start()
@@ -218,25 +273,32 @@ async def test_sigterm_stops_cleanly_and_commits_only_delivered_records(
 
 
 async def test_graph_faults_end_in_dead_letters_with_graph_headers(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread
+) -> None:
     topic = new_topic(1)
-    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                            facebook={"graph_url": sandbox.url, "max_attempts": 3,
-                                      "timeout_seconds": 2})
+    settings = settings_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        facebook={"graph_url": sandbox.url, "max_attempts": 3, "timeout_seconds": 2},
+    )
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     # record 3 is refused by Meta (code 100); event set 222 (AddToCart) always fails with 500
-    sandbox_post(sandbox.url, "/_sandbox/faults",
-                 {"match": {"event_ids": ["m-3"]}, "action": {"reject_events": True}})
-    sandbox_post(sandbox.url, "/_sandbox/faults",
-                 {"match": {"event_set_id": "222"}, "action": {"http_status": 500}})
+    sandbox_post(
+        sandbox.url, "/_sandbox/faults", {"match": {"event_ids": ["m-3"]}, "action": {"reject_events": True}}
+    )
+    sandbox_post(
+        sandbox.url, "/_sandbox/faults", {"match": {"event_set_id": "222"}, "action": {"http_status": 500}}
+    )
     names = ["Order Completed"] * 8 + ["Product Viewed"]  # Product Viewed → sets 111 and 222
-    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i, name)), 0)
-                                     for i, name in enumerate(names)])
+    produce(
+        kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i, name)), 0) for i, name in enumerate(names)]
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
     try:
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 60,
-                         "all committed")
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 60, "all committed")
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
@@ -259,28 +321,46 @@ async def test_graph_faults_end_in_dead_letters_with_graph_headers(
     assert len(requests) <= 12  # no retry storm: 1 + split 4 levels for 111, 3 attempts for 222
 
 
-def start_against_slow_api(kafka: Broker, topic: str, group_id: str, sandbox: SandboxThread,
-                           tmp_path: Path, records: int, latency_ms: int,
-                           batching: dict[str, Any]) -> tuple[FbocProcess, int]:
+def start_against_slow_api(
+    kafka: Broker,
+    topic: str,
+    group_id: str,
+    sandbox: SandboxThread,
+    tmp_path: Path,
+    records: int,
+    latency_ms: int,
+    batching: dict[str, Any],
+) -> tuple[FbocProcess, int]:
     """`records` track calls over 4 partitions, a sandbox answering in `latency_ms`, and fboc
     started on them with its metrics on the returned port."""
     port = kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url, batching=batching,
-                        service={"port": port, "shutdown_deadline_seconds": 10})
-    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4)
-                                     for i in range(records)])
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching=batching,
+        service={"port": port, "shutdown_deadline_seconds": 10},
+    )
+    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i)), i % 4) for i in range(records)])
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": latency_ms}})
     return FbocProcess(tmp_path, config).start(), port
 
 
 async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(4)
     fboc, port = start_against_slow_api(
-        kafka, topic, group_id, sandbox, tmp_path, records=40_000, latency_ms=2000,
-        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2,
-                  "max_buffered_records": 300})
+        kafka,
+        topic,
+        group_id,
+        sandbox,
+        tmp_path,
+        records=40_000,
+        latency_ms=2000,
+        batching={"linger_ms": 50, "max_events": 100, "max_in_flight": 2, "max_buffered_records": 300},
+    )
     rss: list[float] = []
     paused_seen = []
     try:
@@ -291,8 +371,9 @@ async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
         assert max(paused_seen) == 4, paused_seen
         sandbox_post(sandbox.url, "/_sandbox/reset", {})  # fast again: the backlog drains
         await wait_until(lambda: paused_partitions(port) == 0, 60, "partitions to resume")
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 180,
-                         "the backlog to drain")
+        await wait_until(
+            lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 180, "the backlog to drain"
+        )
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
@@ -303,6 +384,7 @@ async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
 def gauge(port: int, name: str) -> float:
     """An unlabelled gauge from fboc's /metrics; -1 when absent."""
     import urllib.request
+
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith(name + " "):
@@ -315,15 +397,21 @@ def paused_partitions(port: int) -> float:
 
 
 async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     """One request in flight at 400 ms and a large buffer cap: fboc reads one poll's worth,
     then waits for deliveries instead of filling the buffer up to the cap."""
     topic = new_topic(4)
     fboc, port = start_against_slow_api(
-        kafka, topic, group_id, sandbox, tmp_path, records=3000, latency_ms=400,
-        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1,
-                  "max_buffered_records": 5000})
+        kafka,
+        topic,
+        group_id,
+        sandbox,
+        tmp_path,
+        records=3000,
+        latency_ms=400,
+        batching={"linger_ms": 50, "max_events": 50, "max_in_flight": 1, "max_buffered_records": 5000},
+    )
     buffered: list[float] = []
     try:
         await wait_until(lambda: len(sandbox_events(sandbox.url)) >= 50, 60, "first delivery")
@@ -331,37 +419,43 @@ async def test_saturated_deliveries_stop_reading_so_the_buffer_stays_small(
             buffered.append(await asyncio.to_thread(gauge, port, "fboc_buffered_records"))
             await asyncio.sleep(0.25)
         sandbox_post(sandbox.url, "/_sandbox/faults", {}, method="DELETE")  # fast again
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 120,
-                         "the backlog to drain")
+        await wait_until(
+            lambda: all_committed(kafka.bootstrap, group_id, topic, 4), 120, "the backlog to drain"
+        )
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
     # at most one poll (500 records), the open batch held while saturated (max_events 50) and
     # the one-record polls that keep the consumer in its group; reading on would buffer 3,000
     assert 0 < max(buffered) <= 500 + 50 + 10, buffered
-    assert {e["event"]["event_id"] for e in sandbox_events(sandbox.url)} == {
-        f"m-{i}" for i in range(3000)}
+    assert {e["event"]["event_id"] for e in sandbox_events(sandbox.url)} == {f"m-{i}" for i in range(3000)}
 
 
 async def test_lingered_batches_wait_for_a_free_slot_and_keep_filling(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     """Two event sets share the stream and one request is in flight at a time. A batch that
     has lingered is sent only when the slot is free; until then it keeps filling, instead of
     going out part full as soon as the batch ahead of it took the slot. A batch holds 400
     events, a poll brings at most 250 of each set."""
     topic = new_topic(1)
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 50, "max_events": 400, "max_in_flight": 1,
-                                  "max_buffered_records": 5000})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 50, "max_events": 400, "max_in_flight": 1, "max_buffered_records": 5000},
+    )
     names = ("Order Completed", "Product Added")  # Purchase -> 111, AddToCart -> 222
-    produce(kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i, names[i % 2])), 0)
-                                     for i in range(4000)])
+    produce(
+        kafka.bootstrap, topic, [(f"k{i}".encode(), avro(track(i, names[i % 2])), 0) for i in range(4000)]
+    )
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 300}})
     fboc = FbocProcess(tmp_path, config).start()
     try:
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 120,
-                         "every record delivered")
+        await wait_until(
+            lambda: all_committed(kafka.bootstrap, group_id, topic, 1), 120, "every record delivered"
+        )
         assert fboc.terminate() == 0
     finally:
         fboc.stop_quietly()
@@ -373,12 +467,17 @@ async def test_lingered_batches_wait_for_a_free_slot_and_keep_filling(
     assert sum(1 for n in sizes if n < 400) <= 3, sizes
 
 
-async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group_id: str,
-                                            sandbox: SandboxThread) -> None:
+async def test_dead_letter_flood_stops_fboc(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread
+) -> None:
     topic = new_topic(1)
-    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                            dead_letter={"breaker": {"window_records": 1000, "max_ratio": 0.5,
-                                                     "max_consecutive": 50}})
+    settings = settings_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        dead_letter={"breaker": {"window_records": 1000, "max_ratio": 0.5, "max_consecutive": 50}},
+    )
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     produce(kafka.bootstrap, topic, [(f"k{i}".encode(), b"\x07garbage", 0) for i in range(500)])
     code = await asyncio.wait_for(serve(settings, asyncio.Event()), 60)
@@ -390,14 +489,24 @@ async def test_dead_letter_flood_stops_fboc(kafka: Broker, new_topic: Any, group
 
 async def test_unreachable_brokers_exit_non_zero(sandbox: SandboxThread, tmp_path: Path) -> None:
     port = kafka_local.free_port()
-    config = config_for(f"127.0.0.1:{port}", "nowhere", "g", sandbox.url,
-                        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "group_id": "g",
-                               "dead_letter_topic": "dlq", "unreachable_timeout_seconds": 3})
+    config = config_for(
+        f"127.0.0.1:{port}",
+        "nowhere",
+        "g",
+        sandbox.url,
+        kafka={
+            "bootstrap_servers": f"127.0.0.1:{port}",
+            "group_id": "g",
+            "dead_letter_topic": "dlq",
+            "unreachable_timeout_seconds": 3,
+        },
+    )
     fboc = FbocProcess(tmp_path, config).start()
     try:
         code = await asyncio.to_thread(fboc.proc.wait, 60)  # type: ignore[union-attr]
     finally:
         fboc.stop_quietly()
     assert code == 1
-    assert any(line.get("event") == "fatal" and "unreachable" in line.get("error", "")
-               for line in fboc.log_lines())
+    assert any(
+        line.get("event") == "fatal" and "unreachable" in line.get("error", "") for line in fboc.log_lines()
+    )

@@ -53,25 +53,36 @@ def halted_gauge(port: int) -> float:
     return -1.0
 
 
-async def run_halted(kafka: Broker, topic: str, group_id: str, url: str, tmp_path: Path,
-                     **destination: Any) -> tuple[FbocProcess, int]:
+async def run_halted(
+    kafka: Broker, topic: str, group_id: str, url: str, tmp_path: Path, **destination: Any
+) -> tuple[FbocProcess, int]:
     """fboc against a destination that cannot deliver: held, visible, stopped by SIGTERM.
     Returns the process (stopped, exit code checked) and the number of dead letters."""
     port = kafka_local.free_port()
-    config = config_for(kafka.bootstrap, topic, group_id, url,
-                        facebook={"graph_url": url, "timeout_seconds": 5,
-                                  "auth_retry_seconds": 0.5, "max_attempts": 2,
-                                  "max_retry_seconds": 1},
-                        service={"port": port, "shutdown_deadline_seconds": 5,
-                                 "commit_interval_ms": 100})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        url,
+        facebook={
+            "graph_url": url,
+            "timeout_seconds": 5,
+            "auth_retry_seconds": 0.5,
+            "max_attempts": 2,
+            "max_retry_seconds": 1,
+        },
+        service={"port": port, "shutdown_deadline_seconds": 5, "commit_interval_ms": 100},
+    )
     config["destinations"][0].update(destination)
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
-    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i)), 0)
-                                     for i in range(RECORDS)])
+    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i)), 0) for i in range(RECORDS)])
     fboc = FbocProcess(tmp_path, config).start()
     try:
-        await wait_until(lambda: any(line.get("event") == "destination_halted"
-                                     for line in fboc.log_lines()), 60, "the halt")
+        await wait_until(
+            lambda: any(line.get("event") == "destination_halted" for line in fboc.log_lines()),
+            60,
+            "the halt",
+        )
         await asyncio.sleep(3)  # a few re-probes (every 0.5 s) past both retry budgets
         assert fboc.running()
         assert await asyncio.to_thread(halted_gauge, port) == 1
@@ -86,7 +97,8 @@ async def run_halted(kafka: Broker, topic: str, group_id: str, url: str, tmp_pat
 
 
 async def test_missing_appsecret_proof_holds_every_record_and_says_why(
-        kafka: Broker, new_topic: Any, group_id: str, tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, tmp_path: Path
+) -> None:
     """The app requires a proof; the destination has no app_secret. Meta answers code 100
     without a subcode: not an invalid event, so nothing is split or dead-lettered."""
     topic = new_topic(1)
@@ -108,8 +120,8 @@ async def test_missing_appsecret_proof_holds_every_record_and_says_why(
 
 
 def test_a_token_holding_a_newline_stops_start_up_naming_the_key(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     """A token file with two lines. Before, every delivery task died silently: nothing delivered,
     dead-lettered or committed, /healthz ok and fboc_destination_halted 0. Now `fboc run` refuses
     to start (exit 2, the key named, the value never printed). Should such a token reach the
@@ -135,24 +147,35 @@ def test_a_token_holding_a_newline_stops_start_up_naming_the_key(
 
 @pytest.mark.parametrize("code", [190, 102])
 async def test_halted_longer_than_the_retry_budget_then_a_500_then_all_delivered(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        code: int) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, code: int
+) -> None:
     topic = new_topic(1)
-    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                            facebook={"graph_url": sandbox.url, "timeout_seconds": 5,
-                                      "auth_retry_seconds": 0.3, "max_attempts": 2,
-                                      "max_retry_seconds": 1})
+    settings = settings_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        facebook={
+            "graph_url": sandbox.url,
+            "timeout_seconds": 5,
+            "auth_retry_seconds": 0.3,
+            "max_attempts": 2,
+            "max_retry_seconds": 1,
+        },
+    )
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     # 10 probes x 0.3 s: past both max_attempts (2) and max_retry_seconds (1)
     sandbox_post(sandbox.url, "/_sandbox/faults", {"times": 10, "action": {"error": {"code": code}}})
     sandbox_post(sandbox.url, "/_sandbox/faults", {"times": 1, "action": {"http_status": 500}})
-    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i)), 0)
-                                     for i in range(RECORDS)])
+    produce(kafka.bootstrap, topic, [(f"k-{i}".encode(), avro(track(i)), 0) for i in range(RECORDS)])
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, stop))
     try:
-        await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)
-                         == end_offsets(kafka.bootstrap, topic, 1), 60, "all committed")
+        await wait_until(
+            lambda: committed(kafka.bootstrap, group_id, topic, 1) == end_offsets(kafka.bootstrap, topic, 1),
+            60,
+            "all committed",
+        )
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0

@@ -40,8 +40,7 @@ AMPERITY = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")
 
 
 def all_committed(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
-    return committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic,
-                                                                          partitions)
+    return committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic, partitions)
 
 
 async def kill_mid_stream(fboc: FbocProcess, rng: random.Random, low: float, high: float) -> None:
@@ -58,13 +57,15 @@ def starts(fboc: FbocProcess) -> int:
     return sum(1 for line in fboc.log_lines() if line.get("event") == "started")
 
 
-async def finish(fboc: FbocProcess, bootstrap: str, group: str, topic: str,
-                 partitions: int) -> None:
+async def finish(fboc: FbocProcess, bootstrap: str, group: str, topic: str, partitions: int) -> None:
     runs = starts(fboc)
     fboc.start()
     await wait_until(lambda: starts(fboc) > runs, 30, "the last run to start")
-    await wait_until(lambda: all_committed(bootstrap, group, topic, partitions), 180,
-                     "all offsets committed after the restarts")
+    await wait_until(
+        lambda: all_committed(bootstrap, group, topic, partitions),
+        180,
+        "all offsets committed after the restarts",
+    )
     assert fboc.terminate() == 0
 
 
@@ -85,14 +86,18 @@ def twice_in_one_second(n: int) -> list[tuple[bytes, bytes, int]]:
 
 
 async def test_segment_pairs_without_order_id_survive_three_kills(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(4)
     # commits every 2 s: a kill leaves many delivered records uncommitted, to be sent again
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 100, "max_events": 100, "max_in_flight": 2},
-                        service={"port": 0, "shutdown_deadline_seconds": 10,
-                                 "commit_interval_ms": 2000})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 100, "max_events": 100, "max_in_flight": 2},
+        service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 2000},
+    )
     config["kafka"]["options"] = FAST_SESSION
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     n = 10_000
@@ -111,9 +116,11 @@ async def test_segment_pairs_without_order_id_survive_three_kills(
     stats = sandbox_stats(sandbox.url)
     kept = Counter(e["event"]["event_id"] for e in sandbox_events(sandbox.url))
     missing = {f"m-{i}" for i in range(n)} - set(kept)
-    print(f"dedup test (a): {n} records, accepted {stats['accepted_events']}, kept {len(kept)}, "
-          f"deduplicated {stats['deduplicated']}, deduplicated_distinct "
-          f"{stats['deduplicated_distinct']}, missing {len(missing)}")
+    print(
+        f"dedup test (a): {n} records, accepted {stats['accepted_events']}, kept {len(kept)}, "
+        f"deduplicated {stats['deduplicated']}, deduplicated_distinct "
+        f"{stats['deduplicated_distinct']}, missing {len(missing)}"
+    )
     assert stats["deduplicated_distinct"] == 0
     assert not missing, f"{len(missing)} conversions lost, e.g. {sorted(missing)[:5]}"
     assert max(kept.values()) == 1  # a redelivery is dropped at Meta, not kept twice
@@ -121,10 +128,18 @@ async def test_segment_pairs_without_order_id_survive_three_kills(
 
 
 def amperity_row(order: str, row_id: str, quantity: int, when: int) -> bytes:
-    return AMPERITY.encode({
-        "external_id": f"cust-{order}", "email": f"{order}@example.org", "order_id": order,
-        "quantity": quantity, "product_id": row_id, "timestamp": when, "price": 2.5,
-        "currency": "USD"})
+    return AMPERITY.encode(
+        {
+            "external_id": f"cust-{order}",
+            "email": f"{order}@example.org",
+            "order_id": order,
+            "quantity": quantity,
+            "product_id": row_id,
+            "timestamp": when,
+            "price": 2.5,
+            "currency": "USD",
+        }
+    )
 
 
 class Orders:
@@ -142,23 +157,38 @@ class Orders:
             row_id = f"{order}/r{r}"
             self.quantity[row_id] = self.rng.randint(1, 4)
             when = self.when + int(order.split("-")[1])
-            out.append((order.encode(), amperity_row(order, row_id, self.quantity[row_id], when),
-                        int(order.split("-")[1]) % 2))
+            out.append(
+                (
+                    order.encode(),
+                    amperity_row(order, row_id, self.quantity[row_id], when),
+                    int(order.split("-")[1]) % 2,
+                )
+            )
         return out
 
 
 async def test_amperity_orders_across_restarts_and_late_rows_count_once(
-        kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread,
-        tmp_path: Path) -> None:
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
     topic = new_topic(2)
-    config = config_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                        batching={"linger_ms": 100, "max_events": 50, "max_in_flight": 2},
-                        service={"port": 0, "shutdown_deadline_seconds": 10,
-                                 "commit_interval_ms": 2000})
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 100, "max_events": 50, "max_in_flight": 2},
+        service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 2000},
+    )
     config["kafka"]["options"] = FAST_SESSION
-    config["sources"] = [{"name": "rows", "topic": topic, "dialect": "amperity",
-                          "destination": "main",
-                          "schema": str(ROOT / "schemas" / "amperity_row.avsc")}]
+    config["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
     config["destinations"][0].update({"group_window_ms": 300, "event_sets": {"Purchase": ["111"]}})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     rng = random.Random(26)
@@ -176,8 +206,7 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     try:
         await kill_mid_stream(fboc, rng, 5.0, 7.0)
         fboc.start()
-        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 2), 180,
-                         "phase 1 committed")
+        await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 2), 180, "phase 1 committed")
         # phase 2, while it runs: the S orders' remaining rows (their order straddles a restart),
         # and late rows, one or two, of orders sent long ago
         second: list[tuple[bytes, bytes, int]] = []
@@ -203,10 +232,12 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
             seen[c["id"]] += 1
     missing = set(orders.quantity) - set(seen)
     twice = {row_id for row_id, count in seen.items() if count > 1}
-    print(f"dedup test (b): {len(orders.quantity)} rows, accepted {stats['accepted_events']}, "
-          f"kept {stats['stored_events']}, deduplicated {stats['deduplicated']}, "
-          f"deduplicated_distinct {stats['deduplicated_distinct']}, rows missing "
-          f"{len(missing)}, rows in two kept events {len(twice)}")
+    print(
+        f"dedup test (b): {len(orders.quantity)} rows, accepted {stats['accepted_events']}, "
+        f"kept {stats['stored_events']}, deduplicated {stats['deduplicated']}, "
+        f"deduplicated_distinct {stats['deduplicated_distinct']}, rows missing "
+        f"{len(missing)}, rows in two kept events {len(twice)}"
+    )
     assert not missing, f"{len(missing)} rows lost at Meta, e.g. {sorted(missing)[:5]}"
     assert not twice, f"{len(twice)} rows counted twice, e.g. {sorted(twice)[:5]}"
     assert value == pytest.approx(2.5 * sum(orders.quantity.values()))

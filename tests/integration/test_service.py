@@ -36,12 +36,24 @@ from tests.helpers import (
 from tests.kafka_broker import Broker
 
 EXPECTED_METRICS = {
-    "fboc_records_consumed_total", "fboc_record_outcomes_total", "fboc_events_sent_total",
-    "fboc_batch_events", "fboc_graph_request_seconds", "fboc_graph_errors_total",
-    "fboc_graph_retries_total", "fboc_requests_in_flight", "fboc_buffered_records",
-    "fboc_paused_partitions", "fboc_commits_total", "fboc_consumer_lag_records",
-    "fboc_dead_letter_writes_total", "fboc_destination_halted", "fboc_normalization_dropped_total",
-    "fboc_record_ack_seconds", "fboc_match_key_events_total", "fboc_match_keys_per_event",
+    "fboc_records_consumed_total",
+    "fboc_record_outcomes_total",
+    "fboc_events_sent_total",
+    "fboc_batch_events",
+    "fboc_graph_request_seconds",
+    "fboc_graph_errors_total",
+    "fboc_graph_retries_total",
+    "fboc_requests_in_flight",
+    "fboc_buffered_records",
+    "fboc_paused_partitions",
+    "fboc_commits_total",
+    "fboc_consumer_lag_records",
+    "fboc_dead_letter_writes_total",
+    "fboc_destination_halted",
+    "fboc_normalization_dropped_total",
+    "fboc_record_ack_seconds",
+    "fboc_match_key_events_total",
+    "fboc_match_keys_per_event",
     "fboc_custom_data_dropped_total",
 }
 
@@ -57,13 +69,18 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 @pytest.mark.kafka
-async def test_metrics_health_and_readiness(kafka: Broker, new_topic: Any, group_id: str,
-                                            sandbox: SandboxThread) -> None:
+async def test_metrics_health_and_readiness(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread
+) -> None:
     topic = new_topic(2)
     port = kafka_local.free_port()
-    settings = settings_for(kafka.bootstrap, topic, group_id, sandbox.url,
-                            service={"port": port, "shutdown_deadline_seconds": 10,
-                                     "commit_interval_ms": 100})
+    settings = settings_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        service={"port": port, "shutdown_deadline_seconds": 10, "commit_interval_ms": 100},
+    )
     produce(kafka.bootstrap, topic, [(b"k", avro(track(i)), i % 2) for i in range(20)])
     sent = 'fboc_events_sent_total{destination="main",event_name="Purchase",event_set_id="111"}'
     before = METRICS.events_sent.labels("main", "111", "Purchase")._value.get()  # one registry
@@ -72,8 +89,9 @@ async def test_metrics_health_and_readiness(kafka: Broker, new_topic: Any, group
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until(lambda: fetch(base + "/readyz")[0] == 200, 30, "readiness")
-        await wait_until(lambda: f"{sent} {before + 20}" in fetch(base + "/metrics")[1], 30,
-                         "the 20 events counted")
+        await wait_until(
+            lambda: f"{sent} {before + 20}" in fetch(base + "/metrics")[1], 30, "the 20 events counted"
+        )
         assert await asyncio.to_thread(fetch, base + "/healthz") == (200, "ok\n")
         status, text = await asyncio.to_thread(fetch, base + "/metrics")
     finally:
@@ -108,13 +126,15 @@ def test_old_graph_versions_are_flagged() -> None:
 
 
 @pytest.mark.kafka
-def test_check_config_connect(kafka: Broker, new_topic: Any, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_connect(
+    kafka: Broker, new_topic: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     topic = new_topic(1)
     data = config_for(kafka.bootstrap, topic, "g", "http://127.0.0.1:1")
     settings = settings_for(kafka.bootstrap, topic, "g", "http://127.0.0.1:1")
     assert connection_problems(settings) == [
-        ("kafka.dead_letter_topic", f"topic '{topic}.dlq' does not exist")]
+        ("kafka.dead_letter_topic", f"topic '{topic}.dlq' does not exist")
+    ]
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     path = write_config(tmp_path / "ok.yaml", data)
     assert main(["check-config", "--config", str(path), "--connect"]) == 0
@@ -144,7 +164,8 @@ async def raw_request(port: int, data: bytes) -> bytes:
 
 
 async def test_malformed_requests_to_the_health_port_log_json_lines_without_the_token(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     token = "EAAB-health-probe-planted-8a1e"
     configure_logging("json")
     pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=True)
@@ -163,17 +184,22 @@ async def test_malformed_requests_to_the_health_port_log_json_lines_without_the_
     errors = [line for line in lines if line.get("logger") == "aiohttp.server"]
     # all but the bad status line (TLS sent to the plain port), which aiohttp logs at debug level
     assert len(errors) == len(MALFORMED_REQUESTS) - 1
-    assert all(e["exception"].split(" ")[0] in {"BadHttpMessage", "InvalidURLError",
-                                                 "BadStatusLine", "InvalidHeader"} for e in errors)
+    assert all(
+        e["exception"].split(" ")[0]
+        in {"BadHttpMessage", "InvalidURLError", "BadStatusLine", "InvalidHeader"}
+        for e in errors
+    )
     assert token not in err
     assert token[5:] not in err
 
 
 async def test_health_port_binds_loopback_unless_configured() -> None:
     pipeline = SimpleNamespace(last_turn=time.monotonic(), ready=True)
-    for settings, host in ((ServiceSettings(port=0), "127.0.0.1"),
-                           (ServiceSettings(port=0, bind_address="0.0.0.0"), "0.0.0.0"),
-                           (ServiceSettings(port=0, bind_address="::1"), "::1")):
+    for settings, host in (
+        (ServiceSettings(port=0), "127.0.0.1"),
+        (ServiceSettings(port=0, bind_address="0.0.0.0"), "0.0.0.0"),
+        (ServiceSettings(port=0, bind_address="::1"), "::1"),
+    ):
         runner = await start_health(pipeline, settings)  # type: ignore[arg-type]
         try:
             assert [address[0] for address in runner.addresses] == [host]

@@ -17,8 +17,12 @@ def test_batch_closes_at_max_events_and_keeps_owners_aligned() -> None:
 
 def test_batches_are_per_destination_event_set_and_upload_tag() -> None:
     batcher: Batcher[int] = Batcher(max_events=10, max_bytes=10_000, linger_s=1.0)
-    keys = [KEY, BatchKey("main", "222", None), BatchKey("main", "111", "tag"),
-            BatchKey("other", "111", None)]
+    keys = [
+        KEY,
+        BatchKey("main", "222", None),
+        BatchKey("main", "111", "tag"),
+        BatchKey("other", "111", None),
+    ]
     for i, key in enumerate(keys):
         batcher.add(key, b"{}", i, 0.0)
     assert {b.key for b in batcher.drain()} == set(keys)

@@ -5,8 +5,7 @@ from consumer.config import BreakerSettings
 
 
 def test_consecutive_dead_letters_trip() -> None:
-    breaker = DeadLetterBreaker(BreakerSettings(window_records=100, max_ratio=1.0,
-                                                max_consecutive=3))
+    breaker = DeadLetterBreaker(BreakerSettings(window_records=100, max_ratio=1.0, max_consecutive=3))
     for _ in range(2):
         breaker.record(dead_lettered=True)
     breaker.record(dead_lettered=False)
@@ -19,8 +18,7 @@ def test_consecutive_dead_letters_trip() -> None:
 
 
 def test_ratio_trips_only_over_a_full_window() -> None:
-    breaker = DeadLetterBreaker(BreakerSettings(window_records=10, max_ratio=0.5,
-                                                max_consecutive=1000))
+    breaker = DeadLetterBreaker(BreakerSettings(window_records=10, max_ratio=0.5, max_consecutive=1000))
     for i in range(9):
         breaker.record(dead_lettered=i % 3 != 0)  # 6 of 9 dead
     assert breaker.tripped is None  # window not full yet
@@ -30,8 +28,7 @@ def test_ratio_trips_only_over_a_full_window() -> None:
 
 
 def test_ratio_is_a_sliding_window() -> None:
-    breaker = DeadLetterBreaker(BreakerSettings(window_records=4, max_ratio=0.5,
-                                                max_consecutive=1000))
+    breaker = DeadLetterBreaker(BreakerSettings(window_records=4, max_ratio=0.5, max_consecutive=1000))
     for dead in (True, True, False, False, False, False, True, True):
         breaker.record(dead_lettered=dead)
     assert breaker.tripped is None  # never more than 2 of the last 4

@@ -17,11 +17,14 @@ def test_schemaless_round_trip_keeps_free_form_properties() -> None:
     assert decoded["traits"] is None
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    (b"\x05\x00\xff", "undecodable"),
-    (SEGMENT_SCHEMA.encode({"type": "track", "properties": "12"}), "invalid_json_field"),
-    (SEGMENT_SCHEMA.encode({"type": "track", "properties": "{not json"}), "invalid_json_field"),
-])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\x05\x00\xff", "undecodable"),
+        (SEGMENT_SCHEMA.encode({"type": "track", "properties": "12"}), "invalid_json_field"),
+        (SEGMENT_SCHEMA.encode({"type": "track", "properties": "{not json"}), "invalid_json_field"),
+    ],
+)
 def test_undecodable_values_get_a_reason(value: bytes, reason: str) -> None:
     with pytest.raises(InvalidMessage) as info:
         SEGMENT_SCHEMA.decode_body(value)
@@ -30,13 +33,14 @@ def test_undecodable_values_get_a_reason(value: bytes, reason: str) -> None:
 
 def test_registry_wire_format_through_the_confluent_client() -> None:
     client = SchemaRegistryClient.new_client({"url": "mock://codec-test"})
-    schema_id = client.register_schema("events-value",
-                                       Schema(AvroSchema.from_file(
-                                           "schemas/segment_track.avsc").raw_json, "AVRO"))
+    schema_id = client.register_schema(
+        "events-value", Schema(AvroSchema.from_file("schemas/segment_track.avsc").raw_json, "AVRO")
+    )
     decoder = RegistryDecoder.with_client(client)
     record = track(7)
-    assert decoder(wire_format(schema_id, SEGMENT_SCHEMA.encode(record)))["properties"] == \
-        record["properties"]
+    assert (
+        decoder(wire_format(schema_id, SEGMENT_SCHEMA.encode(record)))["properties"] == record["properties"]
+    )
     with pytest.raises(InvalidMessage) as info:
         decoder(SEGMENT_SCHEMA.encode(record))  # no magic byte
     assert info.value.reason == "bad_magic_byte"
@@ -68,9 +72,15 @@ def registry_decoder(registry: Registry, clock: list[float]) -> RegistryDecoder:
     return decoder
 
 
-@pytest.mark.parametrize("error", [SchemaRegistryError(500, 50001, "boom"),
-                                   SchemaRegistryError(401, 40101, "unauthorized"),
-                                   ConnectionRefusedError("refused"), TimeoutError()])
+@pytest.mark.parametrize(
+    "error",
+    [
+        SchemaRegistryError(500, 50001, "boom"),
+        SchemaRegistryError(401, 40101, "unauthorized"),
+        ConnectionRefusedError("refused"),
+        TimeoutError(),
+    ],
+)
 def test_a_registry_that_does_not_answer_holds_and_backs_off(error: Exception) -> None:
     registry, clock = Registry({1: Schema(SEGMENT_SCHEMA.raw_json, "AVRO")}), [100.0]
     decoder = registry_decoder(registry, clock)
@@ -96,13 +106,16 @@ def test_a_registry_that_does_not_answer_holds_and_backs_off(error: Exception) -
     assert registry.calls == 3
 
 
-@pytest.mark.parametrize("schema", [
-    Schema("this is not JSON {", "AVRO"),
-    Schema('"string"', "AVRO"),
-    Schema('{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}', "AVRO"),
-    Schema('{"type": "record", "name": "X", "fields": [], "fboc.json_fields": "a"}', "AVRO"),
-    Schema('syntax = "proto3";', "PROTOBUF"),
-])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        Schema("this is not JSON {", "AVRO"),
+        Schema('"string"', "AVRO"),
+        Schema('{"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}', "AVRO"),
+        Schema('{"type": "record", "name": "X", "fields": [], "fboc.json_fields": "a"}', "AVRO"),
+        Schema('syntax = "proto3";', "PROTOBUF"),
+    ],
+)
 def test_a_schema_fboc_cannot_read_is_invalid_schema_and_asked_once(schema: Schema) -> None:
     registry = Registry({2: schema})
     decoder = registry_decoder(registry, [0.0])

@@ -27,10 +27,13 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def screened(custom: dict[str, Any], user_data: dict[str, Any] | None = None,
-             screen: Screen = SCREEN, **event: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    out, drops = screen_event({"event_name": "Purchase", "user_data": user_data or {"em": ["x"]},
-                               "custom_data": custom, **event}, screen)
+def screened(
+    custom: dict[str, Any], user_data: dict[str, Any] | None = None, screen: Screen = SCREEN, **event: Any
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    out, drops = screen_event(
+        {"event_name": "Purchase", "user_data": user_data or {"em": ["x"]}, "custom_data": custom, **event},
+        screen,
+    )
     return out, list(drops)
 
 
@@ -43,26 +46,127 @@ def kept(custom: dict[str, Any], **options: Any) -> dict[str, Any]:
 
 CUSTOMER_NAMES = [
     # the names found sent on main
-    "customer_email", "contactEmail", "billing_phone", "mobile_phone", "shipping_address",
-    "surname", "givenName", "ip_address",
+    "customer_email",
+    "contactEmail",
+    "billing_phone",
+    "mobile_phone",
+    "shipping_address",
+    "surname",
+    "givenName",
+    "ip_address",
     # any case or separator style, camelCase, mParticle's `$`
-    "email", "E-Mail", "e_mail", "EMAIL_ADDRESS", "$Email", "mail", "Phone Number", "phone",
-    "telephone", "tel", "tel_no", "Mobile", "msisdn", "MSISDN", "fax", "first_name", "FirstName",
-    "firstname", "last name", "lastName", "family_name", "fullName", "FULL-NAME", "middle_name",
-    "customer_name", "cardholderName", "userName", "name", "Name", "fname", "lname", "address",
-    "address1", "Address Line 2", "street", "streetAddress", "city", "billingCity", "billing_city",
-    "town", "zip", "$zip", "ZIP", "zipCode", "zip_code", "postcode", "post_code", "postalCode",
-    "state", "country", "province", "birthday", "birthdate", "date_of_birth", "dateOfBirth",
-    "dob", "DOB", "userDOB", "birth_year", "ip", "IP", "clientIp", "client_ip", "IPAddress",
-    "ipv4", "ssn", "SSN", "social_security_number", "national_id", "passport_number", "gender",
-    "Gender", "sex", "iban", "credit_card", "latitude", "lng", "em", "ph", "fn", "ln", "db", "zp",
-    "external_id", "madid",
+    "email",
+    "E-Mail",
+    "e_mail",
+    "EMAIL_ADDRESS",
+    "$Email",
+    "mail",
+    "Phone Number",
+    "phone",
+    "telephone",
+    "tel",
+    "tel_no",
+    "Mobile",
+    "msisdn",
+    "MSISDN",
+    "fax",
+    "first_name",
+    "FirstName",
+    "firstname",
+    "last name",
+    "lastName",
+    "family_name",
+    "fullName",
+    "FULL-NAME",
+    "middle_name",
+    "customer_name",
+    "cardholderName",
+    "userName",
+    "name",
+    "Name",
+    "fname",
+    "lname",
+    "address",
+    "address1",
+    "Address Line 2",
+    "street",
+    "streetAddress",
+    "city",
+    "billingCity",
+    "billing_city",
+    "town",
+    "zip",
+    "$zip",
+    "ZIP",
+    "zipCode",
+    "zip_code",
+    "postcode",
+    "post_code",
+    "postalCode",
+    "state",
+    "country",
+    "province",
+    "birthday",
+    "birthdate",
+    "date_of_birth",
+    "dateOfBirth",
+    "dob",
+    "DOB",
+    "userDOB",
+    "birth_year",
+    "ip",
+    "IP",
+    "clientIp",
+    "client_ip",
+    "IPAddress",
+    "ipv4",
+    "ssn",
+    "SSN",
+    "social_security_number",
+    "national_id",
+    "passport_number",
+    "gender",
+    "Gender",
+    "sex",
+    "iban",
+    "credit_card",
+    "latitude",
+    "lng",
+    "em",
+    "ph",
+    "fn",
+    "ln",
+    "db",
+    "zp",
+    "external_id",
+    "madid",
 ]
 OTHER_NAMES = [
-    "store_id", "register", "loyalty_tier", "gift", "basket_score", "product_name",
-    "campaign_name", "velocity", "hotel", "shipping_method", "tip", "description", "membership",
-    "classname", "zipper_color", "coupon", "category", "sku", "channel", "status", "order_id",
-    "app_version", "cellar", "ipad_model", "nameless",
+    "store_id",
+    "register",
+    "loyalty_tier",
+    "gift",
+    "basket_score",
+    "product_name",
+    "campaign_name",
+    "velocity",
+    "hotel",
+    "shipping_method",
+    "tip",
+    "description",
+    "membership",
+    "classname",
+    "zipper_color",
+    "coupon",
+    "category",
+    "sku",
+    "channel",
+    "status",
+    "order_id",
+    "app_version",
+    "cellar",
+    "ipad_model",
+    "nameless",
 ]
 
 
@@ -88,8 +192,12 @@ def test_other_names_are_kept(name: str) -> None:
 
 def test_fbocs_own_fields_are_not_judged_by_name() -> None:
     """content_name and contents' title are no person's names."""
-    custom = {"content_name": "Runner", "contents": [{"id": "A", "title": "Socks", "quantity": 1}],
-              "content_category": "Shoes", "order_id": "O-1"}
+    custom = {
+        "content_name": "Runner",
+        "contents": [{"id": "A", "title": "Socks", "quantity": 1}],
+        "content_category": "Shoes",
+        "order_id": "O-1",
+    }
     assert kept(custom) == custom
     # ... but only where fboc puts them: a nested content_name is a custom property again
     assert kept({"extra": {"content_name": "x", "name": "Pat"}}) == {"extra": {"content_name": "x"}}
@@ -98,24 +206,43 @@ def test_fbocs_own_fields_are_not_judged_by_name() -> None:
 # --- values ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    "pat@example.com", "PAT.DOE+shop@Example.CO.UK", "contact: pat@example.com, thanks",
-    "mailto:pat@example.com", "pat%40example.com", "x@shop.xn--11b4c3d",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pat@example.com",
+        "PAT.DOE+shop@Example.CO.UK",
+        "contact: pat@example.com, thanks",
+        "mailto:pat@example.com",
+        "pat%40example.com",
+        "x@shop.xn--11b4c3d",
+    ],
+)
 def test_email_values_are_dropped(value: str) -> None:
-    out, drops = screened({"note": value, "contents": [{"id": "A", "brand": value}],
-                           "order_id": value})
+    out, drops = screened({"note": value, "contents": [{"id": "A", "brand": value}], "order_id": value})
     assert out["custom_data"] == {"contents": [{"id": "A"}]}
-    assert sorted(drops) == [("custom_data.contents[].brand", "email_value"),
-                             ("custom_data.note", "email_value"),
-                             ("custom_data.order_id", "email_value")]
+    assert sorted(drops) == [
+        ("custom_data.contents[].brand", "email_value"),
+        ("custom_data.note", "email_value"),
+        ("custom_data.order_id", "email_value"),
+    ]
 
 
-@pytest.mark.parametrize("value", [
-    "+1 202-555-0146", "(650) 555-1212", "650.555.1212", "+44 20 7946 0958", "0044 20 7946 0958",
-    "tel:+49-30-123456", "call +33 6 12 34 56 78 today", "16505551212", "+4915112345678",
-    16505551212, 4915112345678,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+1 202-555-0146",
+        "(650) 555-1212",
+        "650.555.1212",
+        "+44 20 7946 0958",
+        "0044 20 7946 0958",
+        "tel:+49-30-123456",
+        "call +33 6 12 34 56 78 today",
+        "16505551212",
+        "+4915112345678",
+        16505551212,
+        4915112345678,
+    ],
+)
 def test_phone_values_are_dropped(value: str | int) -> None:
     out, drops = screened({"note": value, "content_ids": [value, "A"], "store_id": "S-1"})
     if isinstance(value, str) and not value.isdigit():  # formatted: dropped from ids too
@@ -132,14 +259,13 @@ def test_hex_ids_are_ids_even_when_their_digits_look_like_a_phone_number() -> No
     for value in ids:
         custom = {"item_number": value, "order_id": value, "content_ids": [value]}
         assert kept(dict(custom)) == custom
-    assert ("custom_data.item_number", "phone_value") in screened(
-        {"item_number": "a+590 823 125 003"})[1]
+    assert ("custom_data.item_number", "phone_value") in screened({"item_number": "a+590 823 125 003"})[1]
 
 
 def test_text_with_many_number_runs_costs_bounded_time() -> None:
     """Each run of digits is parsed as a phone number: past 16 of them the text is dropped."""
     many = " / ".join(f"ref 100{i:04d}" for i in range(17))  # no valid number among them
-    assert kept({"note": many[:len(many) - 14]}) == {"note": many[:len(many) - 14]}
+    assert kept({"note": many[: len(many) - 14]}) == {"note": many[: len(many) - 14]}
     assert kept({"note": many}) == {}
     huge = "1234567 x " * 100_000
     assert kept({"note": huge}) == {}
@@ -159,23 +285,56 @@ def test_long_names_and_values_are_checked_but_never_cached() -> None:
     assert cache_sizes() == (before[0] + 1, before[1] + 2)
 
 
-@pytest.mark.parametrize("value", [
-    "2026-03-02", "02/03/2026", "17.05.1990", "2026-03-02T11:00:00Z", "1234", "12.50", "SKU-12345",
-    "v1.2.3", "1999.99", 42, 1999, 12.5, True, "order 555-1212",  # too short for a phone number
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-02",
+        "02/03/2026",
+        "17.05.1990",
+        "2026-03-02T11:00:00Z",
+        "1234",
+        "12.50",
+        "SKU-12345",
+        "v1.2.3",
+        "1999.99",
+        42,
+        1999,
+        12.5,
+        True,
+        "order 555-1212",  # too short for a phone number
+    ],
+)
 def test_ordinary_values_are_kept(value: Any) -> None:
     assert kept({"note": value, "value": 12025550146}) == {"note": value, "value": 12025550146}
 
 
 def test_values_equal_to_the_events_customer_fields_are_dropped() -> None:
-    user_data = {"fn": [sha("alex")], "ln": [sha("obrien")], "ct": [sha("neworleans")],
-                 "zp": [sha("70112")], "db": [sha("19900517")], "external_id": [sha("cust-42")],
-                 "ge": [sha("f")], "country": [sha("us")], "st": [sha("la")]}
-    custom = {"greeting": "ALEX", "family": "O'Brien", "where": "New Orleans", "code": "70112-1234",
-              "born": "17.05.1990", "ref": " CUST-42 ", "ref_number": 70112,
-              "hashed": sha("alex").upper(),
-              # too coarse to compare: gender, state and country ("F", "LA", "US")
-              "size": "F", "region_code": "LA", "market": "US", "sku": "CUST-43"}
+    user_data = {
+        "fn": [sha("alex")],
+        "ln": [sha("obrien")],
+        "ct": [sha("neworleans")],
+        "zp": [sha("70112")],
+        "db": [sha("19900517")],
+        "external_id": [sha("cust-42")],
+        "ge": [sha("f")],
+        "country": [sha("us")],
+        "st": [sha("la")],
+    }
+    custom = {
+        "greeting": "ALEX",
+        "family": "O'Brien",
+        "where": "New Orleans",
+        "code": "70112-1234",
+        "born": "17.05.1990",
+        "ref": " CUST-42 ",
+        "ref_number": 70112,
+        "hashed": sha("alex").upper(),
+        # too coarse to compare: gender, state and country ("F", "LA", "US")
+        "size": "F",
+        "region_code": "LA",
+        "market": "US",
+        "sku": "CUST-43",
+    }
     out, drops = screened(custom, user_data)
     assert out["custom_data"] == {"size": "F", "region_code": "LA", "market": "US", "sku": "CUST-43"}
     assert {reason for _, reason in drops} == {"customer_value"}
@@ -188,7 +347,8 @@ def test_external_id_sent_plain_is_compared_plain() -> None:
     # with external_id_normalization exact, only the exact id is the customer's
     exact = Screen(external_id="exact")
     assert kept({"ref": "Cust-42"}, user_data={"external_id": [sha("cust-42")]}, screen=exact) == {
-        "ref": "Cust-42"}
+        "ref": "Cust-42"
+    }
 
 
 def test_ids_are_not_compared_with_the_customer() -> None:
@@ -227,9 +387,12 @@ def test_beyond_max_depth_is_dropped() -> None:
 
 
 def test_nothing_dropped_returns_the_event_itself() -> None:
-    event = {"event_name": "Purchase", "user_data": {"em": [sha("a@b.co")]},
-             "custom_data": {"value": 1.0, "currency": "USD", "store": "S-1"},
-             "event_source_url": "https://shop.example/p?utm_source=x&fbclid=AbC#top"}
+    event = {
+        "event_name": "Purchase",
+        "user_data": {"em": [sha("a@b.co")]},
+        "custom_data": {"value": 1.0, "currency": "USD", "store": "S-1"},
+        "event_source_url": "https://shop.example/p?utm_source=x&fbclid=AbC#top",
+    }
     out, drops = screen_event(event, SCREEN)
     assert out is event
     assert drops == ()
@@ -237,33 +400,46 @@ def test_nothing_dropped_returns_the_event_itself() -> None:
 
 def test_the_allow_list_keeps_a_named_property_as_it_is() -> None:
     screen = Screen(allowed=frozenset({"phone_model", "support_phone"}))
-    custom = {"phone_model": "Pixel", "support_phone": "+1 202-555-0146", "phone": "x",
-              "nested": {"phone_model": "Pixel 9"}}
-    assert kept(custom, screen=screen) == {"phone_model": "Pixel", "support_phone": "+1 202-555-0146",
-                                           "nested": {"phone_model": "Pixel 9"}}
+    custom = {
+        "phone_model": "Pixel",
+        "support_phone": "+1 202-555-0146",
+        "phone": "x",
+        "nested": {"phone_model": "Pixel 9"},
+    }
+    assert kept(custom, screen=screen) == {
+        "phone_model": "Pixel",
+        "support_phone": "+1 202-555-0146",
+        "nested": {"phone_model": "Pixel 9"},
+    }
     assert kept(custom) == {"nested": {}}
 
 
 # --- URLs -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "expected", "reasons"), [
-    ("https://shop.example/p?email=pat%40example.com&utm_source=mail&fbclid=AbC",
-     "https://shop.example/p?utm_source=mail&fbclid=AbC", ["name"]),
-    ("https://shop.example/p?ref=pat%40example.com&x=1", "https://shop.example/p?x=1",
-     ["email_value"]),
-    ("https://shop.example/p?c=%2B1+202-555-0146&x=1", "https://shop.example/p?x=1",
-     ["phone_value"]),
-    ("https://shop.example/p?first_name=Pat&lastName=Doe", "https://shop.example/p",
-     ["name", "name"]),
-    ("https://shop.example/checkout#email=pat@example.com", "https://shop.example/checkout",
-     ["email_value"]),
-    ("https://shop.example/checkout#/step?phone=1", "https://shop.example/checkout", ["name"]),
-    ("https://shop.example/u/pat@example.com/orders", None, ["email_value"]),
-    ("https://shop.example/call/+12025550146", None, ["phone_value"]),
-    ("http://[::1/p?ref=pat@example.com", None, ["email_value"]),  # not a URL: judged as text
-    ("http://[::1/p?email=x", "http://[::1/p?email=x", []),
-])
+@pytest.mark.parametrize(
+    ("url", "expected", "reasons"),
+    [
+        (
+            "https://shop.example/p?email=pat%40example.com&utm_source=mail&fbclid=AbC",
+            "https://shop.example/p?utm_source=mail&fbclid=AbC",
+            ["name"],
+        ),
+        ("https://shop.example/p?ref=pat%40example.com&x=1", "https://shop.example/p?x=1", ["email_value"]),
+        ("https://shop.example/p?c=%2B1+202-555-0146&x=1", "https://shop.example/p?x=1", ["phone_value"]),
+        ("https://shop.example/p?first_name=Pat&lastName=Doe", "https://shop.example/p", ["name", "name"]),
+        (
+            "https://shop.example/checkout#email=pat@example.com",
+            "https://shop.example/checkout",
+            ["email_value"],
+        ),
+        ("https://shop.example/checkout#/step?phone=1", "https://shop.example/checkout", ["name"]),
+        ("https://shop.example/u/pat@example.com/orders", None, ["email_value"]),
+        ("https://shop.example/call/+12025550146", None, ["phone_value"]),
+        ("http://[::1/p?ref=pat@example.com", None, ["email_value"]),  # not a URL: judged as text
+        ("http://[::1/p?email=x", "http://[::1/p?email=x", []),
+    ],
+)
 def test_urls(url: str, expected: str | None, reasons: list[str]) -> None:
     out, drops = screened({}, event_source_url=url)
     assert out.get("event_source_url") == expected
@@ -288,9 +464,15 @@ def counted(reason: str) -> float:
 
 def test_finish_counts_each_dropped_property_once_per_record() -> None:
     """Fan-out gives several outputs (event names, event sets) of one record: counted once."""
+
     def event(name: str) -> dict[str, Any]:
-        return {"event_name": name, "action_source": "physical_store", "user_data": {"em": ["x"]},
-                "custom_data": {"email": "x", "note": "pat@example.com", "ok": 1}}
+        return {
+            "event_name": name,
+            "action_source": "physical_store",
+            "user_data": {"em": ["x"]},
+            "custom_data": {"email": "x", "note": "pat@example.com", "ok": 1},
+        }
+
     shared = event("Purchase")
     outputs = [Output("1", shared), Output("2", shared), Output("1", event("Lead"))]
     before = (counted("name"), counted("email_value"))
@@ -334,9 +516,12 @@ def test_finish_rejects_a_currency_not_in_iso_4217(currency: Any) -> None:
 
 def test_finish_screens_before_checking_website_requirements() -> None:
     """A website event whose only URL held an e-mail address cannot be sent without it."""
-    event = {"event_name": "Lead", "action_source": "website",
-             "user_data": {"client_user_agent": "Mozilla/5.0"},
-             "event_source_url": "https://shop.example/u/pat@example.com"}
+    event = {
+        "event_name": "Lead",
+        "action_source": "website",
+        "user_data": {"client_user_agent": "Mozilla/5.0"},
+        "event_source_url": "https://shop.example/u/pat@example.com",
+    }
     with pytest.raises(Rejected, match="missing_required_field") as info:
         finish([Output("1", event)], dest())
     assert info.value.message == "action_source website needs event_source_url"
@@ -347,9 +532,9 @@ def test_finish_screens_before_checking_website_requirements() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=10)
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 @PROPERTY
@@ -365,14 +550,20 @@ def test_screening_never_raises_and_reports_known_reasons(custom: dict[str, Any]
 
 
 @PROPERTY
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_- $", max_size=20),
-       st.sampled_from(["email", "phone", "first_name", "birthdate", "zip", "ip", "address"]),
-       st.sampled_from(["{p}{n}", "{n}{p}", "{p}_{n}", "{n}_{p}", "{P}{N}"]))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_- $", max_size=20),
+    st.sampled_from(["email", "phone", "first_name", "birthdate", "zip", "ip", "address"]),
+    st.sampled_from(["{p}{n}", "{n}{p}", "{p}_{n}", "{n}_{p}", "{P}{N}"]),
+)
 def test_a_customer_word_anywhere_in_a_name_is_caught(prefix: str, word: str, shape: str) -> None:
     """e.g. `billingEmail`, `email_2`, `shipping_zip`, `ip_v4`, whatever surrounds the word."""
     words = {"first_name": "FirstName", "birthdate": "BirthDate"}
-    name = shape.format(p=prefix, n=word, P=prefix.capitalize() if prefix[:1].islower() else prefix,
-                        N=words.get(word, word.capitalize()))
+    name = shape.format(
+        p=prefix,
+        n=word,
+        P=prefix.capitalize() if prefix[:1].islower() else prefix,
+        N=words.get(word, word.capitalize()),
+    )
     if word in ("zip", "ip") and shape in ("{p}{n}", "{n}{p}"):
         return  # short words are words only when separated (tip, zipper)
     assert is_customer_name(name), name

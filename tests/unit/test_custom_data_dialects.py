@@ -22,8 +22,11 @@ EVENT_MS = (NOW - 3600) * 1000
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DEST = DestinationSettings(name="main", default_event_sets=["1"])
 SITE = "https://shop.example/p"
-FORMATS = (phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.INTERNATIONAL,
-           phonenumbers.PhoneNumberFormat.RFC3966)
+FORMATS = (
+    phonenumbers.PhoneNumberFormat.E164,
+    phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+    phonenumbers.PhoneNumberFormat.RFC3966,
+)
 REGIONS = ("US", "GB", "DE", "FR", "IT", "ES", "NL", "IN", "BR", "JP", "AU", "MX")
 KINDS = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
 
@@ -41,9 +44,10 @@ def phones(draw: st.DrawFn) -> str:
 
 
 secrets = st.one_of(st.emails(), phones())
-names = st.one_of(st.sampled_from(["note", "ref", "email", "contact", "x", "customer", "phone",
-                                   "brand", "data", "items"]),
-                  st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10))
+names = st.one_of(
+    st.sampled_from(["note", "ref", "email", "contact", "x", "customer", "phone", "brand", "data", "items"]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10),
+)
 
 
 @st.composite
@@ -61,39 +65,82 @@ def url_with(name: str, secret: str) -> str:
 
 
 def segment(name: str, value: Any, secret: str) -> dict[str, Any]:
-    return {"type": "track", "event": "Order Completed", "messageId": "m-1", "userId": "u-1",
-            "timestamp": "2026-03-02T11:00:00Z",
-            "context": {"page": {"url": url_with(name, secret)}},
-            "properties": {"revenue": 10, name: value, "nested": {name: value},
-                           "products": [{"product_id": "P1", "brand": secret, name: value}]}}
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": "m-1",
+        "userId": "u-1",
+        "timestamp": "2026-03-02T11:00:00Z",
+        "context": {"page": {"url": url_with(name, secret)}},
+        "properties": {
+            "revenue": 10,
+            name: value,
+            "nested": {name: value},
+            "products": [{"product_id": "P1", "brand": secret, name: value}],
+        },
+    }
 
 
 def mparticle(name: str, value: Any, secret: str) -> dict[str, Any]:
-    return {"user_identities": {"email": "a@b.co"}, "events": [{
-        "event_type": "commerce_event", "data": {
-            "timestamp_unixtime_ms": EVENT_MS, "source_message_id": "m-1",
-            "custom_attributes": {name: value, "page": url_with(name, secret)},
-            "product_action": {"action": "purchase", "total_amount": 10, "transaction_id": secret,
-                               "products": [{"id": "P1", "brand": secret, "category": secret}]}}}]}
+    return {
+        "user_identities": {"email": "a@b.co"},
+        "events": [
+            {
+                "event_type": "commerce_event",
+                "data": {
+                    "timestamp_unixtime_ms": EVENT_MS,
+                    "source_message_id": "m-1",
+                    "custom_attributes": {name: value, "page": url_with(name, secret)},
+                    "product_action": {
+                        "action": "purchase",
+                        "total_amount": 10,
+                        "transaction_id": secret,
+                        "products": [{"id": "P1", "brand": secret, "category": secret}],
+                    },
+                },
+            }
+        ],
+    }
 
 
 def commandersact(name: str, value: Any, secret: str) -> dict[str, Any]:
-    return {"event_name": "purchase", "amount": 10, "currency": "EUR", "id": secret, "name": secret,
-            "status": secret, "url": url_with(name, secret), "user": {"email": "a@b.co"},
-            "context": {"event_timestamp": EVENT_MS},
-            "items": [{"id": "P1", "quantity": 1, "price": 10, "product": {"name": secret}}],
-            "integrations": {"facebook": {"custom_data": {name: value, "contents": [
-                {"id": "P1", "quantity": 1, "brand": secret, name: value}]}}}}
+    return {
+        "event_name": "purchase",
+        "amount": 10,
+        "currency": "EUR",
+        "id": secret,
+        "name": secret,
+        "status": secret,
+        "url": url_with(name, secret),
+        "user": {"email": "a@b.co"},
+        "context": {"event_timestamp": EVENT_MS},
+        "items": [{"id": "P1", "quantity": 1, "price": 10, "product": {"name": secret}}],
+        "integrations": {
+            "facebook": {
+                "custom_data": {
+                    name: value,
+                    "contents": [{"id": "P1", "quantity": 1, "brand": secret, name: value}],
+                }
+            }
+        },
+    }
 
 
 def amperity(name: str, value: Any, secret: str) -> dict[str, Any]:
-    return {"order_id": "O-1", "quantity": 1, "price": 10, "currency": "USD", "email": "a@b.co",
-            "timestamp": NOW - 3600, "event_source_url": url_with(name, secret),
-            f"col_{name}": value, "custom": {name: value}}
+    return {
+        "order_id": "O-1",
+        "quantity": 1,
+        "price": 10,
+        "currency": "USD",
+        "email": "a@b.co",
+        "timestamp": NOW - 3600,
+        "event_source_url": url_with(name, secret),
+        f"col_{name}": value,
+        "custom": {name: value},
+    }
 
 
-RECORDS = {"segment": segment, "mparticle": mparticle, "commandersact": commandersact,
-           "amperity": amperity}
+RECORDS = {"segment": segment, "mparticle": mparticle, "commandersact": commandersact, "amperity": amperity}
 
 
 def transform(dialect: str, payload: dict[str, Any]) -> list[Output]:
@@ -113,8 +160,7 @@ def sent_outside_user_data(outputs: list[Output]) -> str:
 @pytest.mark.parametrize("dialect", RECORDS)
 @PROPERTY
 @given(planted())
-def test_no_email_or_phone_number_leaves_outside_user_data(dialect: str,
-                                                          plant: tuple[str, Any, str]) -> None:
+def test_no_email_or_phone_number_leaves_outside_user_data(dialect: str, plant: tuple[str, Any, str]) -> None:
     name, value, secret = plant
     sent = sent_outside_user_data(transform(dialect, RECORDS[dialect](name, value, secret)))
     assert secret not in sent

@@ -15,14 +15,16 @@ from consumer.kafka.deadletter import (
 )
 
 
-def record(value: bytes, key: bytes = b"k-1",
-           headers: list[tuple[str, str | bytes | None]] | None = None) -> SourceRecord:
+def record(
+    value: bytes, key: bytes = b"k-1", headers: list[tuple[str, str | bytes | None]] | None = None
+) -> SourceRecord:
     return SourceRecord("orders", 3, 42, 1_700_000_000_000, key, value, headers or [])
 
 
 def fboc_headers(src: SourceRecord) -> list[tuple[str, str | bytes | None]]:
-    return dead_letter_headers(src, DeadLetter("decode", "undecodable", "not Avro"), "g",
-                               datetime(2026, 1, 1, tzinfo=UTC))
+    return dead_letter_headers(
+        src, DeadLetter("decode", "undecodable", "not Avro"), "g", datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 def test_the_value_is_cut_to_fit_and_the_original_size_is_said() -> None:
@@ -36,8 +38,11 @@ def test_the_value_is_cut_to_fit_and_the_original_size_is_said() -> None:
     assert len(key) + len(value) + header_bytes(out) == 100_000
     assert header(out, TRUNCATED) == "999900"
     assert header(out, "trace") == "t-1"
-    assert (header(out, "fboc.original.topic"), header(out, "fboc.original.partition"),
-            header(out, "fboc.original.offset")) == ("orders", "3", "42")
+    assert (
+        header(out, "fboc.original.topic"),
+        header(out, "fboc.original.partition"),
+        header(out, "fboc.original.offset"),
+    ) == ("orders", "3", "42")
 
 
 def test_key_and_headers_too_large_go_too_but_the_fboc_headers_stay() -> None:

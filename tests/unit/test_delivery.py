@@ -24,13 +24,21 @@ EM = hashlib.sha256(b"alex@example.com").hexdigest()
 
 
 def event(i: int) -> bytes:
-    return orjson.dumps({"event_name": "Lead", "event_time": int(time.time()) - 10,
-                         "event_id": f"e{i}", "action_source": "physical_store",
-                         "user_data": {"em": [EM]}, "custom_data": {"order_id": f"o{i}"}})
+    return orjson.dumps(
+        {
+            "event_name": "Lead",
+            "event_time": int(time.time()) - 10,
+            "event_id": f"e{i}",
+            "action_source": "physical_store",
+            "user_data": {"em": [EM]},
+            "custom_data": {"order_id": f"o{i}"},
+        }
+    )
 
 
 def get(url: str, path: str) -> Any:
     import urllib.request
+
     with urllib.request.urlopen(url + path, timeout=5) as resp:
         return orjson.loads(resp.read())
 
@@ -51,8 +59,7 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-async def send(box: SandboxThread, events: list[bytes], sleeps: Sleeps | None = None,
-               **fb: Any) -> list[Any]:
+async def send(box: SandboxThread, events: list[bytes], sleeps: Sleeps | None = None, **fb: Any) -> list[Any]:
     facebook = FacebookSettings(graph_url=box.url, **{"max_attempts": 4, **fb})
     dest = DestinationSettings(name="main", access_token=TOKEN, app_secret="app-secret-xyz")
     async with aiohttp.ClientSession() as session:
@@ -92,8 +99,9 @@ async def test_retries_are_bounded_then_every_event_fails(box: SandboxThread) ->
 
 
 async def test_invalid_event_is_isolated_by_splitting(box: SandboxThread) -> None:
-    sandbox_post(box.url, "/_sandbox/faults",
-                 {"match": {"event_ids": ["e5"]}, "action": {"reject_events": True}})
+    sandbox_post(
+        box.url, "/_sandbox/faults", {"match": {"event_ids": ["e5"]}, "action": {"reject_events": True}}
+    )
     results = await send(box, [event(i) for i in range(8)])
     failed = [i for i, r in enumerate(results) if r is not None]
     assert failed == [5]
@@ -105,10 +113,12 @@ async def test_invalid_event_is_isolated_by_splitting(box: SandboxThread) -> Non
     assert len(requests(box)) == 7
 
 
-async def test_throttling_honours_regain_time_for_the_whole_destination(
-        box: SandboxThread) -> None:
-    sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {
-        "error": {"code": 80004, "is_transient": True}, "regain_minutes": 2}})
+async def test_throttling_honours_regain_time_for_the_whole_destination(box: SandboxThread) -> None:
+    sandbox_post(
+        box.url,
+        "/_sandbox/faults",
+        {"times": 1, "action": {"error": {"code": 80004, "is_transient": True}, "regain_minutes": 2}},
+    )
     sleeps = Sleeps()
     assert await send(box, [event(1)], sleeps) == [None]
     assert len(sleeps.waits) == 1
@@ -126,40 +136,43 @@ async def test_token_error_halts_the_destination_then_resumes(box: SandboxThread
 
 
 async def test_missing_dataset_fails_without_retry(box: SandboxThread) -> None:
-    sandbox_post(box.url, "/_sandbox/faults",
-                 {"action": {"error": {"code": 100, "error_subcode": 33}}})
+    sandbox_post(box.url, "/_sandbox/faults", {"action": {"error": {"code": 100, "error_subcode": 33}}})
     (result,) = await send(box, [event(1)])
     assert result is not None
     assert (result.reason, result.subcode) == ("graph_dataset_unavailable", 33)
     assert len(requests(box)) == 1
 
 
-@pytest.mark.parametrize("action", [{"timeout": True, "seconds": 5}, {"reset": True},
-                                    {"wrong_events_received": True}])
+@pytest.mark.parametrize(
+    "action", [{"timeout": True, "seconds": 5}, {"reset": True}, {"wrong_events_received": True}]
+)
 async def test_timeouts_resets_and_short_counts_are_retried(
-        box: SandboxThread, action: dict[str, Any]) -> None:
+    box: SandboxThread, action: dict[str, Any]
+) -> None:
     sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": action})
     assert await send(box, [event(1), event(2)], timeout_seconds=0.5) == [None, None]
     assert len(get(box.url, "/_sandbox/events")["events"]) == 2
 
 
-@pytest.mark.parametrize(("status", "error", "kind"), [
-    (400, {"code": 190}, ErrorKind.AUTH),
-    (400, {"code": 200}, ErrorKind.AUTH),
-    (400, {"code": 17}, ErrorKind.THROTTLED),
-    (400, {"code": 80014}, ErrorKind.THROTTLED),
-    (400, {"code": 100, "error_subcode": 33}, ErrorKind.DATASET),
-    (400, {"code": 100, "error_subcode": 2804003}, ErrorKind.INVALID),
-    (400, {"code": 100, "is_transient": True}, ErrorKind.TRANSIENT),
-    (400, {"code": 100}, ErrorKind.AUTH),
-    (400, {"code": 100, "error_subcode": None}, ErrorKind.AUTH),
-    (400, {"code": 102}, ErrorKind.AUTH),
-    (500, {}, ErrorKind.TRANSIENT),
-    (400, {"code": 2}, ErrorKind.TRANSIENT),
-    (400, {"code": 999}, ErrorKind.UNKNOWN),
-])
-def test_classification_follows_meta_api(status: int, error: dict[str, Any],
-                                         kind: ErrorKind) -> None:
+@pytest.mark.parametrize(
+    ("status", "error", "kind"),
+    [
+        (400, {"code": 190}, ErrorKind.AUTH),
+        (400, {"code": 200}, ErrorKind.AUTH),
+        (400, {"code": 17}, ErrorKind.THROTTLED),
+        (400, {"code": 80014}, ErrorKind.THROTTLED),
+        (400, {"code": 100, "error_subcode": 33}, ErrorKind.DATASET),
+        (400, {"code": 100, "error_subcode": 2804003}, ErrorKind.INVALID),
+        (400, {"code": 100, "is_transient": True}, ErrorKind.TRANSIENT),
+        (400, {"code": 100}, ErrorKind.AUTH),
+        (400, {"code": 100, "error_subcode": None}, ErrorKind.AUTH),
+        (400, {"code": 102}, ErrorKind.AUTH),
+        (500, {}, ErrorKind.TRANSIENT),
+        (400, {"code": 2}, ErrorKind.TRANSIENT),
+        (400, {"code": 999}, ErrorKind.UNKNOWN),
+    ],
+)
+def test_classification_follows_meta_api(status: int, error: dict[str, Any], kind: ErrorKind) -> None:
     assert classify(status, error) is kind
 
 
@@ -179,11 +192,15 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-async def send_timed(box: SandboxThread, events: list[bytes], fake: FakeTime,
-                     dest: DestinationSettings | None = None, **fb: Any) -> list[Any]:
+async def send_timed(
+    box: SandboxThread,
+    events: list[bytes],
+    fake: FakeTime,
+    dest: DestinationSettings | None = None,
+    **fb: Any,
+) -> list[Any]:
     facebook = FacebookSettings(graph_url=box.url, **{"max_attempts": 4, **fb})
-    dest = dest or DestinationSettings(name="main", access_token=TOKEN,
-                                       app_secret="app-secret-xyz")
+    dest = dest or DestinationSettings(name="main", access_token=TOKEN, app_secret="app-secret-xyz")
     async with aiohttp.ClientSession() as session:
         client = GraphClient(session, facebook, dest, sleep=fake.sleep, clock=fake.clock)
         return await client.deliver("123", None, events)
@@ -191,7 +208,8 @@ async def send_timed(box: SandboxThread, events: list[bytes], fake: FakeTime,
 
 @pytest.mark.parametrize("error", [{"code": 100}, {"code": 102}, {"code": 190}])
 async def test_request_level_errors_halt_without_splitting_or_dead_lettering(
-        box: SandboxThread, error: dict[str, Any]) -> None:
+    box: SandboxThread, error: dict[str, Any]
+) -> None:
     # code 100 without a subcode (appsecret_proof) and 102 (session) are like 190: never split
     sandbox_post(box.url, "/_sandbox/faults", {"times": 6, "action": {"error": error}})
     fake = FakeTime()
@@ -208,14 +226,14 @@ async def test_time_spent_halted_does_not_spend_the_retry_budget(box: SandboxThr
     sandbox_post(box.url, "/_sandbox/faults", {"times": 8, "action": {"error": {"code": 190}}})
     sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {"http_status": 500}})
     fake = FakeTime()
-    results = await send_timed(box, [event(1), event(2)], fake, max_attempts=3,
-                               max_retry_seconds=100, auth_retry_seconds=60)
+    results = await send_timed(
+        box, [event(1), event(2)], fake, max_attempts=3, max_retry_seconds=100, auth_retry_seconds=60
+    )
     assert results == [None, None]
     assert [r["status"] for r in requests(box)] == [400] * 8 + [500, 200]
 
 
-async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(
-        box: SandboxThread) -> None:
+async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(box: SandboxThread) -> None:
     sandbox_post(box.url, "/_sandbox/faults", {"times": 2, "action": {"http_status": 500}})
     sandbox_post(box.url, "/_sandbox/faults", {"times": 1, "action": {"error": {"code": 190}}})
     sandbox_post(box.url, "/_sandbox/faults", {"action": {"http_status": 500}})
@@ -228,13 +246,13 @@ async def test_retry_budget_restarts_after_a_halt_but_still_bounds_the_retries(
     assert result.attempts == 3
 
 
-async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(
-        box: SandboxThread) -> None:
+async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(box: SandboxThread) -> None:
     # a token file with two lines: aiohttp refuses the header before anything is sent. The
     # configuration rejects such a token; model_copy skips that check, as a future bug might.
     bad = "sandbox-token\nsecond-line-secret"
     dest = DestinationSettings(name="main", access_token="sandbox-token").model_copy(
-        update={"access_token": SecretStr(bad)})
+        update={"access_token": SecretStr(bad)}
+    )
     facebook = FacebookSettings(graph_url=box.url, auth_retry_seconds=5)
     fake = FakeTime()
     async with aiohttp.ClientSession() as session:

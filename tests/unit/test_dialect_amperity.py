@@ -52,7 +52,8 @@ def sha(text: str) -> str:
 
 def dest(**options: Any) -> DestinationSettings:
     return DestinationSettings.model_validate(
-        {"name": "main", "event_sets": {"Purchase": ["111"]}, **options})
+        {"name": "main", "event_sets": {"Purchase": ["111"]}, **options}
+    )
 
 
 def ctx(payload: Mapping[str, Any]) -> RecordContext:
@@ -94,12 +95,21 @@ COFFEE: dict[str, Any] = {
 MUG: dict[str, Any] = {**COFFEE, "quantity": 3, "product_id": "SKU-MUG", "price": 8.99}
 # Only the columns the seed says a query MUST contain (no phone: email OR phone).
 MINIMAL: dict[str, Any] = {
-    "external_id": "amp-42", "order_id": "ORD-2002", "quantity": 1, "email": "pat@example.org",
-    "timestamp": ORDER_TIME, "price": 40.0, "currency": "usd",
+    "external_id": "amp-42",
+    "order_id": "ORD-2002",
+    "quantity": 1,
+    "email": "pat@example.org",
+    "timestamp": ORDER_TIME,
+    "price": 40.0,
+    "currency": "usd",
 }
 WEBSITE: dict[str, Any] = {
-    **MINIMAL, "order_id": "W-1", "action_source": "website", "client_user_agent": "Mozilla/5.0",
-    "event_id": "evt-w-1", "event_source_url": "https://shop.example.com/checkout/done",
+    **MINIMAL,
+    "order_id": "W-1",
+    "action_source": "website",
+    "client_user_agent": "Mozilla/5.0",
+    "event_id": "evt-w-1",
+    "event_source_url": "https://shop.example.com/checkout/done",
 }
 
 JUSTIN_USER_DATA = {
@@ -124,32 +134,40 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
     rows = [row_of(COFFEE), row_of(MUG)]
     # the item_number hashes the rows' sorted fingerprints: these rows, in any order
     number = sha("\n".join(sorted([rows[0].fingerprint, rows[1].fingerprint])))[:16]
-    assert transform_rows(rows, dest(), NOW, late=False) == [Output("111", {
-        "event_name": "Purchase",
-        "event_time": ORDER_TIME,
-        "event_id": f"ORD-1001-{number}",
-        "action_source": "physical_store",
-        "user_data": JUSTIN_USER_DATA,
-        "custom_data": {
-            "value": 51.97,  # 2 * 12.5 + 3 * 8.99
-            "currency": "USD",
-            "contents": [{"id": "SKU-COFFEE-250", "quantity": 2, "item_price": 12.5},
-                         {"id": "SKU-MUG", "quantity": 3, "item_price": 8.99}],
-            "content_ids": ["SKU-COFFEE-250", "SKU-MUG"],
-            "content_type": "product",
-            "order_id": "ORD-1001",
-            "num_items": 5,
-            "item_number": number,
-        },
-    }, None)]
-    assert transform_rows(rows[::-1], dest(), NOW, late=False)[0].event["event_id"] == (
-        f"ORD-1001-{number}")
+    assert transform_rows(rows, dest(), NOW, late=False) == [
+        Output(
+            "111",
+            {
+                "event_name": "Purchase",
+                "event_time": ORDER_TIME,
+                "event_id": f"ORD-1001-{number}",
+                "action_source": "physical_store",
+                "user_data": JUSTIN_USER_DATA,
+                "custom_data": {
+                    "value": 51.97,  # 2 * 12.5 + 3 * 8.99
+                    "currency": "USD",
+                    "contents": [
+                        {"id": "SKU-COFFEE-250", "quantity": 2, "item_price": 12.5},
+                        {"id": "SKU-MUG", "quantity": 3, "item_price": 8.99},
+                    ],
+                    "content_ids": ["SKU-COFFEE-250", "SKU-MUG"],
+                    "content_type": "product",
+                    "order_id": "ORD-1001",
+                    "num_items": 5,
+                    "item_number": number,
+                },
+            },
+            None,
+        )
+    ]
+    assert transform_rows(rows[::-1], dest(), NOW, late=False)[0].event["event_id"] == (f"ORD-1001-{number}")
 
 
 def test_a_transform_leaves_no_cyclic_garbage() -> None:
     d = dest()
-    assert cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW,
-                                                 late=False)) == 0
+    assert (
+        cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW, late=False)) == 0
+    )
 
 
 def test_seed_minimal_row_through_the_registry() -> None:
@@ -158,15 +176,27 @@ def test_seed_minimal_row_through_the_registry() -> None:
     assert dialect.default_unmapped == "other"
     outputs = dialect.transform(MINIMAL, ctx(MINIMAL), dest(upload_tag="stores-2026-03"), NOW)
     number = item_number([row_of(MINIMAL)])
-    assert outputs == [Output("111", {
-        "event_name": "Purchase",
-        "event_time": ORDER_TIME,
-        "event_id": f"ORD-2002-{number}",
-        "action_source": "physical_store",  # the default
-        "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")]},
-        "custom_data": {"value": 40.0, "currency": "USD", "order_id": "ORD-2002", "num_items": 1,
-                        "content_type": "product", "item_number": number},
-    }, "stores-2026-03")]
+    assert outputs == [
+        Output(
+            "111",
+            {
+                "event_name": "Purchase",
+                "event_time": ORDER_TIME,
+                "event_id": f"ORD-2002-{number}",
+                "action_source": "physical_store",  # the default
+                "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")]},
+                "custom_data": {
+                    "value": 40.0,
+                    "currency": "USD",
+                    "order_id": "ORD-2002",
+                    "num_items": 1,
+                    "content_type": "product",
+                    "item_number": number,
+                },
+            },
+            "stores-2026-03",
+        )
+    ]
 
 
 def test_website_row_carries_url_and_user_agent() -> None:
@@ -178,10 +208,19 @@ def test_website_row_carries_url_and_user_agent() -> None:
         "event_id": f"W-1-{number}",  # the order id and the part's item_number
         "action_source": "website",
         "event_source_url": "https://shop.example.com/checkout/done",
-        "user_data": {"em": [sha("pat@example.org")], "external_id": [sha("amp-42")],
-                      "client_user_agent": "Mozilla/5.0"},
-        "custom_data": {"value": 40.0, "currency": "USD", "order_id": "W-1", "num_items": 1,
-                        "content_type": "product", "item_number": number},
+        "user_data": {
+            "em": [sha("pat@example.org")],
+            "external_id": [sha("amp-42")],
+            "client_user_agent": "Mozilla/5.0",
+        },
+        "custom_data": {
+            "value": 40.0,
+            "currency": "USD",
+            "order_id": "W-1",
+            "num_items": 1,
+            "content_type": "product",
+            "item_number": number,
+        },
     }
 
 
@@ -195,32 +234,58 @@ def test_late_rows_are_a_further_event_of_the_order_with_a_deterministic_item_nu
     assert number != sent["custom_data"]["item_number"]
     assert late["event_id"] == f"ORD-1001-{number}"
     assert late["custom_data"] == {
-        "value": 53.94, "currency": "USD",
-        "contents": [{"id": "SKU-MUG", "quantity": 3, "item_price": 8.99},
-                     {"id": "SKU-LID", "quantity": 3, "item_price": 8.99}],
-        "content_ids": ["SKU-MUG", "SKU-LID"], "content_type": "product", "order_id": "ORD-1001",
-        "num_items": 6, "item_number": number,
+        "value": 53.94,
+        "currency": "USD",
+        "contents": [
+            {"id": "SKU-MUG", "quantity": 3, "item_price": 8.99},
+            {"id": "SKU-LID", "quantity": 3, "item_price": 8.99},
+        ],
+        "content_ids": ["SKU-MUG", "SKU-LID"],
+        "content_type": "product",
+        "order_id": "ORD-1001",
+        "num_items": 6,
+        "item_number": number,
     }
     assert late["event_time"] == ORDER_TIME
     assert late["user_data"] == JUSTIN_USER_DATA
     # a replay of the same rows is byte-identical, so Meta deduplicates it, and a replay that
     # no longer knows the order (late=False) gives the same event
-    again = transform_rows([row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})],
-                           dest(), NOW, late=False)
+    again = transform_rows(
+        [row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})], dest(), NOW, late=False
+    )
     assert [orjson.dumps(o.event) for o in again] == [orjson.dumps(late)]
 
 
 def test_fingerprint_is_the_canonical_row_content() -> None:
     row = row_of(MINIMAL)
     canonical = orjson.dumps(
-        ["ORD-2002", "Purchase", "physical_store", "USD", ORDER_TIME * 1000, 1, 40.0, None, None,
-         [["em", "pat@example.org"], ["external_id", "amp-42"]], {}],
-        option=orjson.OPT_SORT_KEYS)
+        [
+            "ORD-2002",
+            "Purchase",
+            "physical_store",
+            "USD",
+            ORDER_TIME * 1000,
+            1,
+            40.0,
+            None,
+            None,
+            [["em", "pat@example.org"], ["external_id", "amp-42"]],
+            {},
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
     assert row.fingerprint == hashlib.sha256(canonical).hexdigest()
     assert item_number([row]) == sha(row.fingerprint)[:16]
     # the same row spelled differently (string numbers, ISO time, Avro nulls) is the same row
-    spelled = {**MINIMAL, "quantity": "1", "price": "40", "timestamp": "2026-03-01T15:30:00Z",
-               "currency": "USD", "phone": None, "custom": None}
+    spelled = {
+        **MINIMAL,
+        "quantity": "1",
+        "price": "40",
+        "timestamp": "2026-03-01T15:30:00Z",
+        "currency": "USD",
+        "phone": None,
+        "custom": None,
+    }
     assert row_of(spelled).fingerprint == row.fingerprint
     assert row_of({**MINIMAL, "price": 40.01}).fingerprint != row.fingerprint
 
@@ -228,18 +293,21 @@ def test_fingerprint_is_the_canonical_row_content() -> None:
 # -- validation and reason codes ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("change", "missing"), [
-    ({"order_id": None}, "order_id"),
-    ({"order_id": "  "}, "order_id"),
-    ({"quantity": None}, "quantity"),
-    ({"quantity": "many"}, "quantity"),
-    ({"email": None}, "email or phone"),
-    ({"timestamp": None}, "timestamp"),
-    ({"timestamp": "yesterday"}, "timestamp"),
-    ({"price": None}, "price"),
-    ({"price": "free"}, "price"),
-    ({"currency": ""}, "currency"),
-])
+@pytest.mark.parametrize(
+    ("change", "missing"),
+    [
+        ({"order_id": None}, "order_id"),
+        ({"order_id": "  "}, "order_id"),
+        ({"quantity": None}, "quantity"),
+        ({"quantity": "many"}, "quantity"),
+        ({"email": None}, "email or phone"),
+        ({"timestamp": None}, "timestamp"),
+        ({"timestamp": "yesterday"}, "timestamp"),
+        ({"price": None}, "price"),
+        ({"price": "free"}, "price"),
+        ({"currency": ""}, "currency"),
+    ],
+)
 def test_required_columns(change: dict[str, Any], missing: str) -> None:
     exc = outcome({**MINIMAL, **change})
     assert isinstance(exc, Rejected)
@@ -279,17 +347,38 @@ def test_quantity_must_be_a_whole_number(quantity: float) -> None:
     assert (exc.reason, isinstance(exc, Rejected)) == ("missing_required_field", True)
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"currency": "dollars"}, "invalid_currency"),
-    ({"currency": "ÉÜR"}, "invalid_currency"),
-    ({"timestamp": ORDER_TIME - 8 * 86400, "action_source": "website", "client_user_agent": "UA",
-      "event_id": "e", "event_source_url": "https://x.example"}, "event_too_old"),
-    ({"timestamp": NOW - 8 * 86400}, "event_too_old"),  # max_event_age_days defaults to 7
-    ({"timestamp": NOW + 120}, "event_in_future"),
-    ({"email": "not-an-email"}, "insufficient_match_keys"),
-    ({"email": "not-an-email", "external_id": None, "city": "Seattle", "state": "WA",
-      "postal": "98101", "country": "US", "gender": "f"}, "insufficient_match_keys"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"currency": "dollars"}, "invalid_currency"),
+        ({"currency": "ÉÜR"}, "invalid_currency"),
+        (
+            {
+                "timestamp": ORDER_TIME - 8 * 86400,
+                "action_source": "website",
+                "client_user_agent": "UA",
+                "event_id": "e",
+                "event_source_url": "https://x.example",
+            },
+            "event_too_old",
+        ),
+        ({"timestamp": NOW - 8 * 86400}, "event_too_old"),  # max_event_age_days defaults to 7
+        ({"timestamp": NOW + 120}, "event_in_future"),
+        ({"email": "not-an-email"}, "insufficient_match_keys"),
+        (
+            {
+                "email": "not-an-email",
+                "external_id": None,
+                "city": "Seattle",
+                "state": "WA",
+                "postal": "98101",
+                "country": "US",
+                "gender": "f",
+            },
+            "insufficient_match_keys",
+        ),
+    ],
+)
 def test_rejection_reasons(change: dict[str, Any], reason: str) -> None:
     exc = outcome({**MINIMAL, "external_id": None, **change})
     assert isinstance(exc, Rejected)
@@ -313,8 +402,7 @@ def test_hashing_off_drops_plaintext_and_keeps_hashes() -> None:
 
 def test_event_names_and_routing() -> None:
     def names(row: dict[str, Any], d: DestinationSettings) -> list[tuple[str, str]]:
-        return [(o.event_set_id, o.event["event_name"])
-                for o in transform(row, ctx(row), d, NOW)]
+        return [(o.event_set_id, o.event["event_name"]) for o in transform(row, ctx(row), d, NOW)]
 
     everywhere = dest(event_sets={}, default_event_sets=["999"])
     assert names(MINIMAL, everywhere) == [("999", "Purchase")]  # the default name
@@ -322,17 +410,24 @@ def test_event_names_and_routing() -> None:
     assert names({**MINIMAL, "event_name": "Refund"}, everywhere) == [("999", "Other")]
     passthrough = dest(event_sets={}, default_event_sets=["999"], unmapped_events="passthrough")
     assert names({**MINIMAL, "event_name": "Refund"}, passthrough) == [("999", "Refund")]
-    assert outcome({**MINIMAL, "event_name": "Refund"},
-                   dest(unmapped_events="reject")).reason == "unmapped_event"
+    assert (
+        outcome({**MINIMAL, "event_name": "Refund"}, dest(unmapped_events="reject")).reason
+        == "unmapped_event"
+    )
     assert outcome({**MINIMAL, "event_name": "Lead"}).reason == "no_event_set"
 
 
 def test_every_fanned_out_event_has_its_own_name() -> None:
-    d = dest(event_mapping={"Purchase": ["Purchase", "Lead"]},
-             event_sets={"Purchase": ["111", "222"], "Lead": ["333"]})
+    d = dest(
+        event_mapping={"Purchase": ["Purchase", "Lead"]},
+        event_sets={"Purchase": ["111", "222"], "Lead": ["333"]},
+    )
     outputs = transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW, late=False)
     assert [(o.event_set_id, o.event["event_name"]) for o in outputs] == [
-        ("111", "Purchase"), ("222", "Purchase"), ("333", "Lead")]
+        ("111", "Purchase"),
+        ("222", "Purchase"),
+        ("333", "Lead"),
+    ]
     assert all(o.event["custom_data"]["content_type"] == "product" for o in outputs)
     outputs[2].event["custom_data"]["value"] = 0  # each name has its own objects
     assert outputs[0].event["custom_data"]["value"] == 51.97
@@ -346,27 +441,36 @@ def test_invalid_action_source_falls_back_to_the_destination() -> None:
     assert transform(row, ctx(row), dest(), NOW)[0].event["action_source"] == "phone_call"
 
 
-@pytest.mark.parametrize(("mode", "row", "expected"), [
-    (False, COFFEE, None),
-    ("never", COFFEE, None),
-    (True, COFFEE, (["LDU"], 1, 0)),  # Washington: Meta geolocates the state
-    ("always", {**COFFEE, "state": "California"}, (["LDU"], 1, 1000)),
-    ("always", {**COFFEE, "country": "FR", "state": "IDF", "phone": None}, (["LDU"], 0, 0)),
-    ("when_location_known", {**COFFEE, "state": "CA"}, (["LDU"], 1, 1000)),
-    ("when_location_known", {**COFFEE, "state": None}, None),
-])
+@pytest.mark.parametrize(
+    ("mode", "row", "expected"),
+    [
+        (False, COFFEE, None),
+        ("never", COFFEE, None),
+        (True, COFFEE, (["LDU"], 1, 0)),  # Washington: Meta geolocates the state
+        ("always", {**COFFEE, "state": "California"}, (["LDU"], 1, 1000)),
+        ("always", {**COFFEE, "country": "FR", "state": "IDF", "phone": None}, (["LDU"], 0, 0)),
+        ("when_location_known", {**COFFEE, "state": "CA"}, (["LDU"], 1, 1000)),
+        ("when_location_known", {**COFFEE, "state": None}, None),
+    ],
+)
 def test_limited_data_use(mode: Any, row: dict[str, Any], expected: Any) -> None:
     d = dest(limited_data_use=mode)
     event = transform(row, ctx(row), d, NOW)[0].event
-    got = (event["data_processing_options"], event["data_processing_options_country"],
-           event["data_processing_options_state"]) if "data_processing_options" in event else None
+    got = (
+        (
+            event["data_processing_options"],
+            event["data_processing_options_country"],
+            event["data_processing_options_state"],
+        )
+        if "data_processing_options" in event
+        else None
+    )
     assert got == expected
 
 
 def test_match_policy_commandersact_is_honoured() -> None:
     # the email does not normalise, so only fn and ct are left
-    row = {**MINIMAL, "email": "not-an-email", "external_id": None, "given_name": "Pat",
-           "city": "Seattle"}
+    row = {**MINIMAL, "email": "not-an-email", "external_id": None, "given_name": "Pat", "city": "Seattle"}
     [out] = transform(row, ctx(row), dest(), NOW)  # Meta's baseline takes fn + ct
     assert out.event["user_data"] == {"fn": [sha("pat")], "ct": [sha("seattle")]}
     d = dest(match_policy="commandersact")  # needs a strong key or three others
@@ -388,14 +492,26 @@ def test_number_and_time_spellings() -> None:
 
 
 def test_custom_properties() -> None:
-    row = {**MINIMAL, "purchase_channel": "store", "purchase_brand": "ACME Essentials",
-           "full_name": "Pat Doe", "value": 1, "custom": {"store_id": 42, "email": "x@y.z",
-                                                           "order_id": "hijack", "loyalty": ""}}
+    row = {
+        **MINIMAL,
+        "purchase_channel": "store",
+        "purchase_brand": "ACME Essentials",
+        "full_name": "Pat Doe",
+        "value": 1,
+        "custom": {"store_id": 42, "email": "x@y.z", "order_id": "hijack", "loyalty": ""},
+    }
     custom = transform(row, ctx(row), dest(), NOW)[0].event["custom_data"]
-    assert custom == {"purchase_channel": "store", "purchase_brand": "ACME Essentials",
-                      "store_id": 42, "value": 40.0, "currency": "USD", "order_id": "ORD-2002",
-                      "num_items": 1, "content_type": "product",
-                      "item_number": item_number([row_of(row)])}
+    assert custom == {
+        "purchase_channel": "store",
+        "purchase_brand": "ACME Essentials",
+        "store_id": 42,
+        "value": 40.0,
+        "currency": "USD",
+        "order_id": "ORD-2002",
+        "num_items": 1,
+        "content_type": "product",
+        "item_number": item_number([row_of(row)]),
+    }
 
 
 # -- grouping rows into events -----------------------------------------------------------------
@@ -415,8 +531,9 @@ def test_value_is_summed_exactly() -> None:
 
 def test_order_event_uses_the_earliest_time_and_merges_customer_data() -> None:
     first = row_of({**MINIMAL, "timestamp": ORDER_TIME + 60, "custom": {"lane": 3}})
-    second = row_of({**MINIMAL, "timestamp": ORDER_TIME, "email": "other@example.org",
-                     "custom": {"lane": 4, "till": "B"}})
+    second = row_of(
+        {**MINIMAL, "timestamp": ORDER_TIME, "email": "other@example.org", "custom": {"lane": 4, "till": "B"}}
+    )
     [out] = transform_rows([first, second], dest(), NOW, late=False)
     assert out.event["event_time"] == ORDER_TIME
     assert out.event["user_data"]["em"] == [sha("pat@example.org"), sha("other@example.org")]
@@ -456,7 +573,9 @@ def test_a_regrouped_or_late_part_of_an_order_keeps_its_own_dedup_key() -> None:
     assert again[0].event == whole
     swapped = transform_rows([row_of(MUG), row_of(COFFEE)], dest(), NOW, late=False)[0].event
     assert (swapped["event_id"], swapped["custom_data"]["item_number"]) == (
-        whole["event_id"], whole["custom_data"]["item_number"])
+        whole["event_id"],
+        whole["custom_data"]["item_number"],
+    )
 
 
 def test_an_order_is_rejected_as_a_whole() -> None:
@@ -526,9 +645,9 @@ ops = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 40
 @FUZZ
 @given(ops, st.integers(1, 4), st.integers(0, 3), st.integers(0, 5000))
 def test_grouper_hands_out_every_token_exactly_once(
-        steps: list[tuple[int, int, int]], max_open: int, max_sent: int, window: int) -> None:
-    grouper: OrderGrouper[int] = OrderGrouper(window, max_open_orders=max_open,
-                                              max_sent_orders=max_sent)
+    steps: list[tuple[int, int, int]], max_open: int, max_sent: int, window: int
+) -> None:
+    grouper: OrderGrouper[int] = OrderGrouper(window, max_open_orders=max_open, max_sent_orders=max_sent)
     row = row_of(MINIMAL)
     now, out, keys = 0.0, [], {}
     for token, (order, action, advance) in enumerate(steps):
@@ -551,14 +670,30 @@ def test_grouper_hands_out_every_token_exactly_once(
 # -- Avro ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [COFFEE, MUG, MINIMAL, WEBSITE,
-                                     {**MINIMAL, "phone": 2065550144, "postal": 98101,
-                                      "order_id": 9001, "product_id": 77, "price": "12.50",
-                                      "quantity": "2", "custom": {"store": {"id": 7}, "tags": ["a"]}}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        COFFEE,
+        MUG,
+        MINIMAL,
+        WEBSITE,
+        {
+            **MINIMAL,
+            "phone": 2065550144,
+            "postal": 98101,
+            "order_id": 9001,
+            "product_id": 77,
+            "price": "12.50",
+            "quantity": "2",
+            "custom": {"store": {"id": 7}, "tags": ["a"]},
+        },
+    ],
+)
 def test_avro_round_trip(payload: dict[str, Any]) -> None:
     decoded = SCHEMA.decode_body(SCHEMA.encode(payload))
     assert {k: v for k, v in decoded.items() if v is not None} == {
-        k: (float(v) if k == "price" and isinstance(v, int) else v) for k, v in payload.items()}
+        k: (float(v) if k == "price" and isinstance(v, int) else v) for k, v in payload.items()
+    }
     assert transform(decoded, ctx(decoded), dest(), NOW) == transform(payload, ctx(payload), dest(), NOW)
     assert row_of(decoded).fingerprint == row_of(payload).fingerprint
 
@@ -572,14 +707,37 @@ def test_avro_carries_extra_query_columns_in_custom() -> None:
 
 # -- fuzzing: outputs, Rejected or Filtered, nothing else -----------------------------------------
 
-json_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 column_names = st.sampled_from(sorted({*COFFEE, *WEBSITE, "event_name", "madid", "custom"}))
-tricky = (json_values | st.sampled_from(["", " ", "nan", "inf", "-1", "0", "1e400", "2026-13-45",
-                                         "9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00"])
-          | st.sampled_from([0, -1, 1e300, -1e300, 2**63 - 1, 1.5]))
+tricky = (
+    json_values
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "nan",
+            "inf",
+            "-1",
+            "0",
+            "1e400",
+            "2026-13-45",
+            "9999-12-31T23:59:59",
+            "0001-01-01T00:00:00+14:00",
+        ]
+    )
+    | st.sampled_from([0, -1, 1e300, -1e300, 2**63 - 1, 1.5])
+)
 
 
 def check_outputs(payload: dict[str, Any], d: DestinationSettings) -> None:
@@ -600,14 +758,21 @@ def test_fuzz_arbitrary_objects(payload: dict[str, Any]) -> None:
 
 
 @FUZZ
-@given(st.sampled_from([COFFEE, MINIMAL, WEBSITE]),
-       st.dictionaries(column_names, tricky, min_size=1, max_size=4),
-       st.lists(column_names, max_size=3), st.booleans())
-def test_fuzz_mutations_of_valid_rows(base: dict[str, Any], changes: dict[str, Any],
-                                      removed: list[str], late: bool) -> None:
+@given(
+    st.sampled_from([COFFEE, MINIMAL, WEBSITE]),
+    st.dictionaries(column_names, tricky, min_size=1, max_size=4),
+    st.lists(column_names, max_size=3),
+    st.booleans(),
+)
+def test_fuzz_mutations_of_valid_rows(
+    base: dict[str, Any], changes: dict[str, Any], removed: list[str], late: bool
+) -> None:
     payload = {k: v for k, v in {**base, **changes}.items() if k not in removed}
-    d = dest(limited_data_use="always", event_sets={"Purchase": ["111"], "Lead": ["222"]},
-             unmapped_events="passthrough")
+    d = dest(
+        limited_data_use="always",
+        event_sets={"Purchase": ["111"], "Lead": ["222"]},
+        unmapped_events="passthrough",
+    )
     check_outputs(payload, d)
     try:
         rows = [row_of(payload, d), row_of(base, d)]
@@ -621,16 +786,27 @@ def test_fuzz_mutations_of_valid_rows(base: dict[str, Any], changes: dict[str, A
 
 
 def preview_settings() -> Any:
-    return parse_settings({
-        "sources": [{"name": "stores", "topic": "amperity.rows", "dialect": "amperity",
-                     "destination": "main", "schema": "schemas/amperity_row.avsc"}],
-        "destinations": [{"name": "main", "event_sets": {"Purchase": ["111", "222"]}}],
-    }, {})
+    return parse_settings(
+        {
+            "sources": [
+                {
+                    "name": "stores",
+                    "topic": "amperity.rows",
+                    "dialect": "amperity",
+                    "destination": "main",
+                    "schema": "schemas/amperity_row.avsc",
+                }
+            ],
+            "destinations": [{"name": "main", "event_sets": {"Purchase": ["111", "222"]}}],
+        },
+        {},
+    )
 
 
 def test_preview_group() -> None:
-    results = preview_group([(0, COFFEE), (2, {**MINIMAL, "quantity": -1}), (3, MUG),
-                             (5, MINIMAL)], dest(), NOW)
+    results = preview_group(
+        [(0, COFFEE), (2, {**MINIMAL, "quantity": -1}), (3, MUG), (5, MINIMAL)], dest(), NOW
+    )
     assert [index for index, _ in results] == [0, 2, 5]
     _index, coffee_and_mug = results[0]
     assert isinstance(coffee_and_mug, list)
@@ -640,15 +816,20 @@ def test_preview_group() -> None:
 
 def test_preview_lines_groups_rows_of_one_order_at_its_first_index() -> None:
     now = int(datetime.fromisoformat("2026-03-02T12:00:00+00:00").timestamp())  # --now
-    lines = io.StringIO("\n".join([
-        orjson.dumps(COFFEE).decode(),
-        orjson.dumps({**MINIMAL, "quantity": 0}).decode(),
-        "not json",
-        "",
-        orjson.dumps(MUG).decode(),
-        orjson.dumps({**MINIMAL, "currency": None}).decode(),
-        orjson.dumps(MINIMAL).decode(),
-    ]) + "\n")
+    lines = io.StringIO(
+        "\n".join(
+            [
+                orjson.dumps(COFFEE).decode(),
+                orjson.dumps({**MINIMAL, "quantity": 0}).decode(),
+                "not json",
+                "",
+                orjson.dumps(MUG).decode(),
+                orjson.dumps({**MINIMAL, "currency": None}).decode(),
+                orjson.dumps(MINIMAL).decode(),
+            ]
+        )
+        + "\n"
+    )
     out = [orjson.loads(line) for line in preview_lines(preview_settings(), "stores", now, lines)]
     order = transform_rows([row_of(COFFEE), row_of(MUG)], dest(), NOW, late=False)[0].event
     minimal = transform(MINIMAL, ctx(MINIMAL), dest(), NOW)[0].event
@@ -657,8 +838,10 @@ def test_preview_lines_groups_rows_of_one_order_at_its_first_index() -> None:
         {"index": 0, "event_set_id": "222", "event": order},
         {"index": 1, "filtered": {"reason": "return_or_cancellation"}},
         {"index": 2, "rejected": {"reason": "invalid_json", "message": "the line is not JSON"}},
-        {"index": 5, "rejected": {"reason": "missing_required_field",
-                                  "message": "missing or not valid: currency"}},
+        {
+            "index": 5,
+            "rejected": {"reason": "missing_required_field", "message": "missing or not valid: currency"},
+        },
         {"index": 6, "event_set_id": "111", "event": minimal},
         {"index": 6, "event_set_id": "222", "event": minimal},
     ]

@@ -38,12 +38,12 @@ def sha(plain: str) -> str:
 
 
 def dest(**overrides: Any) -> DestinationSettings:
-    return DestinationSettings.model_validate({"name": "main", "default_event_sets": ["111"],
-                                              **overrides})
+    return DestinationSettings.model_validate({"name": "main", "default_event_sets": ["111"], **overrides})
 
 
-def run(payload: dict[str, Any], d: DestinationSettings | None = None,
-        kafka_ms: int = EVENT_MS) -> list[Output]:
+def run(
+    payload: dict[str, Any], d: DestinationSettings | None = None, kafka_ms: int = EVENT_MS
+) -> list[Output]:
     return transform(payload, RecordContext(kafka_ms, payload), d or dest(), NOW)
 
 
@@ -56,21 +56,36 @@ def one(payload: dict[str, Any], d: DestinationSettings | None = None) -> Server
 
 def event(name: str, **extra: Any) -> dict[str, Any]:
     """A small valid Commanders Act event (email only, one hour old)."""
-    return {"event_name": name, "user": {"email": "toto@domain.fr"},
-            "context": {"event_timestamp": str(EVENT_MS)},
-            "integrations": {"facebook": {"event_id": f"tc-{name}"}}, **extra}
+    return {
+        "event_name": name,
+        "user": {"email": "toto@domain.fr"},
+        "context": {"event_timestamp": str(EVENT_MS)},
+        "integrations": {"facebook": {"event_id": f"tc-{name}"}},
+        **extra,
+    }
 
 
 # The seed's event table, row by row ("search" is listed twice there).
 SEED_EVENT_TABLE = [
-    ("begin_checkout", "InitiateCheckout"), ("purchase", "Purchase"), ("add_to_cart", "AddToCart"),
-    ("view_item", "ViewContent"), ("view_item_list", "ViewContent"), ("search", "Search"),
-    ("add_payment_info", "AddPaymentInfo"), ("add_to_wishlist", "AddToWishlist"),
-    ("generate_lead", "Lead"), ("page_view", "PageView"),
-    ("complete_registration", "CompleteRegistration"), ("contact", "Contact"),
-    ("customize_product", "CustomizeProduct"), ("donate", "Donate"),
-    ("find_location", "FindLocation"), ("schedule", "Schedule"), ("search", "Search"),
-    ("start_trial", "StartTrial"), ("submit_application", "SubmitApplication"),
+    ("begin_checkout", "InitiateCheckout"),
+    ("purchase", "Purchase"),
+    ("add_to_cart", "AddToCart"),
+    ("view_item", "ViewContent"),
+    ("view_item_list", "ViewContent"),
+    ("search", "Search"),
+    ("add_payment_info", "AddPaymentInfo"),
+    ("add_to_wishlist", "AddToWishlist"),
+    ("generate_lead", "Lead"),
+    ("page_view", "PageView"),
+    ("complete_registration", "CompleteRegistration"),
+    ("contact", "Contact"),
+    ("customize_product", "CustomizeProduct"),
+    ("donate", "Donate"),
+    ("find_location", "FindLocation"),
+    ("schedule", "Schedule"),
+    ("search", "Search"),
+    ("start_trial", "StartTrial"),
+    ("submit_application", "SubmitApplication"),
     ("subscribe", "Subscribe"),
 ]
 
@@ -84,8 +99,12 @@ def test_seed_event_table(source: str, standard: str) -> None:
         "action_source": "physical_store",
         "user_data": {"em": [sha("toto@domain.fr")]},
         # no order id: an item_number from the event id keeps Meta's offline dedup key distinct
-        "custom_data": {"value": 25.0, "currency": "EUR", "content_type": "product",
-                        "item_number": dedup_item_number(f"tc-{source}")},
+        "custom_data": {
+            "value": 25.0,
+            "currency": "EUR",
+            "content_type": "product",
+            "item_number": dedup_item_number(f"tc-{source}"),
+        },
     }
 
 
@@ -99,19 +118,36 @@ PROPERTY_TABLE_EVENT: dict[str, Any] = {
     "category": "Shoes",
     "status": "completed",
     "items": [
-        {"id": "SKU-1", "quantity": 2, "price": 29.95,
-         "product": {"id": "SKU-1", "name": "Runner", "category_1": "Running"}},
+        {
+            "id": "SKU-1",
+            "quantity": 2,
+            "price": 29.95,
+            "product": {"id": "SKU-1", "name": "Runner", "category_1": "Running"},
+        },
         {"id": "SKU-2", "quantity": 1, "price": 30.0, "product": {"name": "Socks"}},
     ],
     "user": {
-        "id": "CUST-42", "email": " Alex@Example.com ", "phone": "+33 6 12 34 56 78",
-        "gender": "Female", "birthdate": "1990-05-17", "firstname": "Zoé",
-        "lastname": "O'Brien", "city": "Paris", "state": "Île-de-France", "zipcode": "75001",
-        "country": "France", "consent_categories": [1, 3],
+        "id": "CUST-42",
+        "email": " Alex@Example.com ",
+        "phone": "+33 6 12 34 56 78",
+        "gender": "Female",
+        "birthdate": "1990-05-17",
+        "firstname": "Zoé",
+        "lastname": "O'Brien",
+        "city": "Paris",
+        "state": "Île-de-France",
+        "zipcode": "75001",
+        "country": "France",
+        "consent_categories": [1, 3],
     },
     "browser": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)"},
-    "integrations": {"facebook": {"event_id": "tc-uid-1", "fbc": "fb.1.1772449200000.AbCdEf",
-                                  "fbp": "fb.1.1772449200000.1234567890"}},
+    "integrations": {
+        "facebook": {
+            "event_id": "tc-uid-1",
+            "fbc": "fb.1.1772449200000.AbCdEf",
+            "fbp": "fb.1.1772449200000.1234567890",
+        }
+    },
     "context": {"event_timestamp": str(EVENT_MS)},
 }
 PROPERTY_TABLE_OUTPUT: ServerEvent = {
@@ -139,8 +175,10 @@ PROPERTY_TABLE_OUTPUT: ServerEvent = {
     "custom_data": {
         "value": 89.9,
         "currency": "EUR",
-        "contents": [{"id": "SKU-1", "quantity": 2, "item_price": 29.95},
-                     {"id": "SKU-2", "quantity": 1, "item_price": 30.0}],
+        "contents": [
+            {"id": "SKU-1", "quantity": 2, "item_price": 29.95},
+            {"id": "SKU-2", "quantity": 1, "item_price": 30.0},
+        ],
         "content_name": "Spring order",
         "content_category": "Shoes",
         "content_type": "product",
@@ -167,16 +205,25 @@ def test_email_sha256_is_already_hashed() -> None:
 
 
 def test_contents_only_when_every_item_is_complete_else_content_ids() -> None:
-    items = [{"id": "A", "quantity": 1, "price": 5}, {"id": "B", "price": 7},
-             {"product": {"id": "C", "name": "Cap", "category_2": "Hats"}}, "junk"]
+    items = [
+        {"id": "A", "quantity": 1, "price": 5},
+        {"id": "B", "price": 7},
+        {"product": {"id": "C", "name": "Cap", "category_2": "Hats"}},
+        "junk",
+    ]
     custom = one(event("view_item_list", items=items))["custom_data"]
-    assert custom == {"content_ids": ["A", "B", "C"], "content_name": "Cap",
-                      "content_category": "Hats", "content_type": "product",
-                      "item_number": dedup_item_number("tc-view_item_list")}
+    assert custom == {
+        "content_ids": ["A", "B", "C"],
+        "content_name": "Cap",
+        "content_category": "Hats",
+        "content_type": "product",
+        "item_number": dedup_item_number("tc-view_item_list"),
+    }
     # ids and prices may sit under items[].product
     complete = [{"quantity": 3, "product": {"id": "P1", "price": 2.5}}]
     assert one(event("add_to_cart", items=complete))["custom_data"]["contents"] == [
-        {"id": "P1", "quantity": 3, "item_price": 2.5}]
+        {"id": "P1", "quantity": 3, "item_price": 2.5}
+    ]
 
 
 def test_events_without_an_order_id_keep_distinct_dedup_keys() -> None:
@@ -206,27 +253,47 @@ def test_a_quantity_beyond_2_to_53_is_not_a_count() -> None:
 
 
 def test_overrides_from_integrations_facebook() -> None:
-    payload = event("add_to_cart", amount=10, currency="EUR", id="O-1",
-                    user={"email": "old@domain.fr", "phone": "+33 6 12 34 56 78"})
-    payload["integrations"]["facebook"].update({
-        "event_name": "AddToWishlist",
-        "user_data": {"em": ["New@Domain.fr", sha("x@y.io")], "client_ip_address": "198.51.100.1",
-                      "ph": None},
-        "custom_data": {"value": "12.5", "content_type": "product_group", "order_id": None,
-                        "loyalty_tier": "gold"},
-    })
+    payload = event(
+        "add_to_cart",
+        amount=10,
+        currency="EUR",
+        id="O-1",
+        user={"email": "old@domain.fr", "phone": "+33 6 12 34 56 78"},
+    )
+    payload["integrations"]["facebook"].update(
+        {
+            "event_name": "AddToWishlist",
+            "user_data": {
+                "em": ["New@Domain.fr", sha("x@y.io")],
+                "client_ip_address": "198.51.100.1",
+                "ph": None,
+            },
+            "custom_data": {
+                "value": "12.5",
+                "content_type": "product_group",
+                "order_id": None,
+                "loyalty_tier": "gold",
+            },
+        }
+    )
     assert one(payload) == {
         "event_name": "AddToWishlist",
         "event_time": EVENT_TIME,
         "event_id": "tc-add_to_cart",
         "action_source": "physical_store",
-        "user_data": {"em": [sha("new@domain.fr"), sha("x@y.io")],
-                      "ph": [sha("33612345678")],  # an empty override keeps the event's value
-                      "client_ip_address": "198.51.100.1"},
-        "custom_data": {"value": 12.5, "currency": "EUR", "content_type": "product_group",
-                        "loyalty_tier": "gold",
-                        # the override removed the order id
-                        "item_number": dedup_item_number("tc-add_to_cart")},
+        "user_data": {
+            "em": [sha("new@domain.fr"), sha("x@y.io")],
+            "ph": [sha("33612345678")],  # an empty override keeps the event's value
+            "client_ip_address": "198.51.100.1",
+        },
+        "custom_data": {
+            "value": 12.5,
+            "currency": "EUR",
+            "content_type": "product_group",
+            "loyalty_tier": "gold",
+            # the override removed the order id
+            "item_number": dedup_item_number("tc-add_to_cart"),
+        },
     }
 
 
@@ -269,8 +336,7 @@ def test_event_time_sources() -> None:
 
 def test_action_source_offline_type_wins_over_destination() -> None:
     web = dest(action_source="website")
-    payload = event("page_view", url="https://shop.example/p?id=1",
-                    browser={"user_agent": "UA/1.0"})
+    payload = event("page_view", url="https://shop.example/p?id=1", browser={"user_agent": "UA/1.0"})
     sent = one(payload, web)
     assert sent["action_source"] == "website"
     assert sent["event_source_url"] == "https://shop.example/p?id=1"
@@ -279,18 +345,28 @@ def test_action_source_offline_type_wins_over_destination() -> None:
 
 
 def test_fan_out_each_event_has_its_own_name() -> None:
-    d = dest(event_mapping={"purchase": ["Purchase", "Lead"]},
-             event_sets={"Purchase": ["111", "222"], "Lead": ["333"]})
+    d = dest(
+        event_mapping={"purchase": ["Purchase", "Lead"]},
+        event_sets={"Purchase": ["111", "222"], "Lead": ["333"]},
+    )
     outputs = run(event("purchase", amount=3), d)
     assert [(o.event_set_id, o.event["event_name"]) for o in outputs] == [
-        ("111", "Purchase"), ("222", "Purchase"), ("333", "Lead")]
+        ("111", "Purchase"),
+        ("222", "Purchase"),
+        ("333", "Lead"),
+    ]
     for o in outputs:
         assert o.event["custom_data"]["content_type"] == "product"
     assert outputs[0].event is not outputs[2].event
     # a name with no event set is skipped; none at all → no_event_set
-    only_lead = run(event("purchase", amount=3),
-                    dest(event_mapping={"purchase": ["Purchase", "Lead"]},
-                         event_sets={"Lead": ["333"]}, default_event_sets=[]))
+    only_lead = run(
+        event("purchase", amount=3),
+        dest(
+            event_mapping={"purchase": ["Purchase", "Lead"]},
+            event_sets={"Lead": ["333"]},
+            default_event_sets=[],
+        ),
+    )
     assert [(o.event_set_id, o.event["event_name"]) for o in only_lead] == [("333", "Lead")]
 
 
@@ -330,23 +406,26 @@ def user_only(**user: Any) -> dict[str, Any]:
 def test_match_policy_commandersact_is_the_default() -> None:
     three = one(user_only(firstname="Ann", lastname="Lee", city="Lyon"))
     assert set(three["user_data"]) == {"fn", "ln", "ct"}
-    fbp_only = {"event_name": "page_view", "context": {"event_timestamp": EVENT_MS},
-                "integrations": {"facebook": {"fbp": "fb.1.1.2"}}}
+    fbp_only = {
+        "event_name": "page_view",
+        "context": {"event_timestamp": EVENT_MS},
+        "integrations": {"facebook": {"fbp": "fb.1.1.2"}},
+    }
     assert one(fbp_only)["user_data"] == {"fbp": "fb.1.1.2"}
     with pytest.raises(Rejected) as exc:
         run(user_only(firstname="Ann", lastname="Lee"))
     assert exc.value.reason == "insufficient_match_keys"
     # meta_baseline accepts {fn, ln}; Meta's weak sets stay rejected under every policy
-    assert set(one(user_only(firstname="Ann", lastname="Lee"),
-                   dest(match_policy="meta_baseline"))["user_data"]) == {"fn", "ln"}
+    assert set(
+        one(user_only(firstname="Ann", lastname="Lee"), dest(match_policy="meta_baseline"))["user_data"]
+    ) == {"fn", "ln"}
     with pytest.raises(Rejected) as exc:
         run(user_only(city="Lyon", state="Rhône", zipcode="69001"))
     assert exc.value.reason == "insufficient_match_keys"
 
 
 def test_hashing_off_drops_plaintext_keeps_hashes() -> None:
-    payload = event("page_view", user={"email": "a@b.co", "email_sha256": sha("a@b.co"),
-                                       "id": "C-1"})
+    payload = event("page_view", user={"email": "a@b.co", "email_sha256": sha("a@b.co"), "id": "C-1"})
     # external_id counts as hashed (hash_external_id on), so its plaintext is dropped too
     assert one(payload, dest(hashing=False))["user_data"] == {"em": [sha("a@b.co")]}
 
@@ -355,30 +434,37 @@ def test_limited_data_use() -> None:
     payload = event("page_view")
     assert "data_processing_options" not in one(payload)
     assert one(payload, dest(limited_data_use=True))["data_processing_options"] == []
-    payload["integrations"]["facebook"].update({"data_processing_options": ["LDU"],
-                                                "data_processing_options_country": 1,
-                                                "data_processing_options_state": 1000})
+    payload["integrations"]["facebook"].update(
+        {
+            "data_processing_options": ["LDU"],
+            "data_processing_options_country": 1,
+            "data_processing_options_state": 1000,
+        }
+    )
     sent = one(payload, dest(limited_data_use=True))
-    assert (sent["data_processing_options"], sent["data_processing_options_country"],
-            sent["data_processing_options_state"]) == (["LDU"], 1, 1000)
+    assert (
+        sent["data_processing_options"],
+        sent["data_processing_options_country"],
+        sent["data_processing_options_state"],
+    ) == (["LDU"], 1, 1000)
 
 
-@pytest.mark.parametrize(("payload", "d", "reason"), [
-    ({"user": {"email": "a@b.co"}}, None, "missing_event"),
-    ({**event("x"), "event_name": "  "}, None, "missing_event"),
-    (event("purchase"), None, "missing_value"),
-    (event("purchase", amount="n/a"), None, "missing_value"),
-    (event("purchase", amount=5, currency="euro"), None, "invalid_currency"),
-    (event("page_view", context={"event_timestamp": (NOW - 8 * 86400) * 1000}), None,
-     "event_too_old"),
-    (event("page_view", context={"event_timestamp": (NOW + 120) * 1000}), None, "event_in_future"),
-    ({"event_name": "page_view", "user": {"gender": "m"}}, None, "insufficient_match_keys"),
-    ({"event_name": "page_view", "user": {"email": "not-an-email"}}, None,
-     "insufficient_match_keys"),
-    (event("newsletter_signup"), dest(unmapped_events="reject"), "unmapped_event"),
-    (event("page_view"), dest(default_event_sets=[], event_sets={"Purchase": ["1"]}),
-     "no_event_set"),
-])
+@pytest.mark.parametrize(
+    ("payload", "d", "reason"),
+    [
+        ({"user": {"email": "a@b.co"}}, None, "missing_event"),
+        ({**event("x"), "event_name": "  "}, None, "missing_event"),
+        (event("purchase"), None, "missing_value"),
+        (event("purchase", amount="n/a"), None, "missing_value"),
+        (event("purchase", amount=5, currency="euro"), None, "invalid_currency"),
+        (event("page_view", context={"event_timestamp": (NOW - 8 * 86400) * 1000}), None, "event_too_old"),
+        (event("page_view", context={"event_timestamp": (NOW + 120) * 1000}), None, "event_in_future"),
+        ({"event_name": "page_view", "user": {"gender": "m"}}, None, "insufficient_match_keys"),
+        ({"event_name": "page_view", "user": {"email": "not-an-email"}}, None, "insufficient_match_keys"),
+        (event("newsletter_signup"), dest(unmapped_events="reject"), "unmapped_event"),
+        (event("page_view"), dest(default_event_sets=[], event_sets={"Purchase": ["1"]}), "no_event_set"),
+    ],
+)
 def test_rejections(payload: dict[str, Any], d: DestinationSettings | None, reason: str) -> None:
     with pytest.raises(Rejected) as exc:
         run(payload, d)
@@ -393,8 +479,7 @@ def test_purchase_value_defaults_currency_to_usd() -> None:
 
 def test_registered_with_its_defaults() -> None:
     dialect = get_dialect("commandersact")
-    assert (dialect.default_unmapped, dialect.default_match_policy) == ("passthrough",
-                                                                         "commandersact")
+    assert (dialect.default_unmapped, dialect.default_match_policy) == ("passthrough", "commandersact")
 
 
 def strip_none(value: Any) -> Any:
@@ -405,8 +490,7 @@ def strip_none(value: Any) -> Any:
     return value
 
 
-SEED_PAYLOADS = [PROPERTY_TABLE_EVENT, *(event(s, amount=25, currency="EUR")
-                                         for s, _ in SEED_EVENT_TABLE)]
+SEED_PAYLOADS = [PROPERTY_TABLE_EVENT, *(event(s, amount=25, currency="EUR") for s, _ in SEED_EVENT_TABLE)]
 
 
 @pytest.mark.parametrize("payload", SEED_PAYLOADS)
@@ -417,30 +501,90 @@ def test_avro_round_trip(payload: dict[str, Any]) -> None:
 
 
 def test_avro_keeps_custom_properties() -> None:
-    payload = {**PROPERTY_TABLE_EVENT, "properties": {"store_id": "S-9", "tags": ["a", 1]},
-               "items": [{**PROPERTY_TABLE_EVENT["items"][0], "properties": '{"gift": true}'}]}
+    payload = {
+        **PROPERTY_TABLE_EVENT,
+        "properties": {"store_id": "S-9", "tags": ["a", 1]},
+        "items": [{**PROPERTY_TABLE_EVENT["items"][0], "properties": '{"gift": true}'}],
+    }
     payload["user"] = {**payload["user"], "loyalty": {"tier": "gold"}}
     assert strip_none(SCHEMA.decode_body(SCHEMA.encode(payload))) == payload
 
 
 # ---- fuzzing: transform returns outputs or raises Rejected / Filtered, nothing else ----
 
-KEYS = ["event_name", "type", "id", "amount", "currency", "name", "category", "status", "items",
-        "user", "browser", "integrations", "facebook", "user_data", "custom_data", "event_id",
-        "product", "quantity", "price", "email", "email_sha256", "phone", "consent_categories",
-        "context", "event_timestamp", "country", "birthdate", "value", "fbp", "em"]
+KEYS = [
+    "event_name",
+    "type",
+    "id",
+    "amount",
+    "currency",
+    "name",
+    "category",
+    "status",
+    "items",
+    "user",
+    "browser",
+    "integrations",
+    "facebook",
+    "user_data",
+    "custom_data",
+    "event_id",
+    "product",
+    "quantity",
+    "price",
+    "email",
+    "email_sha256",
+    "phone",
+    "consent_categories",
+    "context",
+    "event_timestamp",
+    "country",
+    "birthdate",
+    "value",
+    "fbp",
+    "em",
+]
 # integers as orjson (preview) and Avro longs can carry them
-SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=12)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-               ["purchase", "offline", "1e400", "nan", "3", "2026-03-02T10:00:00Z",
-                str(EVENT_MS), "+33 6 12 34 56 78", "a@b.co", sha("x")]))
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner,
-                                      max_size=5), max_leaves=25)
-DESTS = st.sampled_from([dest(), dest(consent_category="3", limited_data_use=True),
-                         dest(unmapped_events="reject", hashing=False),
-                         dest(event_mapping={"purchase": ["Purchase", "Lead"]},
-                              category_content_types={"Shoes": "product_group"})])
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(
+        [
+            "purchase",
+            "offline",
+            "1e400",
+            "nan",
+            "3",
+            "2026-03-02T10:00:00Z",
+            str(EVENT_MS),
+            "+33 6 12 34 56 78",
+            "a@b.co",
+            sha("x"),
+        ]
+    )
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+DESTS = st.sampled_from(
+    [
+        dest(),
+        dest(consent_category="3", limited_data_use=True),
+        dest(unmapped_events="reject", hashing=False),
+        dest(
+            event_mapping={"purchase": ["Purchase", "Lead"]},
+            category_content_types={"Shoes": "product_group"},
+        ),
+    ]
+)
 
 
 def check_transform(payload: dict[str, Any], d: DestinationSettings) -> None:
@@ -455,11 +599,24 @@ def check_transform(payload: dict[str, Any], d: DestinationSettings) -> None:
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([{}, {"event_name": "purchase", "amount": 1, "user": {"email": "a@b.co"},
-                              "context": {"event_timestamp": EVENT_MS}}]),
-       st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), JSON, max_size=8), DESTS)
-def test_fuzz_arbitrary_objects(base: dict[str, Any], payload: dict[str, Any],
-                                d: DestinationSettings) -> None:
+@given(
+    st.sampled_from(
+        [
+            {},
+            {
+                "event_name": "purchase",
+                "amount": 1,
+                "user": {"email": "a@b.co"},
+                "context": {"event_timestamp": EVENT_MS},
+            },
+        ]
+    ),
+    st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), JSON, max_size=8),
+    DESTS,
+)
+def test_fuzz_arbitrary_objects(
+    base: dict[str, Any], payload: dict[str, Any], d: DestinationSettings
+) -> None:
     check_transform({**base, **payload}, d)
 
 
@@ -467,31 +624,45 @@ VALID_PATHS = paths(PROPERTY_TABLE_EVENT)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(VALID_PATHS), st.booleans(), JSON), min_size=1,
-                max_size=4), DESTS)
-def test_fuzz_mutations_of_a_valid_event(mutations: list[tuple[tuple[Any, ...], bool, Any]],
-                                         d: DestinationSettings) -> None:
+@given(st.lists(st.tuples(st.sampled_from(VALID_PATHS), st.booleans(), JSON), min_size=1, max_size=4), DESTS)
+def test_fuzz_mutations_of_a_valid_event(
+    mutations: list[tuple[tuple[Any, ...], bool, Any]], d: DestinationSettings
+) -> None:
     payload = copy.deepcopy(PROPERTY_TABLE_EVENT)
     mutate(payload, [(path, DELETE if delete else value) for path, delete, value in mutations])
     check_transform(payload, d)
 
 
 def test_preview_lines_with_fixed_now() -> None:
-    config = parse_settings({
-        "sources": [{"name": "tc", "topic": "events.tc", "dialect": "commandersact",
-                     "destination": "main",
-                     "schema": str(ROOT / "schemas" / "commandersact_event.avsc")}],
-        "destinations": [{"name": "main", "default_event_sets": ["111"], "consent_category": "3"}],
-    }, {})
+    config = parse_settings(
+        {
+            "sources": [
+                {
+                    "name": "tc",
+                    "topic": "events.tc",
+                    "dialect": "commandersact",
+                    "destination": "main",
+                    "schema": str(ROOT / "schemas" / "commandersact_event.avsc"),
+                }
+            ],
+            "destinations": [{"name": "main", "default_event_sets": ["111"], "consent_category": "3"}],
+        },
+        {},
+    )
     no_consent = {**PROPERTY_TABLE_EVENT, "user": {"email": "a@b.co", "consent_categories": [1]}}
-    lines = [orjson.dumps(PROPERTY_TABLE_EVENT).decode(), "", orjson.dumps(no_consent).decode(),
-             "{not json", orjson.dumps({"user": {"consent_categories": [3]}}).decode()]
-    out = [orjson.loads(line) for line in preview_lines(config, "tc", NOW, io.StringIO(
-        "\n".join(lines) + "\n"))]
+    lines = [
+        orjson.dumps(PROPERTY_TABLE_EVENT).decode(),
+        "",
+        orjson.dumps(no_consent).decode(),
+        "{not json",
+        orjson.dumps({"user": {"consent_categories": [3]}}).decode(),
+    ]
+    out = [
+        orjson.loads(line) for line in preview_lines(config, "tc", NOW, io.StringIO("\n".join(lines) + "\n"))
+    ]
     assert out == [
         {"index": 0, "event_set_id": "111", "event": PROPERTY_TABLE_OUTPUT},
         {"index": 2, "filtered": {"reason": "no_consent"}},
         {"index": 3, "rejected": {"reason": "invalid_json", "message": "the line is not JSON"}},
-        {"index": 4, "rejected": {"reason": "missing_event",
-                                  "message": "the event has no event_name"}},
+        {"index": 4, "rejected": {"reason": "missing_event", "message": "the event has no event_name"}},
     ]

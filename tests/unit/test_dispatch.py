@@ -16,8 +16,9 @@ class HeldClient:
         self.answer = asyncio.Event()
         self.requests = 0
 
-    async def deliver(self, event_set_id: str, upload_tag: str | None,
-                      events: list[bytes]) -> list[Failure | None]:
+    async def deliver(
+        self, event_set_id: str, upload_tag: str | None, events: list[bytes]
+    ) -> list[Failure | None]:
         self.requests += 1
         await self.answer.wait()
         return [None for _ in events]
@@ -29,8 +30,7 @@ def empty_batch() -> Batch[Owner]:
 
 async def test_half_a_round_of_batches_may_wait_behind_those_in_flight() -> None:
     client = HeldClient()
-    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=4,
-                        outcomes=cast(Outcomes, None))
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=4, outcomes=cast(Outcomes, None))
     assert dispatch.free_slots() == {"main": 4}
     for sent in range(1, 7):
         dispatch.send(empty_batch())
@@ -46,7 +46,6 @@ async def test_half_a_round_of_batches_may_wait_behind_those_in_flight() -> None
     assert (dispatch.saturated(), dispatch.free_slots()) == (False, {"main": 4})
 
 
-
 class BuggyClient:
     """Raises on its first deliveries (a client bug), then answers."""
 
@@ -55,8 +54,9 @@ class BuggyClient:
         self.halts: list[str] = []
         self.requests = 0
 
-    async def deliver(self, event_set_id: str, upload_tag: str | None,
-                      events: list[bytes]) -> list[Failure | None]:
+    async def deliver(
+        self, event_set_id: str, upload_tag: str | None, events: list[bytes]
+    ) -> list[Failure | None]:
         self.requests += 1
         await asyncio.sleep(0)
         if self.requests <= self.failures:
@@ -70,8 +70,7 @@ class BuggyClient:
 async def test_a_delivery_that_raises_halts_the_destination_and_is_tried_again() -> None:
     # before, the task died and its records were never settled: a silent stall
     client = BuggyClient(failures=2)
-    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=1,
-                        outcomes=cast(Outcomes, None))
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=1, outcomes=cast(Outcomes, None))
     dispatch.send(empty_batch())
     for _ in range(50):
         if not dispatch.busy:

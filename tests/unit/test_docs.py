@@ -16,17 +16,37 @@ import pytest
 THIS_FILE = Path(__file__).resolve()
 ROOT = THIS_FILE.parents[2]
 DOCS = ROOT / "docs"
-SKIPPED_DIRS = frozenset({
-    ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis",
-    ".run", "build", "dist", "node_modules",
-})
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".venv",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".hypothesis",
+        ".run",
+        "build",
+        "dist",
+        "node_modules",
+    }
+)
 MAX_FILE_BYTES = 2_000_000
 
 # Spelled in pieces so that this file does not cite them itself.
-FOREIGN = re.compile("|".join((
-    "SPEC" + r" ?\u00a7", "SPEC" + r"\.md", "DESIGN" + r" invariant", "DESIGN" + r"\.md",
-    "META" + "_API", r"\.\./" + "shared", "/work/" + "shared",
-)))
+FOREIGN = re.compile(
+    "|".join(
+        (
+            "SPEC" + r" ?\u00a7",
+            "SPEC" + r"\.md",
+            "DESIGN" + r" invariant",
+            "DESIGN" + r"\.md",
+            "META" + "_API",
+            r"\.\./" + "shared",
+            "/work/" + "shared",
+        )
+    )
+)
 CITATION = re.compile(r"(?<![\w./-])docs/([\w-]+\.md)(?:#([\w-]+))?")
 INVARIANT = re.compile(r"(?<![\w./-])docs/design\.md,? invariants? (\d+)")
 LOCAL_LINK = re.compile(r"\]\(((?:[\w-]+\.md)?)(?:#([\w-]+))?\)")  # [text](page.md#anchor)
@@ -132,7 +152,8 @@ def test_the_repository_cites_only_documents_it_contains() -> None:
 
 def test_the_four_pages_and_their_numbered_invariants_exist() -> None:
     assert {"README.md", "design.md", "dialects.md", "meta-api.md", "operations.md"} <= {
-        p.name for p in DOCS.glob("*.md")}
+        p.name for p in DOCS.glob("*.md")
+    }
     assert invariant_numbers((DOCS / "design.md").read_text(encoding="utf-8")) == {1, 2, 3, 4, 5, 6}
 
 
@@ -147,12 +168,24 @@ def write(root: Path, name: str, text: str) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    write(tmp_path, "docs/design.md", "# Design\n\n## Invariants\n\n### 1. No loss\n\n"
-          "### 2. Determinism\n\n## Commits\n\n```\n# not a heading\n```\n")
-    write(tmp_path, "docs/dialects.md", "# Dialects\n\n## segment\n\n## Output\n\n## Output\n\n"
-          "See [design](design.md#commits) and [above](#segment).\n")
-    write(tmp_path, "consumer/ok.py", '"""Fine (docs/design.md invariant 2, docs/dialects.md#segment,\n'
-          'docs/dialects.md#output-1, docs/design.md#1-no-loss, docs/design.md)."""\n')
+    write(
+        tmp_path,
+        "docs/design.md",
+        "# Design\n\n## Invariants\n\n### 1. No loss\n\n"
+        "### 2. Determinism\n\n## Commits\n\n```\n# not a heading\n```\n",
+    )
+    write(
+        tmp_path,
+        "docs/dialects.md",
+        "# Dialects\n\n## segment\n\n## Output\n\n## Output\n\n"
+        "See [design](design.md#commits) and [above](#segment).\n",
+    )
+    write(
+        tmp_path,
+        "consumer/ok.py",
+        '"""Fine (docs/design.md invariant 2, docs/dialects.md#segment,\n'
+        'docs/dialects.md#output-1, docs/design.md#1-no-loss, docs/design.md)."""\n',
+    )
     return tmp_path
 
 
@@ -160,10 +193,18 @@ def test_a_clean_tree_has_no_problems(repo: Path) -> None:
     assert problems(repo) == []
 
 
-@pytest.mark.parametrize("citation", [
-    "SPEC" + " \u00a74", "SPEC" + "\u00a76", "see SPEC" + ".md", "DESIGN" + " invariant 1",
-    "META" + "_API.md", "../" + "shared/seeds", "/work/" + "shared/x",
-])
+@pytest.mark.parametrize(
+    "citation",
+    [
+        "SPEC" + " \u00a74",
+        "SPEC" + "\u00a76",
+        "see SPEC" + ".md",
+        "DESIGN" + " invariant 1",
+        "META" + "_API.md",
+        "../" + "shared/seeds",
+        "/work/" + "shared/x",
+    ],
+)
 def test_a_citation_of_a_foreign_document_is_reported(repo: Path, citation: str) -> None:
     write(repo, "tests/test_x.py", f"# as {citation} says\n")
     found = problems(repo)
@@ -172,22 +213,28 @@ def test_a_citation_of_a_foreign_document_is_reported(repo: Path, citation: str)
     assert found[0].endswith(", which is not in the repository")
 
 
-@pytest.mark.parametrize(("citation", "problem"), [
-    ("docs/dialects.md#amperity", "docs/dialects.md has no heading #amperity"),
-    ("docs/design.md#not-a-heading", "docs/design.md has no heading #not-a-heading"),
-    ("docs/runbook.md", "docs/runbook.md does not exist"),
-    ("docs/design.md invariant 3", "docs/design.md has no invariant 3"),
-])
+@pytest.mark.parametrize(
+    ("citation", "problem"),
+    [
+        ("docs/dialects.md#amperity", "docs/dialects.md has no heading #amperity"),
+        ("docs/design.md#not-a-heading", "docs/design.md has no heading #not-a-heading"),
+        ("docs/runbook.md", "docs/runbook.md does not exist"),
+        ("docs/design.md invariant 3", "docs/design.md has no invariant 3"),
+    ],
+)
 def test_a_citation_of_a_missing_page_anchor_or_invariant_is_reported(
-        repo: Path, citation: str, problem: str) -> None:
+    repo: Path, citation: str, problem: str
+) -> None:
     write(repo, "README.md", f"intro\n\nsee {citation} for why\n")
     assert problems(repo) == [f"README.md:3: {problem}"]
 
 
 def test_a_broken_link_between_docs_pages_is_reported(repo: Path) -> None:
     write(repo, "docs/meta-api.md", "# Meta\n\n[a](design.md#nope) [b](#meta) [c](gone.md)\n")
-    assert problems(repo) == ["docs/meta-api.md:3: design.md has no heading #nope",
-                              "docs/meta-api.md:3: links to gone.md, which is not in docs/"]
+    assert problems(repo) == [
+        "docs/meta-api.md:3: design.md has no heading #nope",
+        "docs/meta-api.md:3: links to gone.md, which is not in docs/",
+    ]
 
 
 def test_skipped_directories_are_not_scanned(repo: Path) -> None:

@@ -30,10 +30,15 @@ def reason(event: dict[str, Any], max_bytes: int = MAX_BYTES) -> str:
 
 
 def test_an_ordinary_event_is_its_orjson_encoding() -> None:
-    event = {"event_name": "Purchase", "event_time": 1, "user_data": {"em": ["a" * 64]},
-             "custom_data": {"value": 1.5, "contents": [{"id": "x", "quantity": 2}] * 40},
-             "data_processing_options": ["LDU"], "data_processing_options_country": 1,
-             "data_processing_options_state": 1000}
+    event = {
+        "event_name": "Purchase",
+        "event_time": 1,
+        "user_data": {"em": ["a" * 64]},
+        "custom_data": {"value": 1.5, "contents": [{"id": "x", "quantity": 2}] * 40},
+        "data_processing_options": ["LDU"],
+        "data_processing_options_country": 1,
+        "data_processing_options_state": 1000,
+    }
     assert encode_event(event, MAX_BYTES) == orjson.dumps(event)
 
 
@@ -49,8 +54,7 @@ def test_nesting_past_every_limit_is_too_deep(depth: int) -> None:
 
 @pytest.mark.parametrize("number", [2**64, -(2**63) - 1, int(1e300)])
 def test_integers_beyond_64_bits_are_out_of_range(number: int) -> None:
-    assert reason({"event_name": "Purchase", "custom_data": {"n": [number]}}) == \
-        "number_out_of_range"
+    assert reason({"event_name": "Purchase", "custom_data": {"n": [number]}}) == "number_out_of_range"
 
 
 def test_integers_at_the_64_bit_edges_are_encoded() -> None:
@@ -59,11 +63,12 @@ def test_integers_at_the_64_bit_edges_are_encoded() -> None:
 
 
 @pytest.mark.parametrize("code", [int(1e300), 10**6, -1, 1.0, "1", True])
-@pytest.mark.parametrize("field", ["data_processing_options_country",
-                                   "data_processing_options_state"])
+@pytest.mark.parametrize("field", ["data_processing_options_country", "data_processing_options_state"])
 def test_limited_data_use_codes_must_be_small_integers(field: str, code: Any) -> None:
-    assert reason({"event_name": "Purchase", "data_processing_options": ["LDU"],
-                   field: code}) == "number_out_of_range"
+    assert (
+        reason({"event_name": "Purchase", "data_processing_options": ["LDU"], field: code})
+        == "number_out_of_range"
+    )
 
 
 def test_an_event_larger_than_a_request_can_carry_is_too_large() -> None:
@@ -83,14 +88,13 @@ def test_values_json_cannot_hold_are_invalid_payload() -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                               max_size=3),
-    max_leaves=60)
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=60,
+)
 
 
 def depth_of(value: Any) -> int:
-    children = value.values() if isinstance(value, dict) else value \
-        if isinstance(value, list) else None
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
     if children is None:
         return 0
     return 1 + max((depth_of(c) for c in children), default=0)
@@ -98,8 +102,7 @@ def depth_of(value: Any) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=1, max_value=60), JSON)
-def test_encode_either_returns_the_json_or_names_the_bound_it_broke(depth: int,
-                                                                   leaf: Any) -> None:
+def test_encode_either_returns_the_json_or_names_the_bound_it_broke(depth: int, leaf: Any) -> None:
     value: Any = leaf
     for _ in range(depth):
         value = [value]

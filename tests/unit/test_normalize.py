@@ -268,10 +268,9 @@ def test_country(value: str, expected: str | None) -> None:
 
 
 def test_country_name_in_any_language_sets_the_phone_region() -> None:
-    """"UK" used to drop the country and with it a national-format phone number."""
+    """ "UK" used to drop the country and with it a national-format phone number."""
     for country in ("UK", "England", "Great Britain", "Royaume-Uni"):
-        user_data, dropped = build_user_data({"ph": ["020 7946 0958"], "country": [country]},
-                                             max_year=YEAR)
+        user_data, dropped = build_user_data({"ph": ["020 7946 0958"], "country": [country]}, max_year=YEAR)
         assert user_data == {"ph": [sha("442079460958")], "country": [sha("gb")]}, country
         assert dropped == ()
 
@@ -574,10 +573,16 @@ def test_md5_looking_value_differs_from_sdk() -> None:
     assert one("external_id", md5) == [sha(md5)]
 
 
-@pytest.mark.parametrize(("value", "code"), [
-    ("United States", "us"), ("UK", "gb"), ("England", "gb"), ("Great Britain", "gb"),
-    ("Deutschland", "de"),
-])
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("United States", "us"),
+        ("UK", "gb"),
+        ("England", "gb"),
+        ("Great Britain", "gb"),
+        ("Deutschland", "de"),
+    ],
+)
 def test_country_names_differ_from_sdk(value: str, code: str) -> None:
     # The SDK rejects names (and puts the value in its exception message); fboc maps them.
     with pytest.raises(TypeError, match=value):

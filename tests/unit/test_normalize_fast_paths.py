@@ -22,9 +22,12 @@ def reference(value: str, categories: str) -> str:
 
 # letters, marks, digits and punctuation of several scripts, Hangul jamo (NFC composes them
 # once the space between them is gone) and the characters whose lower case is special
-alphabet = st.sampled_from(list(
-    "aZéÉøß '-.,0९٣①ⅣÅİKΣςДжא\u0131\u03c3漢字ー\u0301\u0308\u0327\u00a0\u200b\u1100\u1161\u11a8가"
-    "\U0001d400\U0001f600"))
+alphabet = st.sampled_from(
+    list(
+        "aZéÉøß '-.,0९٣①ⅣÅİKΣςДжא\u0131\u03c3漢字ー\u0301\u0308\u0327\u00a0\u200b\u1100\u1161\u11a8가"
+        "\U0001d400\U0001f600"
+    )
+)
 texts = st.one_of(st.text(alphabet, max_size=16), st.text(max_size=16))
 
 
@@ -49,9 +52,14 @@ class Text(str):
     """A str subclass: not the usual shape, so _customer leaves it to _values."""
 
 
-raw_values = st.one_of(st.none(), st.integers(), st.text(max_size=4), st.builds(Text, st.text(max_size=4)),
-                       st.lists(st.one_of(st.none(), st.integers(), st.text(" a\t", max_size=4)), max_size=3),
-                       st.tuples(st.text(" b", max_size=3)))
+raw_values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(max_size=4),
+    st.builds(Text, st.text(max_size=4)),
+    st.lists(st.one_of(st.none(), st.integers(), st.text(" a\t", max_size=4)), max_size=3),
+    st.tuples(st.text(" b", max_size=3)),
+)
 
 
 @settings(max_examples=1000, deadline=None)

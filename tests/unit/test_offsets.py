@@ -30,7 +30,8 @@ def test_offsets_must_be_tracked_in_order() -> None:
 
 @given(st.permutations(list(range(40))), st.integers(0, 40))
 def test_watermark_is_first_open_offset_whatever_the_completion_order(
-        order: list[int], finished: int) -> None:
+    order: list[int], finished: int
+) -> None:
     part = PartitionOffsets()
     for offset in range(40):
         part.track(100 + offset)

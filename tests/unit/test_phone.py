@@ -17,8 +17,11 @@ from consumer.capi.phone import phone_e164
 
 PROPERTY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
-FORMATS = (phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.INTERNATIONAL,
-           phonenumbers.PhoneNumberFormat.NATIONAL)
+FORMATS = (
+    phonenumbers.PhoneNumberFormat.E164,
+    phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+    phonenumbers.PhoneNumberFormat.NATIONAL,
+)
 SEPARATORS = st.sampled_from(("", " ", "  ", "-", ".", " - ", "("))
 
 
@@ -53,11 +56,13 @@ def written(draw: st.DrawFn) -> tuple[str, str]:
     region, number = draw(st.sampled_from(EXAMPLES))
     nsn = phonenumbers.national_significant_number(number)
     code = str(number.country_code)
-    shape = draw(st.sampled_from(("e164", "international", "national", "00", "idd", "trunk",
-                                  "digits", "code_digits", "nsn")))
+    shape = draw(
+        st.sampled_from(
+            ("e164", "international", "national", "00", "idd", "trunk", "digits", "code_digits", "nsn")
+        )
+    )
     if shape in ("e164", "international", "national"):
-        text = phonenumbers.format_number(number, FORMATS[("e164", "international",
-                                                            "national").index(shape)])
+        text = phonenumbers.format_number(number, FORMATS[("e164", "international", "national").index(shape)])
     elif shape == "00":
         text = "00" + code + " " + nsn
     elif shape == "idd":  # dialled from another region, with that region's international prefix
@@ -110,8 +115,11 @@ def test_any_text_gives_libphonenumbers_result(text: str, region: str) -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_fast_path_answers_for_every_example_in_its_own_region(fmt: int) -> None:
-    unsure = [(region, phonenumbers.format_number(number, fmt)) for region, number in EXAMPLES
-              if phone._fast(phonenumbers.format_number(number, fmt), region) == phone._UNSURE]
+    unsure = [
+        (region, phonenumbers.format_number(number, fmt))
+        for region, number in EXAMPLES
+        if phone._fast(phonenumbers.format_number(number, fmt), region) == phone._UNSURE
+    ]
     assert unsure == []
 
 
@@ -162,7 +170,22 @@ def test_other_shapes_go_to_libphonenumber(value: str, region: str) -> None:
     assert phone_e164(value, region) == phone._library(value, region)
 
 
-@pytest.mark.parametrize("value", ["", " ", "+", "00", "()", "+-", "(((((((((((", "0" * 300,
-                                   "+" + "9" * 300, "1" * 10_000, "\x00", "+1\n650 555 1212"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        "+",
+        "00",
+        "()",
+        "+-",
+        "(((((((((((",
+        "0" * 300,
+        "+" + "9" * 300,
+        "1" * 10_000,
+        "\x00",
+        "+1\n650 555 1212",
+    ],
+)
 def test_hostile_values_never_raise(value: str) -> None:
     assert phone_e164(value, "US") == phone._library(value, "US")

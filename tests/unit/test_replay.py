@@ -42,15 +42,28 @@ NOW = 1_800_000_000_000
 
 
 def dead_letter(stage: str = "deliver", reason: str = "graph_invalid_event", **extra: str) -> Headers:
-    fields = {"fboc.error.stage": stage, "fboc.error.reason": reason,
-              "fboc.error.message": "code 100", "fboc.original.topic": "events.track",
-              "fboc.original.partition": "3", "fboc.original.offset": "41",
-              "fboc.original.timestamp": str(NOW - DAY_MS), "fboc.consumer_group": "fboc",
-              "fboc.failed_at": "2027-01-15T08:00:00.000+00:00", "fboc.attempts": "3",
-              "fboc.replay_count": "0", **extra}
+    fields = {
+        "fboc.error.stage": stage,
+        "fboc.error.reason": reason,
+        "fboc.error.message": "code 100",
+        "fboc.original.topic": "events.track",
+        "fboc.original.partition": "3",
+        "fboc.original.offset": "41",
+        "fboc.original.timestamp": str(NOW - DAY_MS),
+        "fboc.consumer_group": "fboc",
+        "fboc.failed_at": "2027-01-15T08:00:00.000+00:00",
+        "fboc.attempts": "3",
+        "fboc.replay_count": "0",
+        **extra,
+    }
     if stage == "deliver":
-        fields = {"fboc.destination": "main", "fboc.event_set_id": "222",
-                  "fboc.graph.code": "100", "fboc.graph.fbtrace_id": "Abc", **fields}
+        fields = {
+            "fboc.destination": "main",
+            "fboc.event_set_id": "222",
+            "fboc.graph.code": "100",
+            "fboc.graph.fbtrace_id": "Abc",
+            **fields,
+        }
     original: Headers = [("traceparent", b"00-abc-01"), ("empty", None), ("bin", b"\xff\x00")]
     return original + [(k, v.encode()) for k, v in fields.items()]
 
@@ -62,25 +75,49 @@ def view(headers: Headers | None = None, timestamp_ms: int = NOW, /, **extra: st
 
 
 def settings(**dest: Any) -> Settings:
-    return parse_settings({
-        "sources": [{"name": "web", "topic": "events.track", "dialect": "segment",
-                     "destination": "main", "schema": "s.avsc"},
-                    {"name": "shop", "topic": "events.shop", "dialect": "segment",
-                     "destination": "stores", "schema": "s.avsc"}],
-        "destinations": [{"name": "main", "action_source": "website", **dest},
-                         {"name": "stores", "action_source": "physical_store",
-                          "max_event_age_days": 30}],
-    }, {})
+    return parse_settings(
+        {
+            "sources": [
+                {
+                    "name": "web",
+                    "topic": "events.track",
+                    "dialect": "segment",
+                    "destination": "main",
+                    "schema": "s.avsc",
+                },
+                {
+                    "name": "shop",
+                    "topic": "events.shop",
+                    "dialect": "segment",
+                    "destination": "stores",
+                    "schema": "s.avsc",
+                },
+            ],
+            "destinations": [
+                {"name": "main", "action_source": "website", **dest},
+                {"name": "stores", "action_source": "physical_store", "max_event_age_days": 30},
+            ],
+        },
+        {},
+    )
 
 
 # -- reading the headers --------------------------------------------------------------------------
 
+
 def test_view_reads_the_fboc_headers() -> None:
     v = view()
     assert (v.reason, v.stage, v.destination, v.event_set_id) == (
-        "graph_invalid_event", "deliver", "main", "222")
+        "graph_invalid_event",
+        "deliver",
+        "main",
+        "222",
+    )
     assert (v.original_topic, v.original_partition, v.original_timestamp_ms) == (
-        "events.track", 3, NOW - DAY_MS)
+        "events.track",
+        3,
+        NOW - DAY_MS,
+    )
     assert v.failed_at_ms == int(datetime(2027, 1, 15, 8, tzinfo=UTC).timestamp() * 1000)
     assert v.replay_count == 0
     assert v.event_time_proxy_ms == NOW - DAY_MS
@@ -96,10 +133,16 @@ def test_view_of_a_record_without_fboc_headers_falls_back_to_its_own_timestamp()
 
 # -- header rewriting -----------------------------------------------------------------------------
 
+
 def test_replay_headers_keep_the_originals_bump_the_count_and_target_the_failed_event_set() -> None:
     out = replay_headers(dead_letter(**{"fboc.replay_count": "1"}))
-    assert out == [("traceparent", b"00-abc-01"), ("empty", None), ("bin", b"\xff\x00"),
-                   ("fboc.replay_count", b"2"), ("fboc.target.event_set_id", b"222")]
+    assert out == [
+        ("traceparent", b"00-abc-01"),
+        ("empty", None),
+        ("bin", b"\xff\x00"),
+        ("fboc.replay_count", b"2"),
+        ("fboc.target.event_set_id", b"222"),
+    ]
 
 
 def test_replay_headers_of_a_decode_or_transform_failure_have_no_target() -> None:
@@ -111,8 +154,7 @@ def test_replay_headers_of_a_decode_or_transform_failure_have_no_target() -> Non
 
 def test_replay_headers_keep_a_target_the_dead_letter_still_carries() -> None:
     headers: Headers = [("fboc.error.stage", b"transform"), ("fboc.target.event_set_id", b"333")]
-    assert replay_headers(headers) == [("fboc.replay_count", b"1"),
-                                       ("fboc.target.event_set_id", b"333")]
+    assert replay_headers(headers) == [("fboc.replay_count", b"1"), ("fboc.target.event_set_id", b"333")]
 
 
 def test_a_deliver_failure_without_an_event_set_gets_no_target() -> None:
@@ -121,6 +163,7 @@ def test_a_deliver_failure_without_an_event_set_gets_no_target() -> None:
 
 
 # -- arguments ------------------------------------------------------------------------------------
+
 
 def test_time_arguments_are_unix_ms_or_iso_8601() -> None:
     assert parse_time_arg("1767225600000") == 1_767_225_600_000
@@ -142,20 +185,25 @@ def test_rates_are_positive_records_per_second() -> None:
             parse_rate(bad)
 
 
-@pytest.mark.parametrize(("argv", "flag"), [
-    (["--since", "soon"], "--since"),
-    (["--until", "later"], "--until"),
-    (["--since", "2000", "--until", "1000"], "--until"),
-    (["--rate", "0"], "--rate"),
-    (["--limit", "0"], "--limit"),
-])
-def test_bad_replay_arguments_exit_2_naming_the_flag(argv: list[str], flag: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--since", "soon"], "--since"),
+        (["--until", "later"], "--until"),
+        (["--since", "2000", "--until", "1000"], "--until"),
+        (["--rate", "0"], "--rate"),
+        (["--limit", "0"], "--limit"),
+    ],
+)
+def test_bad_replay_arguments_exit_2_naming_the_flag(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["dlq", "replay", "--config", "/nonexistent.yaml", *argv]) == 2
     assert f"config error: {flag}:" in capsys.readouterr().err
 
 
 # -- filters, windows, verdicts -------------------------------------------------------------------
+
 
 def test_filters_match_reason_event_set_and_the_half_open_time_range() -> None:
     v = view(None, NOW)
@@ -203,8 +251,7 @@ def test_classify_skips_then_parks_then_reports_too_old() -> None:
     assert classify(old_parked, Filters(frozenset({"other"})), 3, 7, NOW) is Verdict.SKIPPED
     assert classify(old_parked, Filters(), 3, 7, NOW) is Verdict.PARKED
     assert classify(view(**{"fboc.replay_count": "2"}), Filters(), 3, 7, NOW) is Verdict.REPLAY
-    assert classify(view(**{"fboc.original.timestamp": "0"}), Filters(), 3, 7, NOW) \
-        is Verdict.TOO_OLD
+    assert classify(view(**{"fboc.original.timestamp": "0"}), Filters(), 3, 7, NOW) is Verdict.TOO_OLD
     assert classify(view(), Filters(), 0, 7, NOW) is Verdict.PARKED  # max_replays 0: never
 
 
@@ -232,10 +279,11 @@ def test_pacer_spaces_sends_and_does_not_burst_after_a_pause() -> None:
 
 # -- stats and summaries --------------------------------------------------------------------------
 
+
 def test_age_buckets() -> None:
-    assert [age_bucket(ms) for ms in (0, 3_599_999, 3_600_000, DAY_MS - 1, DAY_MS,
-                                      7 * DAY_MS - 1, 7 * DAY_MS)] == [
-        "<1h", "<1h", "<1d", "<1d", "<7d", "<7d", "older"]
+    assert [
+        age_bucket(ms) for ms in (0, 3_599_999, 3_600_000, DAY_MS - 1, DAY_MS, 7 * DAY_MS - 1, 7 * DAY_MS)
+    ] == ["<1h", "<1h", "<1d", "<1d", "<7d", "<7d", "older"]
 
 
 def test_stats_count_by_every_dimension() -> None:
@@ -243,8 +291,7 @@ def test_stats_count_by_every_dimension() -> None:
     assert failed is not None
     stats = DeadLetterStats("dlq", max_replays=1)
     stats.add(view(), failed + 30 * 60_000)
-    stats.add(view(stage="decode", reason="undecodable", **{"fboc.replay_count": "1"}),
-              failed + 2 * DAY_MS)
+    stats.add(view(stage="decode", reason="undecodable", **{"fboc.replay_count": "1"}), failed + 2 * DAY_MS)
     bare = DeadLetterView.of([], failed - 10 * DAY_MS)  # no failed_at: its own timestamp
     stats.add(bare, failed)
     out = stats.to_json()
@@ -261,15 +308,21 @@ def test_stats_count_by_every_dimension() -> None:
 
 def test_summary_counts_by_reason_and_renders_a_dry_run_as_such() -> None:
     summary = ReplaySummary("dlq", "fboc.replay", dry_run=True, to_topic=None)
-    for verdict, reason in ((Verdict.REPLAY, "undecodable"), (Verdict.REPLAY, "undecodable"),
-                            (Verdict.PARKED, "missing_value"), (Verdict.TOO_OLD, "event_too_old"),
-                            (Verdict.SKIPPED, "graph_invalid_event")):
+    for verdict, reason in (
+        (Verdict.REPLAY, "undecodable"),
+        (Verdict.REPLAY, "undecodable"),
+        (Verdict.PARKED, "missing_value"),
+        (Verdict.TOO_OLD, "event_too_old"),
+        (Verdict.SKIPPED, "graph_invalid_event"),
+    ):
         summary.count(verdict, reason)
     out = summary.to_json()
     assert (out["replayed"], out["parked"], out["too_old"], out["skipped"]) == (2, 1, 1, 1)
-    assert out["by_reason"] == {"event_too_old": {"too_old": 1},
-                                "missing_value": {"parked": 1},
-                                "undecodable": {"replayed": 2}}
+    assert out["by_reason"] == {
+        "event_too_old": {"too_old": 1},
+        "missing_value": {"parked": 1},
+        "undecodable": {"replayed": 2},
+    }
     buffer = io.StringIO()
     render_summary(summary, Console(file=buffer, width=200))
     text = buffer.getvalue()
@@ -279,9 +332,22 @@ def test_summary_counts_by_reason_and_renders_a_dry_run_as_such() -> None:
 
 # -- hostile times, headers and commit metadata ---------------------------------------------------
 
-@pytest.mark.parametrize("bad", ["9" * 30, "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
-                                 "9999-12-31T23:59:59-01:00", "2100-01-01", "-5", "1e12",
-                                 "\u0661\u0667\u0666\u0667", "\u00b2\u00b3", "4102444800000"])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "9" * 30,
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2100-01-01",
+        "-5",
+        "1e12",
+        "\u0661\u0667\u0666\u0667",
+        "\u00b2\u00b3",
+        "4102444800000",
+    ],
+)
 def test_time_arguments_beyond_1970_to_2100_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="between 1970 and 2100"):
         parse_time_arg(bad)
@@ -295,8 +361,9 @@ def test_time_arguments_at_the_edges_of_the_range() -> None:
 
 @pytest.mark.parametrize("flag", ["--since", "--until"])
 @pytest.mark.parametrize("value", ["9" * 30, "0001-01-01T00:00:00Z"])
-def test_out_of_range_times_exit_2_naming_the_flag(flag: str, value: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_of_range_times_exit_2_naming_the_flag(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["dlq", "replay", "--config", "/nonexistent.yaml", flag, value]) == 2
     err = capsys.readouterr().err
     assert f"config error: {flag}: not unix milliseconds or an ISO 8601 time between" in err
@@ -305,8 +372,14 @@ def test_out_of_range_times_exit_2_naming_the_flag(flag: str, value: str,
 
 def test_hostile_header_values_read_as_absent() -> None:
     huge = "9" * 30
-    v = view(**{"fboc.original.timestamp": huge, "fboc.original.partition": "-1",
-                "fboc.failed_at": "0001-01-01T00:00:00+01:00", "fboc.replay_count": huge})
+    v = view(
+        **{
+            "fboc.original.timestamp": huge,
+            "fboc.original.partition": "-1",
+            "fboc.failed_at": "0001-01-01T00:00:00+01:00",
+            "fboc.replay_count": huge,
+        }
+    )
     assert (v.original_timestamp_ms, v.original_partition, v.failed_at_ms) == (None, None, None)
     assert v.event_time_proxy_ms == NOW  # the dead letter's own timestamp
     assert v.replay_count == 0
@@ -317,8 +390,15 @@ def test_hostile_header_values_read_as_absent() -> None:
 
 def test_stored_ends_round_trip_and_ignore_foreign_metadata() -> None:
     assert stored_end(end_metadata(1234)) == 1234
-    for other in (None, "", "1234", "fboc.replay.end=", "fboc.replay.end=x",
-                  "fboc.replay.end=-1", "fboc.replay.end=" + "9" * 30):
+    for other in (
+        None,
+        "",
+        "1234",
+        "fboc.replay.end=",
+        "fboc.replay.end=x",
+        "fboc.replay.end=-1",
+        "fboc.replay.end=" + "9" * 30,
+    ):
         assert stored_end(other) is None
 
 
@@ -352,9 +432,10 @@ def test_summary_says_why_records_were_skipped() -> None:
 
 def test_only_codes_and_numeric_ids_of_a_dead_letter_are_logged() -> None:
     assert loggable(view()) == {"reason": "graph_invalid_event", "event_set_id": "222"}
-    assert loggable(view(stage="decode", reason="undecodable")) == {"reason": "undecodable",
-                                                                    "event_set_id": None}
-    forged = view(**{"fboc.error.reason": "person@example.com",
-                     "fboc.event_set_id": "+1 415 555 0100"})
+    assert loggable(view(stage="decode", reason="undecodable")) == {
+        "reason": "undecodable",
+        "event_set_id": None,
+    }
+    forged = view(**{"fboc.error.reason": "person@example.com", "fboc.event_set_id": "+1 415 555 0100"})
     assert loggable(forged) == {"reason": "unknown", "event_set_id": "unknown"}
     assert loggable(view(**{"fboc.error.reason": "x" * 65}))["reason"] == "unknown"

@@ -29,9 +29,28 @@ TOKEN = "tok-secret-123"
 DAY = 86400
 H = hashlib.sha256(b"alex@example.com").hexdigest()
 H2 = hashlib.sha256(b"12025550146").hexdigest()
-APP_DATA = {"advertiser_tracking_enabled": True, "application_tracking_enabled": False,
-            "extinfo": ["a2", "com.example.app", "1.0", "1.0 long", "17.0", "iPhone15,2", "en_US",
-                        "CET", "Carrier", "393", "852", "3", "6", "256", "128", "Europe/Paris"]}
+APP_DATA = {
+    "advertiser_tracking_enabled": True,
+    "application_tracking_enabled": False,
+    "extinfo": [
+        "a2",
+        "com.example.app",
+        "1.0",
+        "1.0 long",
+        "17.0",
+        "iPhone15,2",
+        "en_US",
+        "CET",
+        "Carrier",
+        "393",
+        "852",
+        "3",
+        "6",
+        "256",
+        "128",
+        "Europe/Paris",
+    ],
+}
 
 
 def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
@@ -61,12 +80,16 @@ async def client() -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-async def post(client: TestClient[Any, Any], data: Any, set_id: str = "123",
-               token: str | None = TOKEN, version: str = "v26.0",
-               **body: Any) -> aiohttp.ClientResponse:
+async def post(
+    client: TestClient[Any, Any],
+    data: Any,
+    set_id: str = "123",
+    token: str | None = TOKEN,
+    version: str = "v26.0",
+    **body: Any,
+) -> aiohttp.ClientResponse:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return await client.post(f"/{version}/{set_id}/events", json={"data": data, **body},
-                             headers=headers)
+    return await client.post(f"/{version}/{set_id}/events", json={"data": data, **body}, headers=headers)
 
 
 async def get_json(client: TestClient[Any, Any], path: str) -> Any:
@@ -75,8 +98,9 @@ async def get_json(client: TestClient[Any, Any], path: str) -> Any:
     return await response.json()
 
 
-async def error_of(response: aiohttp.ClientResponse, status: int = 400,
-                   kind: str = "OAuthException") -> dict[str, Any]:
+async def error_of(
+    response: aiohttp.ClientResponse, status: int = 400, kind: str = "OAuthException"
+) -> dict[str, Any]:
     assert response.status == status
     body = await response.json()
     error: dict[str, Any] = body["error"]
@@ -96,8 +120,9 @@ async def add_fault(client: TestClient[Any, Any], rule: dict[str, Any]) -> dict[
 
 
 async def test_accepts_valid_events_and_records_them(client: TestClient[Any, Any]) -> None:
-    response = await post(client, [event(0), event(1)], upload_tag="store-1",
-                          test_event_code="TEST1", partner_agent="fboc")
+    response = await post(
+        client, [event(0), event(1)], upload_tag="store-1", test_event_code="TEST1", partner_agent="fboc"
+    )
     assert response.status == 200
     body = await response.json()
     assert body["events_received"] == 2
@@ -142,24 +167,33 @@ async def test_accepts_exactly_1000_events(client: TestClient[Any, Any]) -> None
     "overrides",
     [
         pytest.param({"event_time": NOW + 60}, id="60s-in-future"),
-        pytest.param({"event_time": NOW - 7 * DAY, "action_source": "system_generated"},
-                     id="exactly-7-days"),
+        pytest.param({"event_time": NOW - 7 * DAY, "action_source": "system_generated"}, id="exactly-7-days"),
         pytest.param({"event_time": NOW - 62 * DAY}, id="physical-store-62-days"),
         pytest.param({"user_data": {"external_id": ["customer-42"]}}, id="plain-external-id"),
         pytest.param({"user_data": {"external_id": [H]}}, id="hashed-external-id"),
         pytest.param(
-            {"user_data": {k: [H] for k in
-                           ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country")}},
-            id="every-hashed-key"),
-        pytest.param({"user_data": {"client_ip_address": "203.0.113.9",
-                                    "client_user_agent": "UA/1"}}, id="ip-and-ua"),
-        pytest.param({"action_source": "website", "event_source_url": "https://shop.example/",
-                      "user_data": {"em": [H], "client_user_agent": "UA/1"}}, id="website"),
+            {
+                "user_data": {
+                    k: [H] for k in ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country")
+                }
+            },
+            id="every-hashed-key",
+        ),
+        pytest.param(
+            {"user_data": {"client_ip_address": "203.0.113.9", "client_user_agent": "UA/1"}}, id="ip-and-ua"
+        ),
+        pytest.param(
+            {
+                "action_source": "website",
+                "event_source_url": "https://shop.example/",
+                "user_data": {"em": [H], "client_user_agent": "UA/1"},
+            },
+            id="website",
+        ),
         pytest.param({"event_name": "Lead", "custom_data": None}, id="lead-without-value"),
     ],
 )
-async def test_accepts_valid_edge_cases(client: TestClient[Any, Any],
-                                        overrides: dict[str, Any]) -> None:
+async def test_accepts_valid_edge_cases(client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
     response = await post(client, [event(0, **overrides)])
     assert response.status == 200, await response.text()
     assert len((await get_json(client, "/_sandbox/events"))["events"]) == 1
@@ -180,8 +214,11 @@ BAD_EVENTS = [
     pytest.param({"user_data": None}, 2804050, id="no-user-data"),
     pytest.param({"user_data": {}}, 2804050, id="empty-user-data"),
     pytest.param({"user_data": [H]}, 2804050, id="user-data-not-object"),
-    pytest.param({"event_time": NOW - 7 * DAY - 1, "action_source": "system_generated"},
-                 2804003, id="older-than-7-days"),
+    pytest.param(
+        {"event_time": NOW - 7 * DAY - 1, "action_source": "system_generated"},
+        2804003,
+        id="older-than-7-days",
+    ),
     pytest.param({"event_time": NOW - 62 * DAY - 1}, 2804003, id="physical-store-over-62-days"),
     pytest.param({"event_time": NOW + 61}, 2804001, id="61s-in-future"),
     pytest.param({"user_data": {"em": ["alex@example.com"]}}, 2804016, id="plaintext-em"),
@@ -194,39 +231,54 @@ BAD_EVENTS = [
     pytest.param({"user_data": {"external_id": "customer-42"}}, 2804016, id="external-id-str"),
     pytest.param({"user_data": {"external_id": [""]}}, 2804016, id="external-id-empty"),
     pytest.param({"user_data": {"fn": [H], "ge": [H]}}, 2804050, id="only-fn-ge"),
-    pytest.param({"user_data": {"ct": [H], "client_user_agent": "UA/1"}}, 2804050,
-                 id="only-location-ua"),
-    pytest.param({"action_source": "website", "event_source_url": "https://shop.example/"},
-                 2804007, id="website-without-user-agent"),
-    pytest.param({"action_source": "website", "user_data": {"em": [H], "client_user_agent": "U"}},
-                 2804007, id="website-without-url"),
+    pytest.param({"user_data": {"ct": [H], "client_user_agent": "UA/1"}}, 2804050, id="only-location-ua"),
+    pytest.param(
+        {"action_source": "website", "event_source_url": "https://shop.example/"},
+        2804007,
+        id="website-without-user-agent",
+    ),
+    pytest.param(
+        {"action_source": "website", "user_data": {"em": [H], "client_user_agent": "U"}},
+        2804007,
+        id="website-without-url",
+    ),
     pytest.param({"custom_data": {"value": 10}}, 2804019, id="purchase-without-currency"),
     pytest.param({"custom_data": {"currency": "USD"}}, 2804019, id="purchase-without-value"),
     pytest.param({"custom_data": [1]}, 2804019, id="custom-data-not-object"),
     pytest.param({"custom_data": {"value": 1, "currency": "XYZ"}}, 2804019, id="currency-xyz"),
-    pytest.param({"event_name": "Lead", "custom_data": {"currency": "EURO"}}, 2804019,
-                 id="lead-currency-not-iso"),
+    pytest.param(
+        {"event_name": "Lead", "custom_data": {"currency": "EURO"}}, 2804019, id="lead-currency-not-iso"
+    ),
     pytest.param({"custom_data": {"value": 1, "currency": 840}}, 2804019, id="currency-number"),
     pytest.param({"action_source": "app"}, 2804007, id="app-without-app-data"),
-    pytest.param({"action_source": "app", "app_data": {**APP_DATA, "extinfo": []}}, 2804007,
-                 id="app-without-extinfo"),
-    pytest.param({"action_source": "app", "app_data": {"application_tracking_enabled": True,
-                                                       "extinfo": ["a2"]}}, 2804007,
-                 id="app-without-advertiser-tracking"),
-    pytest.param({"action_source": "business_messaging"}, 2804007,
-                 id="business-messaging-without-channel"),
-    pytest.param({"action_source": "business_messaging", "messaging_channel": ""}, 2804007,
-                 id="business-messaging-empty-channel"),
+    pytest.param(
+        {"action_source": "app", "app_data": {**APP_DATA, "extinfo": []}}, 2804007, id="app-without-extinfo"
+    ),
+    pytest.param(
+        {"action_source": "app", "app_data": {"application_tracking_enabled": True, "extinfo": ["a2"]}},
+        2804007,
+        id="app-without-advertiser-tracking",
+    ),
+    pytest.param({"action_source": "business_messaging"}, 2804007, id="business-messaging-without-channel"),
+    pytest.param(
+        {"action_source": "business_messaging", "messaging_channel": ""},
+        2804007,
+        id="business-messaging-empty-channel",
+    ),
 ]
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({"action_source": "app", "app_data": APP_DATA}, id="app"),
-    pytest.param({"action_source": "business_messaging", "messaging_channel": "whatsapp"},
-                 id="business-messaging"),
-    pytest.param({"custom_data": {"value": 1, "currency": "jpy"}}, id="currency-any-case"),
-    pytest.param({"event_name": "Lead", "custom_data": {}}, id="lead-without-currency"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"action_source": "app", "app_data": APP_DATA}, id="app"),
+        pytest.param(
+            {"action_source": "business_messaging", "messaging_channel": "whatsapp"}, id="business-messaging"
+        ),
+        pytest.param({"custom_data": {"value": 1, "currency": "jpy"}}, id="currency-any-case"),
+        pytest.param({"event_name": "Lead", "custom_data": {}}, id="lead-without-currency"),
+    ],
+)
 async def test_events_meta_takes(client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
     response = await post(client, [event(0, **overrides)])
     assert response.status == 200, await response.text()
@@ -246,8 +298,7 @@ async def test_one_invalid_event_rejects_the_whole_request(
     assert "alex@example.com" not in await response.text()
     assert (await get_json(client, "/_sandbox/events"))["events"] == []
     [request] = (await get_json(client, "/_sandbox/requests"))["requests"]
-    assert (request["status"], request["error_code"], request["error_subcode"]) == (
-        400, 100, subcode)
+    assert (request["status"], request["error_code"], request["error_subcode"]) == (400, 100, subcode)
 
 
 @pytest.mark.parametrize(
@@ -261,8 +312,7 @@ async def test_one_invalid_event_rejects_the_whole_request(
     ],
 )
 async def test_rejects_bad_data(client: TestClient[Any, Any], body: dict[str, Any]) -> None:
-    response = await client.post("/v26.0/123/events", json=body,
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    response = await client.post("/v26.0/123/events", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     error = await error_of(response)
     assert (error["code"], error["error_subcode"]) == (100, 2804048)
     assert (await get_json(client, "/_sandbox/events"))["events"] == []
@@ -274,11 +324,12 @@ async def test_rejects_non_string_upload_tag(client: TestClient[Any, Any]) -> No
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b""])
-async def test_rejects_body_that_is_not_a_json_object(client: TestClient[Any, Any],
-                                                      raw: bytes) -> None:
-    response = await client.post("/v26.0/123/events", data=raw,
-                                 headers={"Authorization": f"Bearer {TOKEN}",
-                                          "Content-Type": "application/json"})
+async def test_rejects_body_that_is_not_a_json_object(client: TestClient[Any, Any], raw: bytes) -> None:
+    response = await client.post(
+        "/v26.0/123/events",
+        data=raw,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     error = await error_of(response)
     assert (error["code"], error["error_subcode"]) == (100, 2804048)
 
@@ -307,8 +358,9 @@ async def test_rejects_non_numeric_event_set(client: TestClient[Any, Any], set_i
         pytest.param({"Authorization": "Bearer "}, id="empty-bearer"),
     ],
 )
-async def test_refuses_missing_or_unknown_token(client: TestClient[Any, Any],
-                                                headers: dict[str, str]) -> None:
+async def test_refuses_missing_or_unknown_token(
+    client: TestClient[Any, Any], headers: dict[str, str]
+) -> None:
     response = await client.post("/v26.0/123/events", json={"data": [event()]}, headers=headers)
     error = await error_of(response)
     assert error["code"] == 190
@@ -329,8 +381,10 @@ async def test_refuses_secrets_in_the_url_and_never_echoes_them(
 ) -> None:
     with capture_logs() as logs:
         response = await client.post(
-            f"/v26.0/123/events?{param}={TOKEN}", json={"data": [event()]},
-            headers={"Authorization": f"Bearer {TOKEN}"})
+            f"/v26.0/123/events?{param}={TOKEN}",
+            json={"data": [event()]},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
     error = await error_of(response)
     assert error["code"] == 190
     assert TOKEN not in await response.text()
@@ -347,12 +401,14 @@ async def test_appsecret_proof_required_when_app_secret_set() -> None:
         assert error["code"] == 100
         assert "error_subcode" not in error
         assert "appsecret_proof" in error["message"]
-        error = await error_of(await post(client, [event()], appsecret_proof="0" * 64),
-                               kind="GraphMethodException")
+        error = await error_of(
+            await post(client, [event()], appsecret_proof="0" * 64), kind="GraphMethodException"
+        )
         assert (error["code"], error.get("error_subcode")) == (100, None)
         assert "appsecret_proof" in error["message"]
-        error = await error_of(await post(client, [event()], appsecret_proof=proof.upper()),
-                               kind="GraphMethodException")
+        error = await error_of(
+            await post(client, [event()], appsecret_proof=proof.upper()), kind="GraphMethodException"
+        )
         assert error["code"] == 100
         response = await post(client, [event()], appsecret_proof=proof)
         assert response.status == 200
@@ -379,9 +435,11 @@ async def test_requests_list_every_request_without_token(client: TestClient[Any,
     text = await (await client.get("/_sandbox/requests")).text()
     assert TOKEN not in text
     requests = json.loads(text)["requests"]
-    assert [(r["event_set_id"], r["status"], r["error_code"], r["error_subcode"])
-            for r in requests] == [("111", 200, None, None), ("222", 400, 100, 2804003),
-                                   ("123", 400, 190, None)]
+    assert [(r["event_set_id"], r["status"], r["error_code"], r["error_subcode"]) for r in requests] == [
+        ("111", 200, None, None),
+        ("222", 400, 100, 2804003),
+        ("123", 400, 190, None),
+    ]
     assert requests[0]["upload_tag"] == "u"
     assert len({r["request_id"] for r in requests}) == 3
     assert all(r["done"] for r in requests)
@@ -425,16 +483,19 @@ async def test_only_the_latest_events_are_kept_but_stats_count_every_one() -> No
 
 async def stats_of(client: TestClient[Any, Any]) -> tuple[int, int, int, int]:
     stats = await get_json(client, "/_sandbox/stats")
-    return (stats["accepted_events"], stats["stored_events"], stats["deduplicated"],
-            stats["deduplicated_distinct"])
+    return (
+        stats["accepted_events"],
+        stats["stored_events"],
+        stats["deduplicated"],
+        stats["deduplicated_distinct"],
+    )
 
 
 def purchase(**custom: Any) -> dict[str, Any]:
     return {"value": 12.5, "currency": "USD", **custom}
 
 
-async def test_offline_dedup_drops_a_later_event_with_the_same_key(
-        client: TestClient[Any, Any]) -> None:
+async def test_offline_dedup_drops_a_later_event_with_the_same_key(client: TestClient[Any, Any]) -> None:
     # same order, name and time, another event_id: Meta counts it received, keeps the first
     assert (await (await post(client, [event(1)])).json())["events_received"] == 1
     again = event(2, custom_data={"value": 99.0, "currency": "USD", "order_id": "o1"})
@@ -449,8 +510,7 @@ async def test_offline_dedup_drops_a_later_event_with_the_same_key(
     assert [r["deduplicated_events"] for r in requests] == [0, 1, 1]
 
 
-async def test_offline_dedup_without_order_id_keys_on_the_customer(
-        client: TestClient[Any, Any]) -> None:
+async def test_offline_dedup_without_order_id_keys_on_the_customer(client: TestClient[Any, Any]) -> None:
     plain = {"value": 5.0, "currency": "USD"}
     same_person = [event(i, custom_data=plain) for i in range(3)]
     other_person = event(3, custom_data=plain, user_data={"em": [H2]})
@@ -460,16 +520,26 @@ async def test_offline_dedup_without_order_id_keys_on_the_customer(
     assert await stats_of(client) == (4, 2, 2, 2)
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({"custom_data": purchase(order_id="o1", item_number="2")}, id="item-number"),
-    pytest.param({"event_time": NOW - 59}, id="event-time"),
-    pytest.param({"event_name": "AddToCart"}, id="event-name"),
-    pytest.param({"custom_data": purchase(order_id="o2")}, id="order-id"),
-    pytest.param({"action_source": "website", "event_source_url": "https://shop.example/",
-                  "user_data": {"em": [H], "client_user_agent": "UA/1"}}, id="website"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"custom_data": purchase(order_id="o1", item_number="2")}, id="item-number"),
+        pytest.param({"event_time": NOW - 59}, id="event-time"),
+        pytest.param({"event_name": "AddToCart"}, id="event-name"),
+        pytest.param({"custom_data": purchase(order_id="o2")}, id="order-id"),
+        pytest.param(
+            {
+                "action_source": "website",
+                "event_source_url": "https://shop.example/",
+                "user_data": {"em": [H], "client_user_agent": "UA/1"},
+            },
+            id="website",
+        ),
+    ],
+)
 async def test_offline_dedup_keeps_events_that_differ_in_the_key(
-        client: TestClient[Any, Any], overrides: dict[str, Any]) -> None:
+    client: TestClient[Any, Any], overrides: dict[str, Any]
+) -> None:
     first = event(1, custom_data=purchase(order_id="o1"))
     if "website" in str(overrides):  # website events are not deduplicated offline
         first = event(1, **overrides)
@@ -487,8 +557,7 @@ async def test_offline_dedup_is_per_dataset_and_lasts_seven_days() -> None:
         assert await stats_of(client) == (3, 2, 1, 1)
         clock[0] += 1
         # a week after the first was kept its key is gone; event_time is checked against now
-        await post(client, [event(4, custom_data=purchase(order_id="o1"),
-                                  event_time=NOW - 60)], set_id="111")
+        await post(client, [event(4, custom_data=purchase(order_id="o1"), event_time=NOW - 60)], set_id="111")
         assert await stats_of(client) == (4, 3, 1, 1)
         response = await client.post("/_sandbox/reset")
         assert response.status == 200
@@ -553,8 +622,7 @@ async def test_latency_fault_still_validates(client: TestClient[Any, Any]) -> No
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_http_status_fault_is_a_transient_error(client: TestClient[Any, Any],
-                                                      status: int) -> None:
+async def test_http_status_fault_is_a_transient_error(client: TestClient[Any, Any], status: int) -> None:
     await add_fault(client, {"action": {"http_status": status}, "times": 1})
     response = await post(client, [event()])
     error = await error_of(response, status)
@@ -568,8 +636,9 @@ async def test_http_status_fault_is_a_transient_error(client: TestClient[Any, An
 
 
 async def test_throttle_error_fault_with_regain_header(client: TestClient[Any, Any]) -> None:
-    await add_fault(client, {"action": {"error": {"code": 80004, "error_subcode": 2446079},
-                                        "regain_minutes": 7}})
+    await add_fault(
+        client, {"action": {"error": {"code": 80004, "error_subcode": 2446079}, "regain_minutes": 7}}
+    )
     response = await post(client, [event()])
     error = await error_of(response)
     assert (error["code"], error["error_subcode"], error["is_transient"]) == (80004, 2446079, True)
@@ -597,32 +666,37 @@ async def test_throttle_without_regain_sends_no_usage_header(
         pytest.param({"code": 613}, (613, None, True), id="throttle-613"),
     ],
 )
-async def test_error_fault_returns_meta_error(client: TestClient[Any, Any], spec: dict[str, Any],
-                                              expected: tuple[int, int | None, bool]) -> None:
+async def test_error_fault_returns_meta_error(
+    client: TestClient[Any, Any], spec: dict[str, Any], expected: tuple[int, int | None, bool]
+) -> None:
     await add_fault(client, {"action": {"error": spec}, "times": 1})
     error = await error_of(await post(client, [event()]))
     assert (error["code"], error.get("error_subcode"), error["is_transient"]) == expected
     assert (await get_json(client, "/_sandbox/events"))["events"] == []
 
 
-@pytest.mark.parametrize(("spec", "kind", "message"), [
-    pytest.param({"code": 102}, "OAuthException", "Session key invalid or no longer valid",
-                 id="session-102"),
-    pytest.param({"code": 100}, "GraphMethodException", "Invalid parameter", id="100-no-subcode"),
-    pytest.param({"code": 100, "type": "OAuthException"}, "OAuthException", "Invalid parameter",
-                 id="explicit-type"),
-])
+@pytest.mark.parametrize(
+    ("spec", "kind", "message"),
+    [
+        pytest.param(
+            {"code": 102}, "OAuthException", "Session key invalid or no longer valid", id="session-102"
+        ),
+        pytest.param({"code": 100}, "GraphMethodException", "Invalid parameter", id="100-no-subcode"),
+        pytest.param(
+            {"code": 100, "type": "OAuthException"}, "OAuthException", "Invalid parameter", id="explicit-type"
+        ),
+    ],
+)
 async def test_request_level_error_faults_answer_like_meta(
-        client: TestClient[Any, Any], spec: dict[str, Any], kind: str, message: str) -> None:
+    client: TestClient[Any, Any], spec: dict[str, Any], kind: str, message: str
+) -> None:
     await add_fault(client, {"action": {"error": spec}, "times": 1})
     error = await error_of(await post(client, [event()]), kind=kind)
-    assert (error["code"], error.get("error_subcode"), error["message"]) == (
-        spec["code"], None, message)
+    assert (error["code"], error.get("error_subcode"), error["message"]) == (spec["code"], None, message)
 
 
 async def test_error_fault_message_and_http_status(client: TestClient[Any, Any]) -> None:
-    await add_fault(client, {"action": {"error": {"code": 1, "message": "boom",
-                                                  "http_status": 200}}})
+    await add_fault(client, {"action": {"error": {"code": 1, "message": "boom", "http_status": 200}}})
     error = await error_of(await post(client, [event()]), 200)
     assert (error["code"], error["message"]) == (1, "boom")
 
@@ -647,13 +721,15 @@ async def test_timeout_fault_holds_longer_than_client_timeout(
 ) -> None:
     await add_fault(client, {"action": {"timeout": True}, "times": 1})
     with pytest.raises(asyncio.TimeoutError):
-        await client.post("/v26.0/123/events", json={"data": [event()]},
-                          headers={"Authorization": f"Bearer {TOKEN}"},
-                          timeout=aiohttp.ClientTimeout(total=0.3))
+        await client.post(
+            "/v26.0/123/events",
+            json={"data": [event()]},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        )
     await asyncio.sleep(0.05)
     [request] = (await get_json(client, "/_sandbox/requests"))["requests"]
-    assert (request["fault"], request["status"], request["client_disconnected"]) == (
-        "timeout", None, True)
+    assert (request["fault"], request["status"], request["client_disconnected"]) == ("timeout", None, True)
     assert (await post(client, [event(1)])).status == 200
     assert (await get_json(client, "/_sandbox/events"))["events"][0]["event"]["event_id"] == "e1"
 
@@ -690,7 +766,9 @@ async def test_reset_fault_drops_the_connection(client: TestClient[Any, Any]) ->
     assert (await post(client, [event(1)])).status == 200
     requests = (await get_json(client, "/_sandbox/requests"))["requests"]
     assert [(r["fault"], r["status"], r["done"], r["client_disconnected"]) for r in requests] == [
-        ("reset", None, True, False), (None, 200, True, False)]
+        ("reset", None, True, False),
+        (None, 200, True, False),
+    ]
     events = (await get_json(client, "/_sandbox/events"))["events"]
     assert [e["event"]["event_id"] for e in events] == ["e1"]
 
@@ -722,8 +800,7 @@ async def test_fault_times_count_down(client: TestClient[Any, Any]) -> None:
 
 
 async def test_first_matching_rule_wins(client: TestClient[Any, Any]) -> None:
-    await add_fault(client, {"match": {"event_set_id": "111"}, "action": {"http_status": 500},
-                             "times": 1})
+    await add_fault(client, {"match": {"event_set_id": "111"}, "action": {"http_status": 500}, "times": 1})
     await add_fault(client, {"action": {"http_status": 503}, "times": 1})
     assert (await post(client, [event()], set_id="111")).status == 500
     assert (await post(client, [event()], set_id="111")).status == 503
@@ -775,13 +852,21 @@ async def test_bad_fault_rules_are_refused(client: TestClient[Any, Any], rule: A
 
 
 async def test_fault_rule_list_shows_rules(client: TestClient[Any, Any]) -> None:
-    rule = {"match": {"event_set_id": 111, "event_ids": ["a"]},
-            "action": {"reject_events": True}, "times": None}
+    rule = {
+        "match": {"event_set_id": 111, "event_ids": ["a"]},
+        "action": {"reject_events": True},
+        "times": None,
+    }
     await add_fault(client, rule)
     [listed] = (await get_json(client, "/_sandbox/faults"))["faults"]
-    assert listed == {"id": "f1", "match": {"event_set_id": "111", "event_ids": ["a"]},
-                      "times": None, "remaining": None, "applied": 0,
-                      "action": {"reject_events": True}}
+    assert listed == {
+        "id": "f1",
+        "match": {"event_set_id": "111", "event_ids": ["a"]},
+        "times": None,
+        "remaining": None,
+        "applied": 0,
+        "action": {"reject_events": True},
+    }
 
 
 # --- running in a thread -------------------------------------------------------------------
@@ -795,8 +880,9 @@ async def test_sandbox_thread_serves_and_stops() -> None:
         url = running.url
         assert url.startswith("http://127.0.0.1:")
         async with aiohttp.ClientSession() as session:
-            response = await session.post(f"{url}/v26.0/123/events", json={"data": [event()]},
-                                          headers={"Authorization": "Bearer t"})
+            response = await session.post(
+                f"{url}/v26.0/123/events", json={"data": [event()]}, headers={"Authorization": "Bearer t"}
+            )
             assert response.status == 200
             async with session.get(f"{url}/_sandbox/events") as listing:
                 assert len((await listing.json())["events"]) == 1
@@ -814,14 +900,16 @@ async def test_sandbox_thread_releases_requests_the_client_gave_up_on() -> None:
             async with session.post(f"{running.url}/_sandbox/faults", json=rule) as added:
                 assert added.status == 201
             with pytest.raises(asyncio.TimeoutError):
-                await session.post(f"{running.url}/v26.0/123/events", json={"data": [event()]},
-                                   headers={"Authorization": "Bearer t"},
-                                   timeout=aiohttp.ClientTimeout(total=0.3))
+                await session.post(
+                    f"{running.url}/v26.0/123/events",
+                    json={"data": [event()]},
+                    headers={"Authorization": "Bearer t"},
+                    timeout=aiohttp.ClientTimeout(total=0.3),
+                )
             await asyncio.sleep(0.1)
             async with session.get(f"{running.url}/_sandbox/requests") as listing:
                 [request] = (await listing.json())["requests"]
-        assert (request["fault"], request["done"], request["client_disconnected"]) == (
-            "timeout", True, True)
+        assert (request["fault"], request["done"], request["client_disconnected"]) == ("timeout", True, True)
         started = time.monotonic()
     assert time.monotonic() - started < 5
 
@@ -831,8 +919,9 @@ def test_run_sandbox_serves_without_logging_url_secrets() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = f"from consumer.sandbox import run_sandbox; run_sandbox(port={port}, tokens=['t'])"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -845,9 +934,11 @@ def test_run_sandbox_serves_without_logging_url_secrets() -> None:
                 assert time.monotonic() < deadline, "sandbox did not start"
                 time.sleep(0.1)
         request = urllib.request.Request(
-            f"{url}/v26.0/123/events?access_token=leaky-{TOKEN}", method="POST",
+            f"{url}/v26.0/123/events?access_token=leaky-{TOKEN}",
+            method="POST",
             data=json.dumps({"data": [event()]}).encode(),
-            headers={"Authorization": "Bearer t", "Content-Type": "application/json"})
+            headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert json.loads(refused.value.read())["error"]["code"] == 190

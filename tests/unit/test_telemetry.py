@@ -24,8 +24,13 @@ def test_secrets_are_redacted_by_key_and_by_value(capsys: pytest.CaptureFixture[
     configure_logging("json")
     register_secret("EAAB-planted-token-123")
     log = structlog.get_logger("t")
-    log.info("x", access_token="abc", authorization="Bearer zzz",
-             detail="failed with EAAB-planted-token-123 in it", nested={"app_secret": "s3"})
+    log.info(
+        "x",
+        access_token="abc",
+        authorization="Bearer zzz",
+        detail="failed with EAAB-planted-token-123 in it",
+        nested={"app_secret": "s3"},
+    )
     out = capsys.readouterr().err
     for leaked in ("abc", "zzz", "EAAB-planted-token-123", "s3"):
         assert f'"{leaked}"' not in out
@@ -39,9 +44,14 @@ def test_unnormalisable_fields_are_counted_by_key_not_value() -> None:
     from consumer.telemetry import METRICS
 
     before = METRICS.normalization_dropped.labels("em")._value.get()
-    user = user_data_for({"em": ["not-an-email"], "external_id": ["u1"]},
-                         DestinationSettings(name="d"), 1_700_000_000, 1_700_000_000,
-                         "physical_store", "meta_baseline")
+    user = user_data_for(
+        {"em": ["not-an-email"], "external_id": ["u1"]},
+        DestinationSettings(name="d"),
+        1_700_000_000,
+        1_700_000_000,
+        "physical_store",
+        "meta_baseline",
+    )
     assert "em" not in user
     assert METRICS.normalization_dropped.labels("em")._value.get() == before + 1
 
@@ -67,8 +77,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in text.splitlines()]
 
 
-def test_library_log_lines_are_json_without_exception_messages(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_library_log_lines_are_json_without_exception_messages(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json")
     try:
         raise BadHttpMessage(f"Invalid header value char: b'Authorization: Bearer {PLANTED}\\x01'")
@@ -120,8 +129,9 @@ def test_credentials_in_free_text_are_redacted() -> None:
 
 def test_librdkafka_lines_go_through_the_json_logs(capfd: pytest.CaptureFixture[str]) -> None:
     configure_logging("json")
-    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "logger": KAFKA_LOGGER,
-                         "reconnect.backoff.max.ms": 100})
+    producer = Producer(
+        {"bootstrap.servers": "127.0.0.1:1", "logger": KAFKA_LOGGER, "reconnect.backoff.max.ms": 100}
+    )
     deadline = time.monotonic() + 10
     while "librdkafka" not in capfd.readouterr().err and time.monotonic() < deadline:
         producer.poll(0.2)
@@ -131,8 +141,9 @@ def test_librdkafka_lines_go_through_the_json_logs(capfd: pytest.CaptureFixture[
     assert time.monotonic() < deadline, "librdkafka logged nothing about the refused connection"
 
 
-def test_uncaught_exceptions_are_json_lines(capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uncaught_exceptions_are_json_lines(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     configure_logging("json")
@@ -177,7 +188,8 @@ def test_console_logs_show_no_locals_of_a_traceback(capsys: pytest.CaptureFixtur
 
 
 def test_an_unretrieved_task_exception_is_one_line_without_its_message(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("json")
 
     async def fail() -> None:

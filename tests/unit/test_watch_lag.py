@@ -18,23 +18,32 @@ def stats(topic: str, partitions: dict[str, dict[str, object]]) -> str:
 
 
 def lag(topic: str, partition: str) -> float | None:
-    return METRICS.registry.get_sample_value("fboc_consumer_lag_records",
-                                             {"topic": topic, "partition": partition})
+    return METRICS.registry.get_sample_value(
+        "fboc_consumer_lag_records", {"topic": topic, "partition": partition}
+    )
 
 
 def test_assigned_partitions_report_lag_and_revoked_ones_disappear() -> None:
     watch = BrokerWatch(60)
-    watch.on_stats(stats("lag-t", {
-        "0": {"consumer_lag": 94, "desired": True},
-        "1": {"consumer_lag": 3, "desired": True},
-        "-1": {"consumer_lag": -1, "desired": False},
-    }))
+    watch.on_stats(
+        stats(
+            "lag-t",
+            {
+                "0": {"consumer_lag": 94, "desired": True},
+                "1": {"consumer_lag": 3, "desired": True},
+                "-1": {"consumer_lag": -1, "desired": False},
+            },
+        )
+    )
     assert lag("lag-t", "0") == 94
     assert lag("lag-t", "1") == 3
     assert lag("lag-t", "-1") is None
     # partition 0 moved to another consumer: librdkafka still says 94
-    watch.on_stats(stats("lag-t", {"0": {"consumer_lag": 94, "desired": False},
-                                   "1": {"consumer_lag": 0, "desired": True}}))
+    watch.on_stats(
+        stats(
+            "lag-t", {"0": {"consumer_lag": 94, "desired": False}, "1": {"consumer_lag": 0, "desired": True}}
+        )
+    )
     assert lag("lag-t", "0") is None
     assert lag("lag-t", "1") == 0
     # and back again
@@ -45,7 +54,12 @@ def test_assigned_partitions_report_lag_and_revoked_ones_disappear() -> None:
 def test_unreadable_statistics_change_nothing() -> None:
     watch = BrokerWatch(60)
     watch.on_stats(stats("lag-u", {"0": {"consumer_lag": 5, "desired": True}}))
-    for raw in ("not json", "[]", '{"topics": []}', '{"topics": {"lag-u": {"partitions": '
-                '{"0": "x"}}}}', stats("lag-u", {"0": {"consumer_lag": "many"}})):
+    for raw in (
+        "not json",
+        "[]",
+        '{"topics": []}',
+        '{"topics": {"lag-u": {"partitions": {"0": "x"}}}}',
+        stats("lag-u", {"0": {"consumer_lag": "many"}}),
+    ):
         watch.on_stats(raw)
     assert lag("lag-u", "0") == 5

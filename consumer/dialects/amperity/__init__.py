@@ -24,17 +24,29 @@ from consumer.dialects.amperity.grouper import Group, OrderGrouper
 from consumer.dialects.amperity.rows import MATCH_POLICY, Row, check_row
 from consumer.errors import RecordOutcome
 
-__all__ = ["DIALECT", "Group", "OrderGrouper", "Row", "check_row", "item_number", "preview_group",
-           "transform", "transform_rows"]
+__all__ = [
+    "DIALECT",
+    "Group",
+    "OrderGrouper",
+    "Row",
+    "check_row",
+    "item_number",
+    "preview_group",
+    "transform",
+    "transform_rows",
+]
 
-def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-              now: int) -> list[Output]:
+
+def transform(
+    payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
+) -> list[Output]:
     """One row as an order of its own."""
     return transform_rows([check_row(payload, ctx, dest, now)], dest, now, late=False)
 
 
-def preview_group(payloads: Sequence[tuple[int, Mapping[str, Any]]], dest: DestinationSettings,
-                  now: int) -> list[tuple[int, list[Output] | RecordOutcome]]:
+def preview_group(
+    payloads: Sequence[tuple[int, Mapping[str, Any]]], dest: DestinationSettings, now: int
+) -> list[tuple[int, list[Output] | RecordOutcome]]:
     """`fboc preview` (docs/operations.md): (line index, row) pairs → (index, outputs or outcome), by index.
 
     All valid rows of one order form one event, reported at the index of the order's first valid
@@ -63,6 +75,12 @@ def _emit(rows: Sequence[Row], dest: DestinationSettings, now: int, late: bool) 
     return transform_rows(rows, dest, now, late=late)
 
 
-DIALECT = Dialect("amperity", transform, DEFAULT_UNMAPPED, MATCH_POLICY, Grouping(
-    check=check_row, key=lambda row: row.order_id, emit=_emit, preview=preview_group,
-    grouper=OrderGrouper))
+DIALECT = Dialect(
+    "amperity",
+    transform,
+    DEFAULT_UNMAPPED,
+    MATCH_POLICY,
+    Grouping(
+        check=check_row, key=lambda row: row.order_id, emit=_emit, preview=preview_group, grouper=OrderGrouper
+    ),
+)

@@ -43,8 +43,7 @@ class OrderGrouper(Generic[T]):
     `now_ms` must not go backwards (use a monotonic clock): orders are closed oldest first.
     """
 
-    def __init__(self, window_ms: int, max_open_orders: int = 10_000,
-                 max_sent_orders: int = 100_000) -> None:
+    def __init__(self, window_ms: int, max_open_orders: int = 10_000, max_sent_orders: int = 100_000) -> None:
         self.window_ms = window_ms
         self.max_open_orders = max(1, max_open_orders)
         self.max_sent_orders = max(0, max_sent_orders)

@@ -23,14 +23,26 @@ USER_COLUMNS = {
     "ge": "gender", "ct": "city", "st": "state", "zp": "postal", "country": "country",
     "external_id": "external_id", "client_user_agent": "client_user_agent", "madid": "madid",
 }  # fmt: skip
-COLUMNS = frozenset({
-    *USER_COLUMNS.values(), "order_id", "quantity", "product_id", "timestamp", "price", "currency",
-    "action_source", "event_name", "event_id", "event_source_url",
-})
+COLUMNS = frozenset(
+    {
+        *USER_COLUMNS.values(),
+        "order_id",
+        "quantity",
+        "product_id",
+        "timestamp",
+        "price",
+        "currency",
+        "action_source",
+        "event_name",
+        "event_id",
+        "event_source_url",
+    }
+)
 WEBSITE_COLUMNS = ("client_user_agent", "event_id", "event_source_url")
 # custom_data keys fboc sets itself; a custom property never overrides them
-MAPPED = frozenset({"value", "currency", "contents", "content_ids", "content_type", "order_id",
-                    "num_items", "item_number"})
+MAPPED = frozenset(
+    {"value", "currency", "contents", "content_ids", "content_type", "order_id", "num_items", "item_number"}
+)
 # Row columns, and Amperity's own customer id: never custom properties. (Other customer data is
 # screened out of every dialect's events: consumer/dialects/screening.py.)
 PII = COLUMNS | {"amperity_id"}
@@ -101,8 +113,7 @@ def _missing(fields: str, why: str = "missing or not valid") -> Rejected:
     return Rejected("missing_required_field", f"{why}: {fields}")
 
 
-def check_row(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-              now: int) -> Row:
+def check_row(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int) -> Row:
     """Validate one row (`now` in unix seconds); raises `Rejected` or `Filtered`."""
     del ctx  # a row's timestamp is required, so the Kafka timestamp is never used
     quantity = _finite(number(payload.get("quantity")))
@@ -137,8 +148,7 @@ def check_row(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
         if absent:
             raise _missing(", ".join(absent), "website rows need")
 
-    user = tuple((key, value) for key, column in USER_COLUMNS.items()
-                 if (value := text(payload.get(column))))
+    user = tuple((key, value) for key, column in USER_COLUMNS.items() if (value := text(payload.get(column))))
     event_ms = int(required["timestamp"] or 0)
     row = Row(
         order_id=str(required["order_id"]),
@@ -154,14 +164,27 @@ def check_row(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
         custom=_custom(payload),
     )
     # Fail this row now rather than its whole order later: stale time, too few match keys.
-    user_data_for(row.raw_user(), dest, event_ms // 1000, now, action_source,
-                  dest.match_policy or MATCH_POLICY)
+    user_data_for(
+        row.raw_user(), dest, event_ms // 1000, now, action_source, dest.match_policy or MATCH_POLICY
+    )
     return _with_fingerprint(row)
 
 
 def _with_fingerprint(row: Row) -> Row:
-    canonical = orjson.dumps([
-        row.order_id, row.event_name, row.action_source, row.currency, row.event_ms,
-        row.quantity, row.price, row.product_id, row.event_source_url, row.user, dict(row.custom),
-    ], option=orjson.OPT_SORT_KEYS)
+    canonical = orjson.dumps(
+        [
+            row.order_id,
+            row.event_name,
+            row.action_source,
+            row.currency,
+            row.event_ms,
+            row.quantity,
+            row.price,
+            row.product_id,
+            row.event_source_url,
+            row.user,
+            dict(row.custom),
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
     return replace(row, fingerprint=hashlib.sha256(canonical).hexdigest())

@@ -47,8 +47,9 @@ def _content_type(source_name: str, name: str, via_mapping: bool, has_contents: 
     return "product"
 
 
-def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings,
-              now: int) -> list[Output]:
+def transform(
+    payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
+) -> list[Output]:
     if payload.get("type") != "track":
         raise Rejected("unsupported_type", "only track calls are sent")
     source_name = text(payload.get("event"))
@@ -62,8 +63,9 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     asked = pick((track.traits, track.ctraits, props), ("action_source",))
     action_source = asked if asked is not None and asked in ACTION_SOURCES else dest.action_source
     policy = dest.match_policy or DIALECT.default_match_policy
-    user_data = user_data_for(raw_user(track, payload, event_ms), dest, event_time, now,
-                              action_source, policy)
+    user_data = user_data_for(
+        raw_user(track, payload, event_ms), dest, event_time, now, action_source, policy
+    )
 
     currency = currency_of(props)
     value_field = dest.value_field.removeprefix("properties.")
@@ -84,8 +86,7 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
     if item_number is None and order_id is None and action_source != "website":
         item_number = dedup_item_number(event_id)  # else Meta's offline dedup may merge records
 
-    base: ServerEvent = {"event_time": event_time, "event_id": event_id,
-                         "action_source": action_source}
+    base: ServerEvent = {"event_time": event_time, "event_id": event_id, "action_source": action_source}
     url = text(obj(track.context.get("page")).get("url")) or text(props.get("url"))
     if url:
         base["event_source_url"] = url
@@ -98,19 +99,23 @@ def transform(payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationS
         purchase = name == "Purchase"
         value = value_of(props, purchase, value_field)
         if purchase and value is None:
-            raise Rejected("missing_value", "a Purchase needs revenue, total, value, price or "
-                           "priced products")
-        custom = compact({
-            **extra,
-            "value": value,
-            "currency": currency,
-            "contents": contents,
-            "content_ids": content_ids,
-            "content_type": explicit_type or category_type or _content_type(
-                source_name, name, via_mapping, bool(contents)),
-            "order_id": order_id,
-            "item_number": item_number,
-        })
+            raise Rejected(
+                "missing_value", "a Purchase needs revenue, total, value, price or priced products"
+            )
+        custom = compact(
+            {
+                **extra,
+                "value": value,
+                "currency": currency,
+                "contents": contents,
+                "content_ids": content_ids,
+                "content_type": explicit_type
+                or category_type
+                or _content_type(source_name, name, via_mapping, bool(contents)),
+                "order_id": order_id,
+                "item_number": item_number,
+            }
+        )
         return {"event_name": name, **base, "custom_data": custom}
 
     upload_tag = text(props.get("upload_tag")) or dest.upload_tag

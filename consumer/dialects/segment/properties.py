@@ -17,10 +17,22 @@ from consumer.errors import Rejected
 PRODUCT_ID_NAMES = ("product_id", "id", "sku")
 
 # Properties with a field of their own (docs/dialects.md#segment); the destination's value_field joins them.
-MAPPED_PROPERTIES = frozenset({
-    "value", "revenue", "total", "price", "currency", "products", "order_id", "orderId",
-    "item_number", "upload_tag", "url", "action_source",
-})
+MAPPED_PROPERTIES = frozenset(
+    {
+        "value",
+        "revenue",
+        "total",
+        "price",
+        "currency",
+        "products",
+        "order_id",
+        "orderId",
+        "item_number",
+        "upload_tag",
+        "url",
+        "action_source",
+    }
+)
 PURCHASE_VALUE_FIELDS = ("revenue", "total", "value", "price")
 
 MAX_CUSTOM_DEPTH = 32  # deeper custom property values are dropped (orjson stops at 255)
@@ -125,8 +137,7 @@ def custom_properties(props: Mapping[str, Any], value_field: str) -> dict[str, A
     """The remaining properties: those not mapped to a field of their own (docs/dialects.md#segment)."""
     extra = {}
     for key, value in props.items():
-        if (value is None or key in MAPPED_PROPERTIES or key == value_field
-                or not isinstance(key, str)):
+        if value is None or key in MAPPED_PROPERTIES or key == value_field or not isinstance(key, str):
             continue
         cleaned = clean(value)
         if cleaned is not None:

@@ -66,7 +66,8 @@ class Track:
         # traits, context.traits (the empty ones left out: fewer lookups), then their addresses
         self.traits_objs = tuple(o for o in (traits, ctraits) if o)
         self.places = self.traits_objs + tuple(
-            a for a in (obj(traits.get("address")), obj(ctraits.get("address"))) if a)
+            a for a in (obj(traits.get("address")), obj(ctraits.get("address"))) if a
+        )
 
     def integration(self, name: str) -> Any:
         """`integrations.<FB>.<name>`, the first non-empty of the two keys."""
@@ -100,8 +101,9 @@ def raw_user(track: Track, payload: Mapping[str, Any], event_ms: int) -> dict[st
         last_name = last_name or (words[-1] if len(words) > 1 else None)
     email = pick((traits, ctraits, track.props), ("email",))
     raw: dict[str, list[str]] = {
-        "external_id": one(text(payload.get("userId")) or pick(both, ID_NAMES)
-                            or text(payload.get("anonymousId"))),
+        "external_id": one(
+            text(payload.get("userId")) or pick(both, ID_NAMES) or text(payload.get("anonymousId"))
+        ),
         "em": [email] if email else track.external_ids("email"),
         "ph": one(pick((traits, ctraits, track.props), ("phone",))),
         "ge": one(pick(both, ("gender",))),
@@ -115,8 +117,7 @@ def raw_user(track: Track, payload: Mapping[str, Any], event_ms: int) -> dict[st
     raw["client_user_agent"] = one(text(context.get("userAgent")))
     raw["client_ip_address"] = one(text(context.get("ip")))
     raw["fbp"] = one(text(context.get("fbp")))
-    raw["fbc"] = one(text(context.get("fbc")) or fbc_from_url(
-        obj(context.get("page")).get("url"), event_ms))
+    raw["fbc"] = one(text(context.get("fbc")) or fbc_from_url(obj(context.get("page")).get("url"), event_ms))
     lead_ids = track.external_ids("leadid")
     raw["lead_id"] = lead_ids[:1] or one(text(track.integration("leadId")))
     return raw
