@@ -43,6 +43,7 @@ EXPECTED_METRICS = {
     "fboc_graph_request_seconds",
     "fboc_graph_errors_total",
     "fboc_graph_retries_total",
+    "fboc_held_records",
     "fboc_requests_in_flight",
     "fboc_buffered_records",
     "fboc_paused_partitions",
