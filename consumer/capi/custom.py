@@ -168,6 +168,8 @@ _ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
 # st and country are too coarse to name anyone and too common to compare: "F", "CA", "US").
 CUSTOMER_KEYS = ("fn", "ln", "ct", "db", "zp", "external_id")
+CustomerForms = tuple[tuple[str, tuple[str, str]], ...]
+Judgement = tuple[str | None, str, CustomerForms]  # see _judge
 
 Drop = tuple[str, str]  # (where, reason)
 
@@ -186,8 +188,8 @@ class Screen:
 class _Walk:
     screen: Screen
     region: str
-    customer: dict[str, frozenset[str]]  # user_data key → its values (hashes or plain)
-    hashes: frozenset[str]  # every hashed user_data value
+    customer: dict[str, list[Any]]  # customer user_data key → its values (hashes or plain)
+    lists: list[list[Any]]  # every user_data value list
     drops: list[Drop]
 
 
@@ -249,56 +251,81 @@ def _country_hashes() -> dict[str, str]:
     return {hashlib.sha256(code.lower().encode()).hexdigest(): code for code in codes}
 
 
-@lru_cache(maxsize=16384)
-def _customer_forms(key: str, text: str, region: str, date_order: str, external_id: str) -> tuple[str, ...]:
-    """``text`` normalised as ``key``: plain and hashed (user_data holds one or the other)."""
-    normalised = normalize_field(
-        key, text, region=region, max_year=9999, date_order=date_order, external_id=external_id
-    )
-    if normalised is None:
-        return ()
-    return normalised, hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+def _customer_forms(text: str, region: str, date_order: str, external_id: str) -> CustomerForms:
+    """``text`` normalised as each customer key it can be: (key, (plain, hashed)) pairs, since
+    user_data holds one or the other. One cache entry a text, whatever keys a record has."""
+    forms: list[tuple[str, tuple[str, str]]] = []
+    for key in CUSTOMER_KEYS:
+        normalised = normalize_field(
+            key, text, region=region, max_year=9999, date_order=date_order, external_id=external_id
+        )
+        if normalised is not None:
+            forms.append((key, (normalised, hashlib.sha256(normalised.encode("utf-8")).hexdigest())))
+    return tuple(forms)
 
 
 def _walk_for(event: Mapping[str, Any], screen: Screen) -> _Walk:
     user_data = event.get("user_data")
-    customer: dict[str, frozenset[str]] = {}
-    hashes: set[str] = set()
+    lists: list[list[Any]] = []
+    customer: dict[str, list[Any]] = {}
     region = screen.default_country.upper()
     if isinstance(user_data, Mapping):
         for key, values in user_data.items():
-            if not isinstance(values, list):
-                continue
-            strings = frozenset({v for v in values if isinstance(v, str)})
-            hashes.update({v for v in strings if _HEX64.fullmatch(v)})
-            if key in CUSTOMER_KEYS:
-                customer[key] = strings
+            if isinstance(values, list):
+                lists.append(values)
+                if key in CUSTOMER_KEYS:
+                    customer[key] = values
         for value in user_data.get("country") or ():
             code = _country_hashes().get(value) if isinstance(value, str) else None
             if code is not None:
                 region = code
                 break
-    return _Walk(screen, region, customer, frozenset(hashes), [])
+    return _Walk(screen, region, customer, lists, [])
+
+
+def _is_hash_of_record(text: str, walk: _Walk) -> bool:
+    """Whether ``text`` is one of the record's hashed user_data values itself."""
+    for values in walk.lists:  # noqa: SIM110 - no generator: compiled, it would make a cycle a call
+        if text in values:
+            return True
+    return False
 
 
 def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
     """Why a text value must not be sent, or None."""
-    if has_email(text):
-        return "email_value"
-    if not (id_like and _ID_TOKEN.fullmatch(text)) and has_phone(text, walk.region):
-        return "phone_value"
-    if id_like:
-        return None
-    stripped = text.strip()
-    if stripped.lower() in walk.hashes:
+    screen = walk.screen
+    judge = _judged if len(text) <= MAX_CACHED_LENGTH else _judge
+    reason, hash_like, forms = judge(text, walk.region, screen.date_order, screen.external_id, id_like)
+    if reason is not None or id_like:
+        return reason
+    if hash_like and _is_hash_of_record(hash_like, walk):
         return "customer_value"
-    if len(stripped) <= MAX_CUSTOMER_VALUE_LENGTH:
-        screen = walk.screen
-        for key, values in walk.customer.items():
-            for form in _customer_forms(key, stripped, walk.region, screen.date_order, screen.external_id):
-                if form in values:
-                    return "customer_value"
+    if walk.customer:
+        for key, pair in forms:
+            values = walk.customer.get(key)
+            if values is not None and (pair[0] in values or pair[1] in values):
+                return "customer_value"
     return None
+
+
+def _judge(text: str, region: str, date_order: str, external_id: str, id_like: bool) -> Judgement:
+    """What text_reason needs to know of ``text`` apart from the record: an e-mail or phone
+    reason, the text as a hash to look for among the record's (or ""), its customer forms."""
+    if has_email(text):
+        return "email_value", "", ()
+    if not (id_like and _ID_TOKEN.fullmatch(text)) and has_phone(text, region):
+        return "phone_value", "", ()
+    if id_like:
+        return None, "", ()
+    stripped = text.strip()
+    lowered = stripped.lower()
+    hash_like = lowered if len(lowered) == 64 and _HEX64.fullmatch(lowered) else ""
+    if len(stripped) > MAX_CUSTOMER_VALUE_LENGTH:
+        return None, hash_like, ()
+    return None, hash_like, _customer_forms(stripped, region, date_order, external_id)
+
+
+_judged = lru_cache(maxsize=16384)(_judge)
 
 
 def screen_url(url: str, where: str, walk: _Walk) -> str | None:
