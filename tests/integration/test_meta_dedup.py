@@ -50,6 +50,19 @@ async def kill_mid_stream(fboc: FbocProcess, rng: random.Random, low: float, hig
     fboc.kill9()
 
 
+async def kill_after_events(fboc: FbocProcess, url: str, at_least: int) -> None:
+    """Start fboc and SIGKILL it once the sandbox accepted ``at_least`` more events: delivery is
+    under way then, so rows delivered since the last commit are replayed (a kill after a fixed
+    time may find the compiled build done and everything committed)."""
+    before = int(sandbox_stats(url)["accepted_events"])
+    fboc.start()
+    await wait_until(
+        lambda: int(sandbox_stats(url)["accepted_events"]) >= before + at_least, 60, "deliveries under way"
+    )
+    assert fboc.running(), fboc.log_path.read_text()[-2000:]
+    fboc.kill9()
+
+
 def starts(fboc: FbocProcess) -> int:
     """How many runs logged `started` (every run appends to the same log)."""
     if not fboc.log_path.exists():
@@ -204,7 +217,7 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 200}})
     fboc = FbocProcess(tmp_path, config)
     try:
-        await kill_mid_stream(fboc, rng, 5.0, 7.0)
+        await kill_after_events(fboc, sandbox.url, 300)
         fboc.start()
         await wait_until(lambda: all_committed(kafka.bootstrap, group_id, topic, 2), 180, "phase 1 committed")
         # phase 2, while it runs: the S orders' remaining rows (their order straddles a restart),
