@@ -364,6 +364,8 @@ async def test_slow_graph_api_pauses_partitions_and_memory_stays_flat(
     rss: list[float] = []
     paused_seen = []
     try:
+        # start-up (config checks, the country table) can take seconds on a loaded machine
+        await wait_until(lambda: serving(port), 60, "fboc's metrics port")
         for _ in range(12):
             await asyncio.sleep(1.5)
             rss.append(psutil.Process(fboc.proc.pid).memory_info().rss / 2**20)  # type: ignore[union-attr]
@@ -390,6 +392,17 @@ def gauge(port: int, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return -1.0
+
+
+def serving(port: int) -> bool:
+    """Whether fboc's metrics port answers yet."""
+    import urllib.error
+
+    try:
+        gauge(port, "fboc_paused_partitions")
+    except urllib.error.URLError:
+        return False
+    return True
 
 
 def paused_partitions(port: int) -> float:
