@@ -150,12 +150,15 @@ def _cldr_names(codes: set[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     ambiguous: set[str] = set()
     folded: dict[str, str] = {}  # most names recur in many languages: fold each once
+    cache: dict[str, Any] = getattr(localedata, "_cache", {})
     for locale in localedata.locale_identifiers():
         parts = locale.split("_")
         if len(parts) > 2 or (len(parts) == 2 and len(parts[1]) != 4):
             continue  # regional variants (de_AT) repeat their language's names
         # the locale's own names: a locale's parent is its language, read in this loop too
         names = localedata.load(locale, merge_inherited=False).get("territories", {})
+        # babel keeps every loaded locale (~170 MB for all of them): fboc needs only these names
+        cache.pop(locale, None)
         for code, name in names.items():
             key = folded.get(name)
             if key is None:
