@@ -192,6 +192,17 @@ def sandbox_post(url: str, path: str, body: Any, method: str = "POST") -> Any:
         return orjson.loads(resp.read() or b"null")
 
 
+async def raw_request(port: int, data: bytes) -> bytes:
+    """Send ``data`` as is to a loopback port (malformed HTTP included) and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll a blocking predicate off the loop until true; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ from tests.helpers import (
     config_for,
     create_topic,
     produce,
+    raw_request,
     read_all,
     sandbox_events,
     sandbox_post,
@@ -76,16 +77,6 @@ def with_pii(i: int, event: str = "Order Completed") -> dict[str, Any]:
     }
     record["properties"]["email"] = EMAIL
     return record
-
-
-async def send_raw(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
 
 
 async def test_planted_secrets_and_pii_never_leave_fboc(
@@ -142,7 +133,7 @@ async def test_planted_secrets_and_pii_never_leave_fboc(
             )
             for template in MALFORMED:
                 for token in (TOKEN, CLIENT_TOKEN):
-                    answer = await send_raw(port, template % token.encode())
+                    answer = await raw_request(port, template % token.encode())
                     assert answer.startswith(b"HTTP/1.0 400"), answer[:80]
             metrics = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
             accepted = await asyncio.to_thread(sandbox_events, box.url)

@@ -28,6 +28,7 @@ from tests.helpers import (
     config_for,
     create_topic,
     produce,
+    raw_request,
     settings_for,
     track,
     wait_until,
@@ -152,16 +153,6 @@ MALFORMED_REQUESTS = [  # each one makes aiohttp log "Error handling request" wi
     b"\x16\x03\x01 %s not even HTTP\r\n\r\n",
     b"GET /readyz HTTP/1.1\r\nContent-Length: -1\r\nX-Api-Key: %s\r\n\r\n",
 ]
-
-
-async def raw_request(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
 
 
 async def test_malformed_requests_to_the_health_port_log_json_lines_without_the_token(
