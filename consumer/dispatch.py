@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import structlog
 
 from consumer.batching import Batch
-from consumer.delivery import Failure, GraphClient
+from consumer.delivery import Failure
 from consumer.outcomes import Outcomes, PendingRecord
+from consumer.runtime.ports import Destination
 from consumer.telemetry import METRICS, event_label
 
 log = structlog.get_logger("fboc.pipeline")
@@ -20,7 +21,7 @@ Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from,
 
 
 class Dispatch:
-    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int, outcomes: Outcomes) -> None:
+    def __init__(self, clients: dict[str, Destination], max_in_flight: int, outcomes: Outcomes) -> None:
         self._clients = clients
         self._max_in_flight = max_in_flight
         self._full_at = max_in_flight + (max_in_flight + 1) // 2  # see saturated()

@@ -12,8 +12,9 @@ import structlog
 
 from consumer.breaker import DeadLetterBreaker
 from consumer.delivery import Failure
-from consumer.kafka.deadletter import DeadLetter, DeadLetterWriter, SourceRecord
+from consumer.kafka.deadletter import DeadLetter, SourceRecord
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
+from consumer.runtime.ports import DeadLetterSink
 from consumer.telemetry import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -37,7 +38,7 @@ class PendingRecord:
 
 class Outcomes:
     def __init__(
-        self, tracker: OffsetTracker, breaker: DeadLetterBreaker, dead_letters: DeadLetterWriter
+        self, tracker: OffsetTracker, breaker: DeadLetterBreaker, dead_letters: DeadLetterSink
     ) -> None:
         self._tracker = tracker
         self._breaker = breaker

@@ -17,26 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message
-from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from consumer.batching import Batcher, BatchKey
 from consumer.breaker import DeadLetterBreaker
 from consumer.capi.event import Output, RecordContext
 from consumer.codec import Decoder
 from consumer.config import DestinationSettings, Settings, SourceSettings
-from consumer.delivery import GraphClient
 from consumer.dialects import Dialect
 from consumer.dispatch import Dispatch, Owner
 from consumer.encode import encode_event
 from consumer.errors import Filtered, InvalidMessage, Rejected, SchemaUnavailable
 from consumer.holding import HeldRecords
 from consumer.kafka.backpressure import Backpressure
-from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, DeadLetterWriter, SourceRecord, header
+from consumer.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, header
 from consumer.kafka.offsets import OffsetTracker, TopicPartition
-from consumer.kafka.source import KafkaSource
+from consumer.kafka.source import SourceRecord
 from consumer.kafka.watch import BrokersUnreachable, BrokerWatch
 from consumer.outcomes import Outcomes, PendingRecord
+from consumer.runtime.ports import DeadLetterSink, Destination, Source
 from consumer.telemetry import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -67,9 +66,9 @@ class Pipeline:
         self,
         settings: Settings,
         routes: dict[str, Route],
-        clients: dict[str, GraphClient],
-        dead_letters: DeadLetterWriter,
-        make_source: Callable[[Pipeline], KafkaSource],
+        clients: dict[str, Destination],
+        dead_letters: DeadLetterSink,
+        source: Source,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -101,8 +100,9 @@ class Pipeline:
         self.ready = False
         self.brokers = BrokerWatch(settings.kafka.unreachable_timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.source = make_source(self)
-        self.backpressure = Backpressure(batching.max_buffered_records, self.source)
+        self.source = source
+        self.backpressure = Backpressure(batching.max_buffered_records, source)
+        source.subscribe(self)
 
     # -- rebalance callbacks: called from the poll thread inside consume() --------------------
 
@@ -134,14 +134,17 @@ class Pipeline:
         self.tracker.forget(tps)
         self.held.drop(tps)
 
-    def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
-        """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
-        failed = [(p.topic, p.partition) for p in partitions if err is not None or p.error]
-        if failed and self._loop is not None:
-            log.warning(
-                "commit_failed", error=err.name() if err else "partition error", partitions=len(failed)
-            )
-            self._loop.call_soon_threadsafe(self.tracker.uncommitted, failed)
+    def on_commit_failed(self, tps: list[TopicPartition], error: str) -> None:
+        """An asynchronous commit failed (poll thread): these partitions are committed again."""
+        if self._loop is not None:
+            log.warning("commit_failed", error=error, partitions=len(tps))
+            self._loop.call_soon_threadsafe(self.tracker.uncommitted, tps)
+
+    def on_error(self, err: KafkaError) -> None:
+        self.brokers.on_error(err)
+
+    def on_stats(self, raw: str) -> None:
+        self.brokers.on_stats(raw)
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
@@ -170,14 +173,14 @@ class Pipeline:
         try:
             while not stop.is_set():
                 self.last_turn = time.monotonic()
-                messages = await self._next_messages()
-                for msg in messages:
-                    self.process(msg)
+                records = await self._next_records()
+                for src in records:
+                    self.accept(src)
                     if self.breaker.tripped:  # stop at once: the rest stays uncommitted
                         raise FatalError(self.breaker.tripped)
                 self._retry_held()
                 try:
-                    await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
+                    await self.brokers.check(bool(records), lambda: self.source.reachable(2.0))
                 except BrokersUnreachable as exc:
                     raise FatalError(str(exc)) from None
                 self._emit_groups()
@@ -193,7 +196,7 @@ class Pipeline:
         finally:
             await self._shutdown()
 
-    async def _next_messages(self) -> list[Message]:
+    async def _next_records(self) -> list[SourceRecord]:
         """The records to process this turn. While a destination is saturated (every slot taken,
         batches waiting: Dispatch.saturated), reading more would only grow the buffer and the
         latency (the `MessageRejected` of stream processors): wait for a delivery instead, and
@@ -241,17 +244,9 @@ class Pipeline:
 
     # -- per record ----------------------------------------------------------------------------
 
-    def process(self, msg: Message) -> None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume_error", error=err.name())
-            return
-        self.accept(SourceRecord.of(msg))
-
     def accept(self, src: SourceRecord) -> None:
         """One consumed record: tracked, then settled or held (never raises)."""
-        tp, offset = (src.topic, src.partition), src.offset
+        tp, offset = TopicPartition(src.topic, src.partition), src.offset
         self.tracker.track(tp, offset)
         consumed = self._consumed.get(tp[0])
         if consumed is None:

@@ -8,8 +8,14 @@ record when all are final), so a commit never passes a record whose outcome is s
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
-TopicPartition = tuple[str, int]
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic, fboc's own (confluent_kafka's is converted in kafka/source.py)."""
+
+    topic: str
+    partition: int
 
 
 class PartitionOffsets:
