@@ -12,10 +12,10 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError
 
-from consumer.delivery import Failure
-from consumer.kafka.deadletter import DeadLetter
-from consumer.kafka.offsets import TopicPartition
-from consumer.kafka.source import SourceRecord
+from consumer.adapters.graph import Failure
+from consumer.adapters.kafka.deadletter import DeadLetter
+from consumer.adapters.kafka.source import SourceRecord
+from consumer.core.offsets import TopicPartition
 
 
 class SourceEvents(Protocol):

@@ -20,16 +20,16 @@ from typing import Any
 
 import orjson
 
-from consumer.capi.event import Output, RecordContext
-from consumer.codec import Decoder
-from consumer.config import DestinationSettings, Settings
-from consumer.delivery import Failure
-from consumer.dialects import Dialect
+from consumer.adapters.codec import Decoder
+from consumer.adapters.graph import Failure
+from consumer.adapters.kafka.deadletter import DeadLetter
+from consumer.adapters.kafka.source import SourceRecord
+from consumer.config.settings import DestinationSettings, Settings
+from consumer.core.capi.event import Output, RecordContext
+from consumer.core.dialects import Dialect
+from consumer.core.offsets import TopicPartition
 from consumer.errors import Rejected
-from consumer.kafka.deadletter import DeadLetter
-from consumer.kafka.offsets import TopicPartition
-from consumer.kafka.source import SourceRecord
-from consumer.pipeline import Pipeline, Route
+from consumer.runtime.pipeline import Pipeline, Route
 from consumer.runtime.ports import SourceEvents
 from tests.helpers import settings_for
 

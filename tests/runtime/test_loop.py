@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from consumer.kafka.offsets import TopicPartition
-from consumer.pipeline import FatalError
+from consumer.core.offsets import TopicPartition
+from consumer.runtime.pipeline import FatalError
 from tests.runtime.memory import (
     TOPIC,
     Answer,
