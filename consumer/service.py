@@ -18,10 +18,11 @@ from consumer.codec import AvroSchema, Decoder, RegistryDecoder
 from consumer.config import ServiceSettings, Settings
 from consumer.delivery import GraphClient
 from consumer.dialects import get_dialect
+from consumer.errors import Fatal
 from consumer.graph_versions import LATEST, major_of, version_warning
 from consumer.kafka.deadletter import DeadLetterWriter
 from consumer.kafka.source import KafkaSource
-from consumer.pipeline import FatalError, Pipeline, Route
+from consumer.pipeline import Pipeline, Route
 from consumer.telemetry import METRICS, register_secret
 
 log = structlog.get_logger("fboc.service")
@@ -144,8 +145,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         )
         try:
             await pipeline.run(stop)
-        except FatalError as exc:
-            log.error("fatal", error=str(exc))
+        except Fatal as exc:  # the one place fboc's stop conditions are caught
+            log.error("fatal", condition=type(exc).__name__, error=str(exc))
             return 1
         finally:
             await runner.cleanup()
