@@ -194,17 +194,19 @@ class Ledger:
     # -- what is open -------------------------------------------------------------------------
 
     def pending(self, tp: TopicPartition | None = None) -> int:
-        """Records consumed whose outcome is not final yet (held ones included)."""
+        """Records from the first not final on, per partition (held ones included): what the
+        buffer holds."""
         return self._tracker.pending(tp)
 
     def held(self, tp: TopicPartition | None = None) -> int:
         return len(self._held) if tp is None else self._held.count(tp)
 
     def unsettled(self, tps: Iterable[TopicPartition] | None = None) -> int:
-        """Records on their way to an outcome: pending and not held."""
+        """Records on their way to an outcome: not final and not held."""
+        tracker = self._tracker
         if tps is None:
-            return self.pending() - self.held()
-        return sum(self.pending(tp) - self.held(tp) for tp in tps)
+            return tracker.open() - self.held()
+        return sum(tracker.open(tp) - self.held(tp) for tp in tps)
 
     # -- metrics ------------------------------------------------------------------------------
 
