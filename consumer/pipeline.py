@@ -151,17 +151,22 @@ class Pipeline:
     ) -> dict[TopicPartition, int]:
         """Send what is batched, wait until the records of `partitions` (None: all) are final or
         the `deadline` (monotonic) passes, and return their offsets to commit. Held records are
-        not waited for: the commit stops before them and whoever reads the partition next reads
-        them again."""
+        not waited for, nor records nothing is on its way for (a dead letter the breaker refused,
+        a write that failed): the commit stops before them and whoever reads the partition next
+        reads them again."""
         self._flush_all()
-        self._collect()
-        while self.ledger.unsettled(partitions) and time.monotonic() < deadline:
+        while True:
+            self._collect()
+            if (
+                not self.ledger.unsettled(partitions)
+                or not (self.dispatch.busy or self.dead_letters.pending)
+                or time.monotonic() >= deadline
+            ):
+                return self.ledger.committable(partitions)
             if self.dispatch.busy:
                 await self.dispatch.wait_any(0.02)
             else:  # only dead-letter acknowledgements to wait for
                 await asyncio.sleep(0.01)
-            self._collect()
-        return self.ledger.committable(partitions)
 
     def _collect(self) -> None:
         """Settle the answers that came in: deliveries, then dead-letter acknowledgements."""
