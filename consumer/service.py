@@ -103,6 +103,16 @@ async def start_health(pipeline: Pipeline, service: ServiceSettings) -> web.AppR
     return runner
 
 
+def log_fatal(exc: Fatal) -> None:
+    """By its class; a stop that came up while shutting down after another names that one too
+    (the final commit fails after the brokers stayed unreachable)."""
+    first = exc.__context__
+    extra = {}
+    if isinstance(first, Fatal):
+        extra = {"first_condition": type(first).__name__, "first_error": str(first)}
+    log.error("fatal", condition=type(exc).__name__, error=str(exc), **extra)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until stopped; 0 on a clean stop, 1 on a fatal error."""
     for dest in settings.destinations:
@@ -146,7 +156,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         try:
             await pipeline.run(stop)
         except Fatal as exc:  # the one place fboc's stop conditions are caught
-            log.error("fatal", condition=type(exc).__name__, error=str(exc))
+            log_fatal(exc)
             return 1
         finally:
             await runner.cleanup()
