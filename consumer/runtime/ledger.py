@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from consumer.breaker import DeadLetterBreaker
-from consumer.delivery import Failure
-from consumer.holding import HeldRecords
-from consumer.kafka.deadletter import DeadLetter, SourceRecord
-from consumer.kafka.offsets import OffsetTracker, TopicPartition
-from consumer.telemetry import METRICS
+from consumer.adapters.graph import Failure
+from consumer.adapters.kafka.deadletter import DeadLetter, SourceRecord
+from consumer.core.breaker import DeadLetterBreaker
+from consumer.core.offsets import OffsetTracker, TopicPartition
+from consumer.runtime.holding import HeldRecords
+from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
 
