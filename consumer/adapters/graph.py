@@ -24,6 +24,7 @@ import orjson
 import structlog
 
 from consumer.config.settings import DestinationSettings, FacebookSettings
+from consumer.errors import FbocError
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.delivery")
@@ -92,7 +93,7 @@ class Next(enum.Enum):
     SPLIT = "split"  # the request had an invalid event: each half on its own
 
 
-class GraphError(Exception):
+class GraphError(FbocError):
     """A failed request. The message names codes only: Meta's own text may echo event values."""
 
     def __init__(

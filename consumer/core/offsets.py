@@ -48,6 +48,10 @@ class PartitionOffsets:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def open(self) -> int:
+        """Records tracked and not final (those final behind an open one are not counted)."""
+        return len(self._pending) - len(self._done)
+
 
 class OffsetTracker:
     """Watermarks of every assigned partition, and what has been committed of them."""
@@ -97,3 +101,10 @@ class OffsetTracker:
             part = self._parts.get(tp)
             return len(part) if part else 0
         return sum(len(p) for p in self._parts.values())
+
+    def open(self, tp: TopicPartition | None = None) -> int:
+        """Records whose outcome is not final: `pending` less those final behind an open one."""
+        if tp is not None:
+            part = self._parts.get(tp)
+            return part.open() if part else 0
+        return sum(p.open() for p in self._parts.values())

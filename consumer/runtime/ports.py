@@ -75,18 +75,14 @@ class DeadLetterSink(Protocol):
     def pending(self) -> int:
         """Writes not acknowledged yet."""
 
-    @property
-    def fatal(self) -> str | None:
-        """Why a write failed for good (fboc must stop), or None."""
-
     def write(self, src: SourceRecord, dl: DeadLetter, on_done: Callable[[], None]) -> None:
         """Queue a dead letter, never raising; `on_done` runs from a later `poll` or `flush` once stored."""
 
     def poll(self) -> None:
-        """Run the acknowledgements that arrived; send what waited for room."""
+        """Run the acknowledgements that arrived; raises `DeadLetterProducerFailed` for a lost write."""
 
     def flush(self, timeout: float) -> int:
-        """Wait up to `timeout` seconds for every write; how many are still unacknowledged."""
+        """Wait up to `timeout` s for every write (raising as `poll`); how many are unacknowledged."""
 
 
 class Destination(Protocol):

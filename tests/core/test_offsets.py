@@ -56,3 +56,15 @@ def test_tracker_reports_only_moved_watermarks_and_forgets_revoked() -> None:
     tracker.forget([T1])
     tracker.done(T1, 7)  # completion after revocation is ignored
     assert tracker.pending() == 0
+
+
+def test_open_counts_records_not_final_and_pending_the_span_from_the_first_open_one() -> None:
+    tracker = OffsetTracker()
+    for offset in range(5):
+        tracker.track(TP, offset)
+    tracker.track(T1, 0)
+    for offset in (1, 2, 4):
+        tracker.done(TP, offset)
+    assert (tracker.pending(TP), tracker.open(TP), tracker.open()) == (5, 2, 3)
+    tracker.done(TP, 0)  # 0, 1 and 2 leave the span
+    assert (tracker.pending(TP), tracker.open(TP), tracker.open(TopicPartition("nope", 0))) == (2, 1, 0)

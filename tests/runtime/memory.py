@@ -159,7 +159,6 @@ class MemorySink:
     def __init__(self, auto_ack: bool = True) -> None:
         self.auto_ack = auto_ack
         self.writes: list[_Write] = []
-        self.fatal: str | None = None
 
     @property
     def pending(self) -> int:

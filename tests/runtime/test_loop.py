@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pytest
 
 from consumer.core.offsets import TopicPartition
-from consumer.runtime.pipeline import FatalError
+from consumer.errors import DeadLetterBreakerTripped
 from tests.runtime.memory import (
     TOPIC,
     Answer,
@@ -114,9 +114,10 @@ async def test_revocation_mid_batch_flushes_waits_and_commits_only_what_is_final
     assert P0 not in source.finished
 
 
-async def test_breaker_trip_stops_the_loop_and_commits_nothing_after_the_tripping_record() -> None:
-    """Three dead letters in a row (max_consecutive=3): the loop stops at the third, the
-    records after it in the same poll are not handled, the last commit is right after it."""
+async def test_breaker_trip_stops_the_loop_and_commits_nothing_from_the_refused_record_on() -> None:
+    """Three dead letters in a row (max_consecutive=3): the breaker refuses the third (not
+    written, not final) and the loop stops there; the records after it in the same poll are
+    not handled, and the last commit stops before the refused one."""
     config = settings(
         batching=one_event_batches(),
         dead_letter={"breaker": {"max_consecutive": 3}},
@@ -127,12 +128,12 @@ async def test_breaker_trip_stops_the_loop_and_commits_nothing_after_the_trippin
     sink = MemorySink()
     destination = MemoryDestination()
     pipe = pipeline(config, source, sink, destination)
-    with pytest.raises(FatalError, match="3 consecutive dead letters"):
+    with pytest.raises(DeadLetterBreakerTripped, match="3 consecutive dead letters"):
         await asyncio.wait_for(pipe.run(asyncio.Event()), 2)
-    assert sink.offsets() == [2, 3, 4]
+    assert sink.offsets() == [2, 3]
     assert sorted(destination.delivered) == ids(0, range(2))
-    assert source.finished == {P0: 5}
-    assert all(offsets[P0] <= 5 for offsets, _ in source.commits)
+    assert source.finished == {P0: 4}
+    assert all(offsets[P0] <= 4 for offsets, _ in source.commits)
 
 
 async def test_dead_letter_is_committable_only_once_the_sink_acknowledged_it() -> None:
