@@ -289,9 +289,7 @@ class GraphClient:
                 log.info("destination_resumed", destination=self._dest.name)
             return
 
-    async def _handle(
-        self, err: GraphError, attempts: int, started: float, size: int
-    ) -> Failure | Next:
+    async def _handle(self, err: GraphError, attempts: int, started: float, size: int) -> Failure | Next:
         """Decide what to do after a failed request: a Failure (final), or what to try next."""
         if err.kind is ErrorKind.INVALID:
             return Next.SPLIT if size > 1 else Failure.of("graph_invalid_event", err, attempts)

@@ -1,8 +1,9 @@
 """What the pipeline loop uses of the world around it, as protocols: where records come from
 (`Source`), where dead letters go (`DeadLetterSink`) and where events go (`Destination`).
 
-Kafka and the Graph API implement them (kafka/source.py, kafka/deadletter.py, delivery.py);
-tests/runtime/memory.py implements them in memory, so the loop is tested without a broker.
+Kafka and the Graph API implement them (consumer/adapters/kafka/source.py, kafka/deadletter.py,
+graph.py); tests/runtime/memory.py implements them in memory, so the loop is tested without a
+broker.
 """
 
 from __future__ import annotations
