@@ -74,6 +74,10 @@ class MemorySource:
         """At the next poll the partitions are revoked (their unread records are another's)."""
         self._rebalances.append(("revoke", tps))
 
+    def lose(self, tps: list[TopicPartition]) -> None:
+        """At the next poll the partitions are lost (the group moved on without us)."""
+        self._rebalances.append(("lost", tps))
+
     def committed(self, tp: TopicPartition) -> int | None:
         """The last offset committed for the partition, final commit included."""
         with self._lock:
@@ -112,11 +116,11 @@ class MemorySource:
         if kind == "assign":
             self._assigned += tps
             await asyncio.to_thread(self._events.on_assign, tps)
-        else:
-            await asyncio.to_thread(self._events.on_revoke, tps)
-            self._assigned = [tp for tp in self._assigned if tp not in tps]
-            for tp in tps:
-                self._queues.pop(tp, None)
+            return
+        await asyncio.to_thread(self._events.on_revoke if kind == "revoke" else self._events.on_lost, tps)
+        self._assigned = [tp for tp in self._assigned if tp not in tps]
+        for tp in tps:
+            self._queues.pop(tp, None)
 
     async def reachable(self, wait_s: float) -> bool:
         return True

@@ -114,6 +114,24 @@ async def test_revocation_mid_batch_flushes_waits_and_commits_only_what_is_final
     assert P0 not in source.finished
 
 
+async def test_lost_partition_is_not_committed_even_once_its_records_are_final() -> None:
+    """A lost partition may be read by another consumer already: nothing of it is committed,
+    neither at once nor when its records become final later."""
+    config = settings(batching=one_event_batches(), service={"commit_interval_ms": 10})
+    source = MemorySource([*records(0, [0], reject=True), *records(0, range(1, 3)), *records(1, range(3))])
+    sink = MemorySink(auto_ack=False)
+    pipe = pipeline(config, source, sink, MemoryDestination())
+    async with Running(pipe) as loop:
+        await loop.until("p1 committed", lambda: source.committed(P1) == 3 and len(sink.writes) == 1)
+        source.lose([P0])
+        await loop.until("the loss", lambda: P0 not in source.assignment())
+        sink.ack(0)
+        await asyncio.sleep(0.03)  # three commit intervals
+    assert all(offsets.get(P0, 0) == 0 for offsets, _ in source.commits), source.commits
+    assert source.finished is not None
+    assert P0 not in source.finished
+
+
 async def test_breaker_trip_stops_the_loop_and_commits_nothing_from_the_refused_record_on() -> None:
     """Three dead letters in a row (max_consecutive=3): the breaker refuses the third (not
     written, not final) and the loop stops there; the records after it in the same poll are
