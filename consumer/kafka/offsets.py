@@ -64,7 +64,10 @@ class PartitionOffsets:
         return len(self._spans)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Records not final yet (not those done behind an earlier open one: an order's open
+        group at the head must not make the buffer look full, or reading, which would close
+        it, could stop for good)."""
+        return len(self._pending) - len(self._done)
 
 
 class OffsetTracker:

@@ -166,3 +166,14 @@ def test_tracker_learns_spans_per_partition() -> None:
     assert tracker.to_commit() == {TP: 10}
     tracker.done(TP, 11)
     assert tracker.to_commit() == {TP: 13}
+
+
+def test_pending_counts_only_records_not_final() -> None:
+    tracker = OffsetTracker()
+    for offset in range(100):
+        tracker.track(TP, offset)
+    for offset in range(1, 100):
+        tracker.done(TP, offset)
+    # offset 0 (an open order's first row) holds the commit, not the buffer
+    assert tracker.pending(TP) == 1
+    assert tracker.to_commit() == {TP: 0}
