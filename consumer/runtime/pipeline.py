@@ -246,7 +246,7 @@ class Pipeline:
             unfinished, held = self.ledger.pending(), self.ledger.held()  # close() forgets them
             if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
                 raise FinalCommitFailed("the final commit or close did not complete (broker unreachable?)")
-                log.info(
+            log.info(
                 "stopped",
                 unfinished_records=unfinished,
                 held_records=held,
