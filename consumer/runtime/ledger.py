@@ -90,6 +90,10 @@ class Ledger:
 
     # -- 3. owned by the events made of it ----------------------------------------------------
 
+    def span(self, tp: TopicPartition, first: int, last: int) -> None:
+        """Records first..last of `tp` made one group's events: no commit may land inside."""
+        self._tracker.span(tp, first, last)
+
     def owned(self, records: Sequence[PendingRecord], parts: int) -> None:
         """Each of `records` is final once `parts` events made of them have their answer."""
         for record in records:
@@ -194,8 +198,7 @@ class Ledger:
     # -- what is open -------------------------------------------------------------------------
 
     def pending(self, tp: TopicPartition | None = None) -> int:
-        """Records from the first not final on, per partition (held ones included): what the
-        buffer holds."""
+        """Records consumed whose outcome is not final yet (held ones included)."""
         return self._tracker.pending(tp)
 
     def held(self, tp: TopicPartition | None = None) -> int:
@@ -203,10 +206,9 @@ class Ledger:
 
     def unsettled(self, tps: Iterable[TopicPartition] | None = None) -> int:
         """Records on their way to an outcome: not final and not held."""
-        tracker = self._tracker
         if tps is None:
-            return tracker.open() - self.held()
-        return sum(tracker.open(tp) - self.held(tp) for tp in tps)
+            return self.pending() - self.held()
+        return sum(self.pending(tp) - self.held(tp) for tp in tps)
 
     # -- metrics ------------------------------------------------------------------------------
 

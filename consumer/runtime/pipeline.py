@@ -48,6 +48,7 @@ POLL_TIMEOUT_S = 0.05
 # While deliveries are saturated, poll one record this often: the consumer stays in its group
 # (rebalance callbacks only run inside a poll) without growing the buffer.
 SATURATED_POLL_INTERVAL_S = 1.0
+GROUP_CLOCK_STEP_S = 0.25  # see Pipeline._group_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class Pipeline:
     def on_revoke(self, tps: list[TopicPartition]) -> None:
         if self._closing or self._loop is None or not tps:
             self.ledger.forget(tps)  # closing: _shutdown already committed what is final
+            self._release_groups(tps)
             return
         deadline_s = self.settings.service.shutdown_deadline_seconds
         # the join ends a second before this thread stops waiting for it
@@ -130,6 +132,7 @@ class Pipeline:
         except KafkaException as exc:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.ledger.forget(tps)
+        self._release_groups(tps)
 
     def on_commit_failed(self, tps: list[TopicPartition], error: str) -> None:
         """An asynchronous commit failed (poll thread): these partitions are committed again."""
@@ -146,6 +149,7 @@ class Pipeline:
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.ledger.forget(tps)
+        self._release_groups(tps)
 
     # -- the end of records: revocation and shutdown -------------------------------------------
 
@@ -153,15 +157,15 @@ class Pipeline:
         self, partitions: set[TopicPartition] | None, deadline: float
     ) -> dict[TopicPartition, int]:
         """Send what is batched, wait until the records of `partitions` (None: all) are final or
-        the `deadline` (monotonic) passes, and return their offsets to commit. Held records are
-        not waited for, nor records nothing is on its way for (a dead letter the breaker refused,
-        a write that failed): the commit stops before them and whoever reads the partition next
-        reads them again."""
+        the `deadline` (monotonic) passes, and return their offsets to commit. Held records and
+        open groups are not waited for, nor records nothing is on its way for (a dead letter the
+        breaker refused, a write that failed): the commit stops before them and whoever reads
+        the partition next reads them again."""
         self._flush_all()
         while True:
             self._collect()
             if (
-                not self.ledger.unsettled(partitions)
+                not self._on_their_way(partitions)
                 or not (self.dispatch.busy or self.dead_letters.pending)
                 or time.monotonic() >= deadline
             ):
@@ -170,6 +174,12 @@ class Pipeline:
                 await self.dispatch.wait_any(0.02)
             else:  # only dead-letter acknowledgements to wait for
                 await asyncio.sleep(0.01)
+
+    def _on_their_way(self, partitions: set[TopicPartition] | None) -> int:
+        """Records of `partitions` (None: all) not final, not held, not in an open group."""
+        if partitions is None:
+            return self.ledger.unsettled() - self._open_rows()
+        return sum(self.ledger.unsettled([tp]) - self._open_rows(tp) for tp in partitions)
 
     def _collect(self) -> None:
         """Settle the answers that came in: deliveries, then dead-letter acknowledgements."""
@@ -195,7 +205,7 @@ class Pipeline:
                     self.dispatch.send(batch)
                 self._collect()
                 self.ledger.publish()
-                self.backpressure.update(self.ledger.pending())
+                self.backpressure.update(self.ledger.pending() - self._open_rows())
                 if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
                     self._commit()
         finally:
@@ -213,7 +223,7 @@ class Pipeline:
                 return []
             room = 1
         else:
-            room = self.settings.batching.max_buffered_records - self.ledger.pending()
+            room = self.settings.batching.max_buffered_records - self.ledger.pending() + self._open_rows()
         self._last_poll = now
         return await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
 
@@ -233,7 +243,7 @@ class Pipeline:
             unfinished, held = self.ledger.pending(), self.ledger.held()  # close() forgets them
             if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
                 raise FinalCommitFailed("the final commit or close did not complete (broker unreachable?)")
-                log.info(
+            log.info(
                 "stopped",
                 unfinished_records=unfinished,
                 held_records=held,
@@ -283,6 +293,9 @@ class Pipeline:
     def _settle(self, record: PendingRecord) -> None:
         src, tp, offset = record.src, record.tp, record.offset
         route = self.routes[tp[0]]
+        grouper = self._groupers.get(tp[0])
+        if grouper is not None:  # every record moves its partition's record time on
+            grouper.seen(tp, offset, src.timestamp_ms, self._group_clock())
         value = src.value
         try:
             if not value:
@@ -306,9 +319,8 @@ class Pipeline:
             ctx = RecordContext(src.timestamp_ms, payload)
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
-                self._groupers[tp[0]].add(
-                    (route.destination.name, grouping.key(part)), part, record, self._group_clock()
-                )
+                key = (route.destination.name, grouping.key(part))
+                self._groupers[tp[0]].add(tp, key, part, record, offset, src.timestamp_ms)
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
@@ -325,15 +337,17 @@ class Pipeline:
             return
         self._batch((record,), route.destination.name, outputs)
 
-    def _emit_groups(self, drain: bool = False) -> None:
-        """Groups whose window closed (or all of them) become events owned by all their records."""
+    def _emit_groups(self) -> None:
+        """Closed groups become events owned by all their records; the ledger learns their
+        span, so no commit lands inside it (a replay then regroups the same rows)."""
         now_ms = self._group_clock()
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
-            for parts, records, late in grouper.drain() if drain else grouper.due(now_ms):
+            for parts, records, tp, first, last in grouper.due(now_ms):
+                self.ledger.span(tp, first, last)
                 try:
-                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()), late)
+                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()))
                     outputs = _only_target(outputs, header(records[0].src.headers, TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
@@ -354,14 +368,28 @@ class Pipeline:
                         self.ledger.dead_letter(record, dl)
 
     def _group_clock(self) -> float:
-        """Milliseconds that pass only while fboc reads normally: while deliveries are saturated
-        the rest of an order's rows wait unread in Kafka, and closing its window then would
-        group them differently from a replay after a crash (a new item_number: counted twice)."""
+        """The clock of the groupers' one rule that is not the records' own: a partition idle
+        for window + grace closes its groups. It passes only while fboc reads normally (not
+        saturated, not paused), and at most GROUP_CLOCK_STEP_S a call, so a stalled loop
+        does not make a partition look idle while its records wait unread."""
         now = time.monotonic()
-        if not self.dispatch.saturated():
-            self._group_ms += (now - self._group_tick) * 1000
+        if not self.dispatch.saturated() and not self.backpressure.paused:
+            self._group_ms += min(now - self._group_tick, GROUP_CLOCK_STEP_S) * 1000
         self._group_tick = now
         return self._group_ms
+
+    def _open_rows(self, tp: TopicPartition | None = None) -> int:
+        """Rows waiting in open groups: they wait for records still unread, so the buffer cap
+        does not count them (bounded by the groupers' span cap instead)."""
+        rows = 0
+        for grouper in self._groupers.values():
+            rows += grouper.open_rows(tp)
+        return rows
+
+    def _release_groups(self, tps: list[TopicPartition]) -> None:
+        """The partitions went: their groups are dropped unsent and uncommitted."""
+        for grouper in self._groupers.values():
+            grouper.release(tps)
 
     def _batch(self, records: tuple[PendingRecord, ...], destination: str, outputs: list[Output]) -> None:
         """Encode every event first (a value out of bounds dead-letters the records before any
@@ -393,7 +421,9 @@ class Pipeline:
     # -- delivery ------------------------------------------------------------------------------
 
     def _flush_all(self) -> None:
-        self._emit_groups(drain=True)
+        """Send what is closed. Open groups are not sent early: their rows stay uncommitted and
+        are read again, whole, by the next run or owner of their partition."""
+        self._emit_groups()
         for batch in self.batcher.drain():
             self.dispatch.send(batch)
 
