@@ -57,6 +57,17 @@ HALT_CAUSES: dict[int | None, str] = {
 }
 
 
+def code_label(code: object, status: int) -> str:
+    """The `code` label of fboc_graph_errors_total. Meta's codes are small integers; whatever else
+    an answer's body holds (a long string, a float, an object) is counted as "other", so a hostile
+    or broken answer cannot create a new time series per request."""
+    if code is None:
+        return str(status)
+    if type(code) is int and 0 <= code < 10_000_000:
+        return str(code)
+    return "other"
+
+
 def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
     code = error.get("code") if error else None
     subcode = error.get("error_subcode") if error else None
@@ -200,7 +211,7 @@ class GraphClient:
             raise GraphError(ErrorKind.TRANSIENT, status, detail="events_received mismatch")
         error = error if isinstance(error, dict) else {}
         kind = classify(status, error)
-        METRICS.graph_errors.labels(self._dest.name, str(error.get("code", status))).inc()
+        METRICS.graph_errors.labels(self._dest.name, code_label(error.get("code"), status)).inc()
         raise GraphError(
             kind,
             status,

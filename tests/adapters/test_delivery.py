@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from consumer.adapters.graph import ErrorKind, GraphClient, classify
+from consumer.adapters.graph import ErrorKind, GraphClient, classify, code_label
 from consumer.config.settings import DestinationSettings, FacebookSettings
 from consumer.sandbox import SandboxThread
 from consumer.telemetry.metrics import METRICS
@@ -275,3 +275,22 @@ async def test_a_request_that_cannot_be_sent_halts_the_destination_visibly(box: 
     assert len(halts) == 1  # once per halt, not per probe
     assert (halts[0]["log_level"], halts[0]["error"]) == ("error", "ValueError")
     assert "second-line-secret" not in str(logs)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "label"),
+    [
+        (190, 400, "190"),
+        (None, 503, "503"),
+        (2804050, 400, "2804050"),
+        ("x" * 10_000, 400, "other"),
+        (1.5, 400, "other"),
+        (True, 400, "other"),
+        (-1, 400, "other"),
+        (10**30, 400, "other"),
+        ({"nested": "object"}, 400, "other"),
+    ],
+)
+def test_the_error_code_label_is_bounded(code: object, status: int, label: str) -> None:
+    """A body's `code` becomes a metric label: only Meta-shaped integers keep their own series."""
+    assert code_label(code, status) == label
