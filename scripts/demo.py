@@ -25,9 +25,9 @@ import sample_events  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from consumer.codec import AvroSchema  # noqa: E402
-from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
-from consumer.kafka.deadletter import header, headers_of  # noqa: E402
+from consumer.adapters.codec import AvroSchema  # noqa: E402
+from consumer.adapters.kafka.admin import committed_offsets, end_offsets  # noqa: E402
+from consumer.adapters.kafka.deadletter import header, headers_of  # noqa: E402
 
 TOPIC, DLQ, GROUP, N = "events.track", "fboc.dead-letter", "fboc-demo", 2000
 FBOC = str(ROOT / ".venv" / "bin" / "fboc")

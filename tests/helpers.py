@@ -15,9 +15,9 @@ import yaml
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.codec import AvroSchema
-from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import committed_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import committed_offsets
+from consumer.config.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENT_SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")

@@ -1,6 +1,6 @@
 """Dead-letter writes the producer or the broker refuse never stop fboc and never lose the
 record: a full producer queue waits in a backlog, a dead letter too large for the topic is cut
-(consumer/kafka/deadletter.py), on the real broker."""
+(consumer/adapters/kafka/deadletter.py), on the real broker."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.config import KafkaSettings
-from consumer.kafka.deadletter import DeadLetter, DeadLetterWriter, SourceRecord, header, headers_of
+from consumer.adapters.kafka.deadletter import DeadLetter, DeadLetterWriter, SourceRecord, header, headers_of
+from consumer.config.settings import KafkaSettings
 from tests.helpers import read_all
 from tests.kafka_broker import Broker
 

@@ -23,21 +23,21 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from consumer.batching import Batch
-from consumer.codec import AvroSchema
-from consumer.config import parse_settings
-from consumer.encode import ENVELOPE_BYTES
-from consumer.kafka.deadletter import DeadLetterWriter, SourceRecord, header, headers_of
-from consumer.kafka.source import KafkaSource
-from consumer.pipeline import Pipeline
-from consumer.service import build_routes
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.deadletter import DeadLetterWriter, SourceRecord, header, headers_of
+from consumer.adapters.kafka.source import KafkaSource
+from consumer.config.settings import parse_settings
+from consumer.core.batching import Batch
+from consumer.core.encode import ENVELOPE_BYTES
+from consumer.runtime.pipeline import Pipeline
+from consumer.runtime.service import build_routes
+from tests.core.test_dialect_amperity import COFFEE, MINIMAL
+from tests.core.test_dialect_amperity import NOW as AMPERITY_NOW
+from tests.core.test_dialect_mparticle import NOW as MPARTICLE_NOW
+from tests.core.test_dialect_mparticle import seed_batch
 from tests.fuzz import DELETE, mutate, paths
 from tests.helpers import ROOT, TOKEN, config_for, create_topic, read_all, track
 from tests.kafka_broker import Broker
-from tests.unit.test_dialect_amperity import COFFEE, MINIMAL
-from tests.unit.test_dialect_amperity import NOW as AMPERITY_NOW
-from tests.unit.test_dialect_mparticle import NOW as MPARTICLE_NOW
-from tests.unit.test_dialect_mparticle import seed_batch
 
 pytestmark = pytest.mark.kafka
 

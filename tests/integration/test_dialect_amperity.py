@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from consumer.codec import AvroSchema
-from consumer.config import parse_settings
-from consumer.kafka.admin import end_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.config.settings import parse_settings
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
 from tests.helpers import (
     ROOT,
     committed,

@@ -19,10 +19,10 @@ import orjson
 import psutil
 import pytest
 
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
     avro,

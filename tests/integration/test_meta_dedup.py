@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from consumer.codec import AvroSchema
-from consumer.kafka.admin import end_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import end_offsets
 from consumer.sandbox import SandboxThread
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
