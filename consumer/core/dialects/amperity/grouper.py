@@ -13,7 +13,7 @@ Per partition, in offset order:
   grace of the caller's clock (`due`) closes its open groups.
 
 A group's fate depends only on the records from its first row on, so a replay that starts at a
-group boundary (consumer/kafka/offsets.py never commits inside a group) forms the same groups,
+group boundary (consumer/core/offsets.py never commits inside a group) forms the same groups,
 with the same rows, hence the same item_numbers: Meta drops the copies.
 """
 
