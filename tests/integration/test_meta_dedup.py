@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from consumer.adapters.codec import AvroSchema
 from consumer.adapters.kafka.admin import end_offsets
@@ -27,6 +26,7 @@ from tests.helpers import (
     config_for,
     create_topic,
     produce,
+    produce_at,
     read_all,
     sandbox_events,
     sandbox_post,
@@ -260,16 +260,6 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     assert stats["deduplicated_distinct"] == 0
     assert stats["deduplicated"] > 0, "no kill left delivered rows uncommitted: nothing replayed"
     assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=5) == []
-
-
-def produce_at(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
-    """(key, value, record timestamp in ms) to partition 0, in order: the grouping's time is the
-    record's, so the test sets it (the rows' own `timestamp` column is the transaction's)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
-    for key, value, at_ms in records:
-        producer.produce(topic, value=value, key=key, partition=0, timestamp=at_ms)
-        producer.poll(0)
-    assert producer.flush(30) == 0
 
 
 def interleaved_orders(
