@@ -5,6 +5,7 @@ leaves an open order unsent and uncommitted, and the next run sends it whole."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,12 @@ import pytest
 
 from consumer.adapters.codec import AvroSchema
 from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import DeadLetterWriter, SourceRecord
+from consumer.adapters.kafka.source import KafkaSource
 from consumer.config.settings import parse_settings
-from consumer.runtime.service import serve
+from consumer.errors import SchemaUnavailable
+from consumer.runtime.pipeline import Pipeline
+from consumer.runtime.service import build_routes, serve
 from consumer.sandbox import SandboxThread
 from tests.helpers import (
     ROOT,
@@ -159,3 +164,68 @@ async def test_a_stop_leaves_an_open_order_unsent_and_the_next_run_sends_it_whol
     assert [c["id"] for c in a["contents"]] == ["sku-2", "sku-3"]
     assert a["value"] == 25.5
     assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=3) == []
+
+
+async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset_order(
+    kafka: Broker, new_topic: Any, group_id: str
+) -> None:
+    """A row held (its schema not fetched yet) and the rows behind it, which decode: they must
+    reach the grouper after it, in offset order, as a replay would feed them. Here the record
+    at offset 1 (a return 2 s later) closes X's group {0}; fed out of order, offset 2 would
+    have opened X's group first and offset 0 joined it: {2, 0}, a group no replay forms."""
+    topic = new_topic(1)
+    data = config_for(kafka.bootstrap, topic, group_id, "http://127.0.0.1:9")
+    data["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
+    data["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
+    settings = parse_settings(data, {})
+    routes = build_routes(settings)
+    decode = routes[topic].decoder
+    calls = []
+
+    def first_unavailable(value: bytes) -> Any:
+        calls.append(value)
+        if len(calls) == 1:
+            raise SchemaUnavailable("the registry is being asked")
+        return decode(value)
+
+    routes[topic] = dataclasses.replace(routes[topic], decoder=first_unavailable)
+    pipeline = Pipeline(
+        settings,
+        routes,
+        {},
+        DeadLetterWriter(settings.kafka),
+        make_source=lambda p: KafkaSource(
+            settings.kafka,
+            [topic],
+            on_assign=p.on_assign,
+            on_revoke=p.on_revoke,
+            on_lost=p.on_lost,
+            on_error=p.brokers.on_error,
+            on_stats=p.brokers.on_stats,
+            on_commit=p.on_commit,
+        ),
+    )
+    try:
+        t = int(time.time() * 1000)
+        rows = [
+            (row("X", "sku-1", 1, 2.0), t),
+            (row("R", "sku-0", -1, 1.0), t + 2000),
+            (row("X", "sku-2", 1, 3.0), t + 10),
+        ]
+        for offset, (value, at) in enumerate(rows):
+            pipeline.accept(SourceRecord(topic, 0, offset, at, b"X", value, []))
+        assert len(pipeline.held) == 3  # the first held, the two behind it wait
+        pipeline._retry_held()
+        grouper = pipeline._groupers[topic]
+        assert [[r.offset for r in records] for _, records, _, _, _ in grouper.due(0.0)] == [[0]]
+        assert grouper.open_rows((topic, 0)) == 1  # offset 2, alone
+    finally:
+        await pipeline.source.finish({}, 10)
