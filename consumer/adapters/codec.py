@@ -16,6 +16,7 @@ import io
 import struct
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ REGISTRY_TIMEOUT_S = 5
 REGISTRY_BACKOFF_S = 0.5  # doubled after each failed lookup, up to the maximum
 REGISTRY_MAX_BACKOFF_S = 10.0
 MAX_BAD_SCHEMAS = 1024
+MAX_LOOKUPS = 64  # schema lookups queued or running at once
+UNKNOWN_SCHEMA_TTL_S = 60.0  # a 404 is believed this long (an id may be registered later)
 
 
 class AvroSchema:
@@ -81,34 +84,52 @@ class AvroSchema:
         return buf.getvalue()
 
 
+class InlineExecutor(Executor):
+    """Runs the lookup at once in the caller's thread (tests, tools): the decoder answers in the
+    same call, as if the lookup thread were instant."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
 class RegistryDecoder:
     """Confluent wire format; schemas looked up by id through the Schema Registry client.
 
-    A schema id the registry does not know (404) or a schema fboc cannot read dead-letters the
-    record. A registry that does not answer (refused, timeout, 5xx, 401/403...) holds it:
-    `SchemaUnavailable`, and for a backoff after each failure every lookup of an id not cached
-    yet fails at once without a request, so an outage costs one request per backoff."""
+    Lookups run on their own thread, never on the event loop: a record whose schema is being
+    looked up is held (`SchemaUnavailable`) and decoded on a later turn, so a slow or hung
+    registry costs the loop nothing (docs/design.md invariant 4). A schema id the registry does
+    not know (404, believed for a minute) or a schema fboc cannot read dead-letters the record.
+    A registry that does not answer (refused, timeout, 5xx, 401/403...) holds it, and for a
+    backoff after each failure no new lookup starts, so an outage costs one request per backoff."""
 
     def __init__(self, url: str) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        # No retries inside the client: a lookup runs on the event loop, and the pipeline holds
-        # and retries the record itself.
-        self._client = SchemaRegistryClient({"url": url, "max.retries": 0, "timeout": REGISTRY_TIMEOUT_S})
-        self._init()
+        # No retries inside the client: the pipeline holds and retries the record itself.
+        client = SchemaRegistryClient({"url": url, "max.retries": 0, "timeout": REGISTRY_TIMEOUT_S})
+        self._init(client, ThreadPoolExecutor(1, thread_name_prefix="fboc-registry"))
 
-    def _init(self) -> None:
+    def _init(self, client: Any, lookups: Executor) -> None:
+        self._client = client
+        self._executor = lookups
+        self._lookups: dict[int, Future[Any]] = {}
         self._schemas: dict[int, AvroSchema] = {}
         self._bad: dict[int, InvalidMessage] = {}  # ids whose schema fboc cannot read, bounded
+        self._unknown: dict[int, float] = {}  # ids the registry does not know → until when
         self._retry_at = 0.0
         self._backoff = 0.0
         self.clock: Callable[[], float] = time.monotonic
 
     @classmethod
-    def with_client(cls, client: Any) -> RegistryDecoder:
+    def with_client(cls, client: Any, lookups: Executor | None = None) -> RegistryDecoder:
+        """A decoder on `client` (anything with `get_schema(id)`); lookups inline by default."""
         decoder = cls.__new__(cls)
-        decoder._client = client
-        decoder._init()
+        decoder._init(client, lookups or InlineExecutor())
         return decoder
 
     def _schema(self, schema_id: int) -> AvroSchema:
@@ -119,15 +140,26 @@ class RegistryDecoder:
         if bad is not None:
             raise bad
         now = self.clock()
-        if now < self._retry_at:
-            raise SchemaUnavailable("the schema registry is unavailable (backing off)")
+        if self._unknown.get(schema_id, 0.0) > now:
+            raise _unknown_schema(schema_id)
+        future = self._lookups.get(schema_id)
+        if future is None:
+            if now < self._retry_at:
+                raise SchemaUnavailable("the schema registry is unavailable (backing off)")
+            if len(self._lookups) >= MAX_LOOKUPS:
+                raise SchemaUnavailable("too many schema lookups under way")
+            future = self._lookups[schema_id] = self._executor.submit(self._client.get_schema, schema_id)
+        if not future.done():
+            raise SchemaUnavailable("looking the schema up in the registry")
+        del self._lookups[schema_id]
         try:
-            registered = self._client.get_schema(schema_id)
+            registered = future.result()
         except Exception as exc:
             if getattr(exc, "http_status_code", None) == 404:  # SchemaRegistryError: not found
-                raise InvalidMessage(
-                    "unknown_schema", f"schema id {schema_id} not found in the registry"
-                ) from None
+                if len(self._unknown) >= MAX_BAD_SCHEMAS:
+                    self._unknown.clear()
+                self._unknown[schema_id] = now + UNKNOWN_SCHEMA_TTL_S
+                raise _unknown_schema(schema_id) from None
             self._backoff = min(max(self._backoff * 2, REGISTRY_BACKOFF_S), REGISTRY_MAX_BACKOFF_S)
             self._retry_at = now + self._backoff
             status = getattr(exc, "http_status_code", None)
@@ -157,6 +189,10 @@ class RegistryDecoder:
             raise InvalidMessage("bad_magic_byte", "not in the Confluent wire format")
         (schema_id,) = struct.unpack(">I", value[1:5])
         return self._schema(schema_id).decode_body(value[5:])
+
+
+def _unknown_schema(schema_id: int) -> InvalidMessage:
+    return InvalidMessage("unknown_schema", f"schema id {schema_id} not found in the registry")
 
 
 def _registered_schema(registered: Any) -> AvroSchema:

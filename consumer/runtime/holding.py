@@ -27,10 +27,12 @@ class HeldRecords:
     def __init__(self) -> None:
         self._queue: deque[PendingRecord] = deque()
         self._by_tp: dict[TopicPartition, int] = {}
+        self._holding = False  # between the records_held and records_released log lines
 
     def hold(self, record: PendingRecord, why: str, first: bool = False) -> None:
         """Keep the record for a retry (`first`: back at the head, where it was taken from)."""
-        if not self._queue:
+        if not self._holding:
+            self._holding = True
             log.warning(
                 "records_held", reason=why, topic=record.tp[0], partition=record.tp[1], offset=record.offset
             )
@@ -42,13 +44,16 @@ class HeldRecords:
         METRICS.held_records.set(len(self._queue))
 
     def take(self) -> PendingRecord | None:
-        """The oldest held record, removed (hold it again with first=True if it fails again)."""
+        """The oldest held record, removed (hold it again with first=True if it fails again).
+        None once every held record went through: that, not taking the last one (which may be
+        held again at once), ends the hold in the logs."""
         if not self._queue:
+            if self._holding:
+                self._holding = False
+                log.info("records_released")
             return None
         record = self._queue.popleft()
         self._forget_one(record.tp)
-        if not self._queue:
-            log.info("records_released")
         METRICS.held_records.set(len(self._queue))
         return record
 

@@ -260,6 +260,10 @@ class Pipeline:
     def _handle(self, record: PendingRecord, retry: bool = False) -> bool:
         """Settle one record (delivered through a batch, filtered or dead-lettered), or hold it
         when the cause is outside it; nothing but a `Fatal` escapes. False when it was held."""
+        if not retry and record.tp[0] in self._groupers and self.ledger.held(record.tp):
+            # grouped rows are grouped in offset order (docs/dialects.md#amperity): wait behind
+            self.ledger.hold(record, "behind a held record")
+            return False
         try:
             self._settle(record)
         except SchemaUnavailable as exc:

@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import traceback
 from collections.abc import MutableMapping
 from types import TracebackType
@@ -115,6 +116,38 @@ def first_line_only(
     return event_dict
 
 
+class RateLimit(logging.Filter):
+    """At most `limit` lines per `window` seconds from one library logger. aiohttp writes a line
+    for every malformed request to the health port, so without this anyone who can reach the
+    port decides how much fboc logs. The first line after a quiet window says how many were
+    dropped (`suppressed`)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, clock: Any = None) -> None:
+        super().__init__()
+        self.limit, self.window = limit, window
+        self._clock = clock or time.monotonic
+        self._started = -window
+        self._passed = 0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        if now - self._started >= self.window:
+            self._started, self._passed = now, 0
+            if self.suppressed:
+                record.suppressed = self.suppressed
+                self.suppressed = 0
+        if self._passed >= self.limit:
+            self.suppressed += 1
+            return False
+        self._passed += 1
+        return True
+
+
+# The loggers a client of the health port can make speak.
+RATE_LIMITED_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web")
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A handler on sys.stderr as it is when a line is written (see `_stderr_logger`)."""
 
@@ -175,6 +208,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(("suppressed",)),
                 stamp,
                 first_line_only,
             ],
@@ -192,6 +226,12 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in RATE_LIMITED_LOGGERS:
+        library = logging.getLogger(name)
+        for old_filter in library.filters[:]:
+            if isinstance(old_filter, RateLimit):
+                library.removeFilter(old_filter)
+        library.addFilter(RateLimit())
     logging.captureWarnings(True)
     sys.excepthook = _uncaught
     threading.excepthook = _uncaught_in_thread

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from consumer.adapters.codec import REGISTRY_BACKOFF_S, AvroSchema, RegistryDecoder, wire_format
+from consumer.adapters.codec import (
+    MAX_LOOKUPS,
+    REGISTRY_BACKOFF_S,
+    UNKNOWN_SCHEMA_TTL_S,
+    AvroSchema,
+    RegistryDecoder,
+    wire_format,
+)
 from consumer.errors import InvalidMessage, SchemaUnavailable
 from tests.helpers import SEGMENT_SCHEMA, track
 
@@ -131,3 +143,63 @@ def test_an_unknown_schema_id_is_dead_lettered_not_held() -> None:
     with pytest.raises(InvalidMessage) as info:
         decoder(wire_format(9, b"\x00"))
     assert info.value.reason == "unknown_schema"
+
+
+class HungRegistry(Registry):
+    """A registry that answers only once `answer` is set: a lookup on the caller's thread would
+    hang the test."""
+
+    def __init__(self, schemas: dict[int, Schema]) -> None:
+        super().__init__(schemas)
+        self.answer = threading.Event()
+
+    def get_schema(self, schema_id: int) -> Schema:
+        assert self.answer.wait(30), "the registry was never allowed to answer"
+        return super().get_schema(schema_id)
+
+
+def decoded_once_looked_up(decoder: RegistryDecoder, value: bytes) -> dict[str, Any]:
+    for _ in range(3000):
+        try:
+            return decoder(value)
+        except SchemaUnavailable:
+            time.sleep(0.01)
+    raise AssertionError("the lookup never finished")
+
+
+def test_a_hung_registry_never_blocks_the_caller() -> None:
+    registry = HungRegistry({1: Schema(SEGMENT_SCHEMA.raw_json, "AVRO")})
+    with ThreadPoolExecutor(1) as lookups:
+        decoder = RegistryDecoder.with_client(registry, lookups)
+        value = wire_format(1, SEGMENT_SCHEMA.encode(track(5)))
+        for _ in range(3):  # held while the lookup hangs, and only one lookup asked for
+            with pytest.raises(SchemaUnavailable, match="looking the schema up"):
+                decoder(value)
+        registry.answer.set()
+        assert decoded_once_looked_up(decoder, value)["messageId"] == "m-5"
+    assert registry.calls == 1
+
+
+def test_lookups_under_way_are_bounded() -> None:
+    registry = HungRegistry({})
+    with ThreadPoolExecutor(1) as lookups:
+        decoder = RegistryDecoder.with_client(registry, lookups)
+        for schema_id in range(MAX_LOOKUPS + 10):
+            with pytest.raises(SchemaUnavailable):
+                decoder(wire_format(schema_id, b"\x00"))
+        assert len(decoder._lookups) == MAX_LOOKUPS
+        registry.answer.set()
+    assert registry.calls == MAX_LOOKUPS
+
+
+def test_an_unknown_schema_id_is_believed_for_a_minute() -> None:
+    registry, clock = Registry({}), [0.0]
+    decoder = registry_decoder(registry, clock)
+    for _ in range(3):
+        with pytest.raises(InvalidMessage, match="not found"):
+            decoder(wire_format(9, b"\x00"))
+    assert registry.calls == 1
+    clock[0] += UNKNOWN_SCHEMA_TTL_S
+    registry.schemas[9] = Schema(SEGMENT_SCHEMA.raw_json, "AVRO")  # registered since
+    assert decoder(wire_format(9, SEGMENT_SCHEMA.encode(track(2))))["messageId"] == "m-2"
+    assert registry.calls == 2

@@ -240,3 +240,14 @@ def test_tokens_are_handed_out_once_whatever_the_clock() -> None:
         out += grouper.due(float(offset * 90 + offset % 11 * 50))
     out += grouper.due(FOREVER)
     assert Counter(t for g in out for t in g.tokens) == Counter(o for o in range(200) if o % 3)
+
+
+def test_a_row_retried_out_of_order_widens_its_groups_span() -> None:
+    # a row held while the schema registry was down comes back after later rows were grouped
+    grouper: OrderGrouper[int] = OrderGrouper(window_ms=300)
+    grouper.seen(TP, 5, 100, 0.0)
+    grouper.add(TP, key("X"), ROW, 5, 5, 100)
+    grouper.seen(TP, 3, 90, 0.0)
+    grouper.add(TP, key("X"), ROW, 3, 3, 90)
+    [group] = grouper.due(FOREVER)
+    assert (group.first, group.last) == (3, 5)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from consumer.adapters.codec import AvroSchema
 from consumer.adapters.kafka.admin import end_offsets
@@ -27,6 +26,7 @@ from tests.helpers import (
     config_for,
     create_topic,
     produce,
+    produce_at,
     read_all,
     sandbox_events,
     sandbox_post,
@@ -262,26 +262,16 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=5) == []
 
 
-def produce_at(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
-    """(key, value, record timestamp in ms) to partition 0, in order: the grouping's time is the
-    record's, so the test sets it (the rows' own `timestamp` column is the transaction's)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
-    for key, value, at_ms in records:
-        producer.produce(topic, value=value, key=key, partition=0, timestamp=at_ms)
-        producer.poll(0)
-    assert producer.flush(30) == 0
-
-
 def interleaved_orders(
     rng: random.Random, count: int
 ) -> tuple[list[tuple[bytes, bytes, int]], dict[str, Decimal]]:
-    """`count` orders of 2 to 6 rows in one partition, up to 6 open at once, their rows mixed
-    (a record every 15 ms of record time, so an order's rows spread over up to ~0.5 s and some
-    are split by the 400 ms window); one order in five gets a late row 3 s later, one row in
+    """`count` orders of 2 to 8 rows in one partition, up to 10 open at once, their rows mixed
+    (a record every 10 ms of record time, so an order's rows spread over up to ~1 s and some
+    are split by the 500 ms window); one order in five gets a late row 3 s later, one row in
     twenty is a return (filtered). Returns the records and each order's sum of price * quantity."""
     start = int(time.time() * 1000) - 600_000
     when = int(time.time()) - 3 * 3600
-    left = {f"I-{o}": rng.randint(2, 6) for o in range(count)}
+    left = {f"I-{o}": rng.randint(2, 8) for o in range(count)}
     waiting = list(left)
     active: list[str] = []
     late: list[tuple[int, str]] = []
@@ -289,14 +279,14 @@ def interleaved_orders(
     out: list[tuple[bytes, bytes, int]] = []
     step = 0
     while waiting or active or late:
-        at = start + step * 15
+        at = start + step * 10
         step += 1
         if late and late[0][0] <= at:
             _, order = late.pop(0)
             values[order] += Decimal("9.99")
             out.append((order.encode(), interleaved_row(order, f"{order}/late", 1, 9.99, when), at))
             continue
-        while len(active) < 6 and waiting:
+        while len(active) < 10 and waiting:
             active.append(waiting.pop(0))
         if not active:
             out.append((b"tick", interleaved_row("tick", "tick/0", -1, 1.0, when), at))  # time goes on
@@ -346,8 +336,8 @@ async def test_interleaved_amperity_orders_paused_mid_order_and_killed_count_onc
         topic,
         group_id,
         sandbox.url,
-        batching={"linger_ms": 50, "max_events": 20, "max_in_flight": 2, "max_buffered_records": 30},
-        service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 1000},
+        batching={"linger_ms": 50, "max_events": 5, "max_in_flight": 2, "max_buffered_records": 30},
+        service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 200},
     )
     config["kafka"]["options"] = FAST_SESSION
     config["sources"] = [
@@ -359,15 +349,15 @@ async def test_interleaved_amperity_orders_paused_mid_order_and_killed_count_onc
             "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
         }
     ]
-    config["destinations"][0].update({"group_window_ms": 400, "event_sets": {"Purchase": ["111"]}})
+    config["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     rng = random.Random(1616)
-    records, values = interleaved_orders(rng, 600)
+    records, values = interleaved_orders(rng, 400)
     produce_at(kafka.bootstrap, topic, records)
     sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 150}})
     fboc = FbocProcess(tmp_path, config)
     try:
-        for at_least in (120, 150, 150):
+        for at_least in (100, 100, 100):
             await kill_after_events(fboc, sandbox.url, at_least)
         assert not all_committed(kafka.bootstrap, group_id, topic, 1), "no kill was mid-stream"
         await finish(fboc, kafka.bootstrap, group_id, topic, 1)

@@ -14,7 +14,10 @@ from consumer.config.settings import Settings, parse_settings
 from consumer.ops.cli import main
 from consumer.ops.dlq.command import render_summary
 from consumer.ops.dlq.records import (
+    MALFORMED,
+    MAX_SHOWN_VALUES,
     NOT_A_SOURCE_TOPIC,
+    OTHER,
     DeadLetterView,
     Filters,
     Pacer,
@@ -35,7 +38,7 @@ from consumer.ops.dlq.records import (
     target_partition,
     too_old,
 )
-from consumer.ops.dlq.stats import DeadLetterStats
+from consumer.ops.dlq.stats import DeadLetterStats, render
 
 DAY_MS = 86_400_000
 NOW = 1_800_000_000_000
@@ -304,6 +307,48 @@ def test_stats_count_by_every_dimension() -> None:
     assert out["by_original_topic"] == {"events.track": 2}
     assert out["by_age"] == {"<1h": 1, "<1d": 0, "<7d": 1, "older": 1}
     assert out["by_replay_count"] == {"0": 2, "1": 1}
+
+
+FORGED = (
+    "\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",  # a terminal hyperlink escape
+    "[bold red]ALL LOST[/]",  # rich markup
+    "person@example.com",
+    "x" * 5_000,
+)
+
+
+def test_stats_and_the_replay_summary_show_forged_header_values_as_malformed() -> None:
+    stats = DeadLetterStats("dlq", max_replays=1)
+    summary = ReplaySummary("dlq", "fboc.replay", dry_run=True, to_topic=None)
+    for forged in FORGED:
+        fields = {
+            "fboc.error.reason": forged,
+            "fboc.error.stage": forged,
+            "fboc.destination": forged,
+            "fboc.event_set_id": forged,
+            "fboc.original.topic": forged,
+        }
+        stats.add(view(**fields), NOW)
+        summary.count(Verdict.REPLAY, forged)
+    out = stats.to_json()
+    for dimension in ("reason", "stage", "destination", "event_set", "original_topic"):
+        assert out[f"by_{dimension}"] == {MALFORMED: len(FORGED)}, dimension
+    assert summary.to_json()["by_reason"] == {MALFORMED: {"replayed": len(FORGED)}}
+    screen = io.StringIO()
+    render(stats, Console(file=screen, width=200))
+    render_summary(summary, Console(file=screen, width=200))
+    assert not any(piece in screen.getvalue() for piece in ("\x1b", "ALL LOST", "@example.com", "xxxx"))
+
+
+def test_stats_count_at_most_a_thousand_distinct_values_per_column() -> None:
+    stats = DeadLetterStats("dlq", max_replays=1)
+    for i in range(MAX_SHOWN_VALUES + 500):
+        stats.add(view(**{"fboc.original.topic": f"topic-{i}"}), NOW)
+    topics = stats.to_json()["by_original_topic"]
+    assert len(topics) == MAX_SHOWN_VALUES + 1
+    assert topics[OTHER] == 500
+    stats.add(view(**{"fboc.original.topic": "topic-0"}), NOW)  # one already counted keeps its row
+    assert stats.to_json()["by_original_topic"]["topic-0"] == 2
 
 
 def test_summary_counts_by_reason_and_renders_a_dry_run_as_such() -> None:

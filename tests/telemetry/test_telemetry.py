@@ -17,7 +17,14 @@ from aiohttp.http_exceptions import BadHttpMessage
 from confluent_kafka import Producer
 
 from consumer.ops.dlq.stats import DlqError
-from consumer.telemetry.metrics import KAFKA_LOGGER, configure_logging, event_label, redact, register_secret
+from consumer.telemetry.metrics import (
+    KAFKA_LOGGER,
+    RateLimit,
+    configure_logging,
+    event_label,
+    redact,
+    register_secret,
+)
 
 
 def test_secrets_are_redacted_by_key_and_by_value(capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,3 +214,27 @@ def test_an_unretrieved_task_exception_is_one_line_without_its_message(
     (line,) = json_lines(err)
     assert (line["logger"], line["event"]) == ("asyncio", "Task exception was never retrieved")
     assert line["exception"].startswith("ValueError (at ")
+
+
+def test_a_flood_of_library_lines_from_the_health_port_is_rate_limited(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("json")
+    for i in range(500):
+        logging.getLogger("aiohttp.server").error("Error handling request from 127.0.0.%d", i % 250)
+    logging.getLogger("asyncio").error("not rate limited")
+    lines = json_lines(capsys.readouterr().err)
+    assert [line["logger"] for line in lines] == ["aiohttp.server"] * 10 + ["asyncio"]
+
+
+def test_the_first_line_after_a_quiet_window_says_how_many_were_dropped() -> None:
+    now = [0.0]
+    limit = RateLimit(limit=2, window=60.0, clock=lambda: now[0])
+    records = [
+        logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "x", None, None) for _ in range(6)
+    ]
+    assert [limit.filter(r) for r in records[:5]] == [True, True, False, False, False]
+    now[0] = 61.0
+    assert limit.filter(records[5])
+    assert getattr(records[5], "suppressed", None) == 3
+    assert not hasattr(records[0], "suppressed")

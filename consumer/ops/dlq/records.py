@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -115,6 +115,25 @@ class DeadLetterView:
 
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ID = re.compile(r"[0-9]{1,32}")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's topic names; destination names fit too
+MALFORMED = "(malformed)"
+OTHER = "(other)"
+MAX_SHOWN_VALUES = 1_000  # distinct values counted per column of `dlq stats` / a replay summary
+
+
+def shown(value: str, kind: str) -> str:
+    """A header value as `dlq stats` and the replay summary count and print it. Anyone who can
+    write to the topic writes the headers, so a value that does not have its field's shape
+    (`kind`: "code", "id" or "name") is counted as "(malformed)": terminal escapes, markup or
+    customer data in a forged header never reach the operator's screen."""
+    shape = _CODE if kind == "code" else _ID if kind == "id" else _NAME
+    return value if shape.fullmatch(value) else MALFORMED
+
+
+def bounded(counts: Mapping[str, object], value: str) -> str:
+    """`value`, or "(other)" once `counts` holds MAX_SHOWN_VALUES others: memory stays bounded
+    however many distinct (well-shaped) values a topic holds."""
+    return value if value in counts or len(counts) < MAX_SHOWN_VALUES else OTHER
 
 
 def loggable(view: DeadLetterView) -> dict[str, str | None]:
@@ -311,7 +330,8 @@ class ReplaySummary:
         if verdict is Verdict.SKIPPED:
             self.skipped_by[skipped_because] += 1
         else:
-            self.by_reason[reason][verdict.value] += 1
+            shown_reason = bounded(self.by_reason, shown(reason, "code"))
+            self.by_reason[shown_reason][verdict.value] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {

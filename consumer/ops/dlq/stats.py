@@ -25,7 +25,7 @@ from rich.table import Table
 from consumer.adapters.kafka.deadletter import headers_of
 from consumer.config.settings import KafkaSettings, Settings
 from consumer.errors import FbocError
-from consumer.ops.dlq.records import AGE_BUCKETS, OLDER, DeadLetterView
+from consumer.ops.dlq.records import AGE_BUCKETS, OLDER, DeadLetterView, bounded, shown
 from consumer.ops.dlq.records import age_bucket as bucket_of
 from consumer.telemetry.metrics import KAFKA_LOGGER
 
@@ -124,15 +124,16 @@ class DeadLetterStats:
     def add(self, view: DeadLetterView, now_ms: int) -> None:
         self.total += 1
         by = self.by
-        by["reason"][view.reason] += 1
-        by["stage"][view.stage] += 1
-        for dimension, value in (
-            ("destination", view.destination),
-            ("event_set", view.event_set_id),
-            ("original_topic", view.original_topic),
+        for dimension, value, kind in (
+            ("reason", view.reason, "code"),
+            ("stage", view.stage, "code"),
+            ("destination", view.destination, "name"),
+            ("event_set", view.event_set_id, "id"),
+            ("original_topic", view.original_topic, "name"),
         ):
             if value:
-                by[dimension][value] += 1
+                counts = by[dimension]
+                counts[bounded(counts, shown(value, kind))] += 1
         by["age"][bucket_of(now_ms - view.failed_ms)] += 1
         by["replay_count"][str(view.replay_count)] += 1
         self.replays_exhausted += view.replay_count >= self.max_replays

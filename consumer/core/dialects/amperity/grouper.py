@@ -13,7 +13,7 @@ Per partition, in offset order:
   grace of the caller's clock (`due`) closes its open groups.
 
 A group's fate depends only on the records from its first row on, so a replay that starts at a
-group boundary (consumer/kafka/offsets.py never commits inside a group) forms the same groups,
+group boundary (consumer/core/offsets.py never commits inside a group) forms the same groups,
 with the same rows, hence the same item_numbers: Meta drops the copies.
 """
 
@@ -48,8 +48,9 @@ class Group(NamedTuple, Generic[T]):
 @dataclass(slots=True)
 class _Open(Generic[T]):
     time_ms: int | None  # the first row's record time (None: the record had none)
-    first: int
-    last: int
+    first: int  # the first row's offset: the group's identity in the deadline heap
+    low: int  # lowest and highest offset of its rows (a row retried after the schema
+    high: int  # registry came back can come after rows with higher offsets)
     rows: list[Row] = field(default_factory=list)
     tokens: list[T] = field(default_factory=list)
 
@@ -125,14 +126,15 @@ class OrderGrouper(Generic[T]):
             self._close(tp, part, key)
             order = None
         if order is None:
-            order = part.open[key] = _Open(time_ms, offset, offset)
+            order = part.open[key] = _Open(time_ms, offset, offset, offset)
             if time_ms is not None:
                 heapq.heappush(part.deadlines, (time_ms + self.window_ms + self.grace_ms, offset, key))
                 if len(part.deadlines) > 2 * len(part.open) + 64:  # stale entries of closed groups
                     _compact(part)
         order.rows.append(row)
         order.tokens.append(token)
-        order.last = offset
+        order.low = min(order.low, offset)
+        order.high = max(order.high, offset)
         part.rows += 1
         if self.window_ms == 0:  # no grouping: every row is an event of its own
             self._close(tp, part, key)
@@ -178,7 +180,7 @@ class OrderGrouper(Generic[T]):
     def _close(self, tp: TopicPartition, part: _Partition[T], key: OrderKey) -> None:
         order = part.open.pop(key)
         part.rows -= len(order.rows)
-        self._ready.append(Group(order.rows, order.tokens, tp, order.first, order.last))
+        self._ready.append(Group(order.rows, order.tokens, tp, order.low, order.high))
         self._ready_rows += len(order.rows)
 
 
