@@ -48,6 +48,12 @@ def records(partition: int, offsets: Iterable[int], **kw: Any) -> list[SourceRec
     return [record(partition, o, **kw) for o in offsets]
 
 
+class Rebalance(enum.Enum):
+    ASSIGN = "assign"
+    REVOKE = "revoke"
+    LOST = "lost"
+
+
 class MemorySource:
     """A `Source` of the given records, in partition order; all of their partitions are
     assigned at the first poll. `per_poll` caps the records one poll returns (a slow fetch)."""
@@ -58,7 +64,9 @@ class MemorySource:
             self._queues.setdefault(TopicPartition(src.topic, src.partition), deque()).append(src)
         self._per_poll = per_poll
         self._events: SourceEvents | None = None
-        self._rebalances: deque[tuple[str, list[TopicPartition]]] = deque([("assign", list(self._queues))])
+        self._rebalances: deque[tuple[Rebalance, list[TopicPartition]]] = deque(
+            [(Rebalance.ASSIGN, list(self._queues))]
+        )
         self._assigned: list[TopicPartition] = []
         self._paused: set[TopicPartition] = set()
         self._lock = threading.Lock()  # commits come from the loop and from the poll thread
@@ -72,11 +80,11 @@ class MemorySource:
 
     def revoke(self, tps: list[TopicPartition]) -> None:
         """At the next poll the partitions are revoked (their unread records are another's)."""
-        self._rebalances.append(("revoke", tps))
+        self._rebalances.append((Rebalance.REVOKE, tps))
 
     def lose(self, tps: list[TopicPartition]) -> None:
         """At the next poll the partitions are lost (the group moved on without us)."""
-        self._rebalances.append(("lost", tps))
+        self._rebalances.append((Rebalance.LOST, tps))
 
     def committed(self, tp: TopicPartition) -> int | None:
         """The last offset committed for the partition, final commit included."""
@@ -85,9 +93,6 @@ class MemorySource:
         if self.finished is not None and tp in self.finished:
             done.append(self.finished[tp])
         return done[-1] if done else None
-
-    def unread(self, tp: TopicPartition) -> int:
-        return len(self._queues.get(tp, ()))
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -111,13 +116,14 @@ class MemorySource:
             await asyncio.sleep(min(wait_s, 0.001))  # Kafka waits for a record: not 50 ms here
         return out
 
-    async def _rebalance(self, kind: str, tps: list[TopicPartition]) -> None:
-        assert self._events is not None, "poll before subscribe"
-        if kind == "assign":
+    async def _rebalance(self, kind: Rebalance, tps: list[TopicPartition]) -> None:
+        events = self._events
+        assert events is not None, "poll before subscribe"
+        if kind is Rebalance.ASSIGN:
             self._assigned += tps
-            await asyncio.to_thread(self._events.on_assign, tps)
+            await asyncio.to_thread(events.on_assign, tps)
             return
-        await asyncio.to_thread(self._events.on_revoke if kind == "revoke" else self._events.on_lost, tps)
+        await asyncio.to_thread(events.on_revoke if kind is Rebalance.REVOKE else events.on_lost, tps)
         self._assigned = [tp for tp in self._assigned if tp not in tps]
         for tp in tps:
             self._queues.pop(tp, None)
