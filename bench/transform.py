@@ -456,7 +456,7 @@ def amperity_workload(records: int, customers: int, decode_it: bool) -> Workload
                 except RecordOutcome:
                     rejected += 1
             try:
-                outputs = emit(rows, dest, NOW, False) if rows else []
+                outputs = emit(rows, dest, NOW) if rows else []
             except RecordOutcome:
                 rejected += len(rows)
                 continue

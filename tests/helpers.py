@@ -63,6 +63,18 @@ def produce(
     return acked
 
 
+def produce_at(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes, int]], partition: int = 0
+) -> None:
+    """(key, value, record timestamp in ms) records to one partition, in order (amperity groups
+    rows by their record time)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    for key, value, at_ms in records:
+        producer.produce(topic, value=value, key=key, partition=partition, timestamp=at_ms)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Message]:
     """Read a topic from the start until `expected` records arrived (or the timeout)."""
     consumer = Consumer(

@@ -52,6 +52,7 @@ POLL_TIMEOUT_S = 0.05
 # While deliveries are saturated, poll one record this often: the consumer stays in its group
 # (rebalance callbacks only run inside a poll) without growing the buffer.
 SATURATED_POLL_INTERVAL_S = 1.0
+GROUP_CLOCK_STEP_S = 0.25  # see Pipeline._group_clock
 
 
 class FatalError(Exception):
@@ -121,6 +122,7 @@ class Pipeline:
         if self._closing or self._loop is None or not tps:
             self.tracker.forget(tps)  # closing: _shutdown already committed what is final
             self.held.drop(tps)
+            self._release_groups(tps)
             return
         future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
         try:
@@ -139,6 +141,7 @@ class Pipeline:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.tracker.forget(tps)
         self.held.drop(tps)
+        self._release_groups(tps)
 
     def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
         """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
@@ -153,16 +156,17 @@ class Pipeline:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.tracker.forget(tps)
         self.held.drop(tps)
+        self._release_groups(tps)
 
     async def _release(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Revocation: send what is batched, wait for the partitions' records; what to commit.
-        Held records are not waited for: the commit stops before them and the next owner of
-        the partition reads them again."""
+        Held records and open groups are not waited for: the commit stops before them and the
+        next owner of the partition reads them again."""
         self._flush_all()
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
         wanted = set(tps)
         while (
-            any(self.tracker.pending(tp) > self.held.count(tp) for tp in wanted)
+            any(self.tracker.pending(tp) > self.held.count(tp) + self._open_rows(tp) for tp in wanted)
             and time.monotonic() < deadline
         ):
             self.dead_letters.poll()
@@ -193,7 +197,7 @@ class Pipeline:
                     self.dispatch.send(batch)
                 self.dead_letters.poll()
                 self._check_fatal()
-                self.backpressure.update(self.tracker.pending())
+                self.backpressure.update(self.tracker.pending() - self._open_rows())
                 if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
                     self._commit()
         finally:
@@ -211,7 +215,7 @@ class Pipeline:
                 return []
             room = 1
         else:
-            room = self.settings.batching.max_buffered_records - self.tracker.pending()
+            room = self.settings.batching.max_buffered_records - self.tracker.pending() + self._open_rows()
         self._last_poll = now
         return await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
 
@@ -268,6 +272,10 @@ class Pipeline:
     def _handle(self, record: PendingRecord, retry: bool = False) -> bool:
         """Settle one record (delivered through a batch, filtered or dead-lettered), or hold it
         when the cause is outside it; nothing escapes. False when it was held."""
+        if not retry and record.tp[0] in self._groupers and self.held.count(record.tp):
+            # grouped rows are grouped in offset order (docs/dialects.md#amperity): wait behind
+            self.held.hold(record, "behind a held record")
+            return False
         try:
             self._settle(record)
         except SchemaUnavailable as exc:
@@ -299,6 +307,9 @@ class Pipeline:
     def _settle(self, record: PendingRecord) -> None:
         src, tp, offset = record.src, record.tp, record.offset
         route = self.routes[tp[0]]
+        grouper = self._groupers.get(tp[0])
+        if grouper is not None:  # every record moves its partition's record time on
+            grouper.seen(tp, offset, src.timestamp_ms, self._group_clock())
         value = src.value
         try:
             if not value:
@@ -322,9 +333,8 @@ class Pipeline:
             ctx = RecordContext(src.timestamp_ms, payload)
             if grouping is not None:
                 part = grouping.check(payload, ctx, route.destination, int(self.now()))
-                self._groupers[tp[0]].add(
-                    (route.destination.name, grouping.key(part)), part, record, self._group_clock()
-                )
+                key = (route.destination.name, grouping.key(part))
+                self._groupers[tp[0]].add(tp, key, part, record, offset, src.timestamp_ms)
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
@@ -341,15 +351,17 @@ class Pipeline:
             return
         self._batch((record,), route.destination.name, outputs)
 
-    def _emit_groups(self, drain: bool = False) -> None:
-        """Groups whose window closed (or all of them) become events owned by all their records."""
+    def _emit_groups(self) -> None:
+        """Closed groups become events owned by all their records; the tracker learns their
+        span, so no commit lands inside it (a replay then regroups the same rows)."""
         now_ms = self._group_clock()
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
-            for parts, records, late in grouper.drain() if drain else grouper.due(now_ms):
+            for parts, records, tp, first, last in grouper.due(now_ms):
+                self.tracker.span(tp, first, last)
                 try:
-                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()), late)
+                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()))
                     outputs = _only_target(outputs, header(records[0].src.headers, TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
@@ -370,14 +382,28 @@ class Pipeline:
                         self.outcomes.dead_letter(record, dl)
 
     def _group_clock(self) -> float:
-        """Milliseconds that pass only while fboc reads normally: while deliveries are saturated
-        the rest of an order's rows wait unread in Kafka, and closing its window then would
-        group them differently from a replay after a crash (a new item_number: counted twice)."""
+        """The clock of the groupers' one rule that is not the records' own: a partition idle
+        for window + grace closes its groups. It passes only while fboc reads normally (not
+        saturated, not paused), and at most GROUP_CLOCK_STEP_S a call, so a stalled loop
+        does not make a partition look idle while its records wait unread."""
         now = time.monotonic()
-        if not self.dispatch.saturated():
-            self._group_ms += (now - self._group_tick) * 1000
+        if not self.dispatch.saturated() and not self.backpressure.paused:
+            self._group_ms += min(now - self._group_tick, GROUP_CLOCK_STEP_S) * 1000
         self._group_tick = now
         return self._group_ms
+
+    def _open_rows(self, tp: TopicPartition | None = None) -> int:
+        """Rows waiting in open groups: they wait for records still unread, so the buffer cap
+        does not count them (bounded by the groupers' span cap instead)."""
+        rows = 0
+        for grouper in self._groupers.values():
+            rows += grouper.open_rows(tp)
+        return rows
+
+    def _release_groups(self, tps: list[TopicPartition]) -> None:
+        """The partitions went: their groups are dropped unsent and uncommitted."""
+        for grouper in self._groupers.values():
+            grouper.release(tps)
 
     def _batch(self, records: tuple[PendingRecord, ...], destination: str, outputs: list[Output]) -> None:
         """Encode every event first (a value out of bounds dead-letters the records before any
@@ -410,7 +436,9 @@ class Pipeline:
     # -- delivery ------------------------------------------------------------------------------
 
     def _flush_all(self) -> None:
-        self._emit_groups(drain=True)
+        """Send what is closed. Open groups are not sent early: their rows stay uncommitted and
+        are read again, whole, by the next run or owner of their partition."""
+        self._emit_groups()
         for batch in self.batcher.drain():
             self.dispatch.send(batch)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,6 @@ from consumer.config.settings import DestinationSettings, parse_settings
 from consumer.core.capi.event import Output, RecordContext
 from consumer.core.dialects import get_dialect
 from consumer.core.dialects.amperity import (
-    Group,
-    OrderGrouper,
     Row,
     check_row,
     item_number,
@@ -134,7 +131,7 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
     rows = [row_of(COFFEE), row_of(MUG)]
     # the item_number hashes the rows' sorted fingerprints: these rows, in any order
     number = sha("\n".join(sorted([rows[0].fingerprint, rows[1].fingerprint])))[:16]
-    assert transform_rows(rows, dest(), NOW, late=False) == [
+    assert transform_rows(rows, dest(), NOW) == [
         Output(
             "111",
             {
@@ -160,13 +157,13 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
             None,
         )
     ]
-    assert transform_rows(rows[::-1], dest(), NOW, late=False)[0].event["event_id"] == (f"ORD-1001-{number}")
+    assert transform_rows(rows[::-1], dest(), NOW)[0].event["event_id"] == (f"ORD-1001-{number}")
 
 
 def test_a_transform_leaves_no_cyclic_garbage() -> None:
     d = dest()
     assert (
-        cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW, late=False)) == 0
+        cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW)) == 0
     )
 
 
@@ -226,8 +223,8 @@ def test_website_row_carries_url_and_user_agent() -> None:
 
 def test_late_rows_are_a_further_event_of_the_order_with_a_deterministic_item_number() -> None:
     coffee, mug, extra = row_of(COFFEE), row_of(MUG), row_of({**MUG, "product_id": "SKU-LID"})
-    sent = transform_rows([coffee], dest(), NOW, late=False)[0].event
-    (late,) = (o.event for o in transform_rows([mug, extra], dest(), NOW, late=True))
+    sent = transform_rows([coffee], dest(), NOW)[0].event
+    (late,) = (o.event for o in transform_rows([mug, extra], dest(), NOW))
     number = late["custom_data"]["item_number"]
     # the number is a hash of the rows' canonical content: no counter, no clock
     assert number == sha("\n".join(sorted([mug.fingerprint, extra.fingerprint])))[:16]
@@ -248,10 +245,9 @@ def test_late_rows_are_a_further_event_of_the_order_with_a_deterministic_item_nu
     }
     assert late["event_time"] == ORDER_TIME
     assert late["user_data"] == JUSTIN_USER_DATA
-    # a replay of the same rows is byte-identical, so Meta deduplicates it, and a replay that
-    # no longer knows the order (late=False) gives the same event
+    # a replay of the same rows is byte-identical, so Meta deduplicates it
     again = transform_rows(
-        [row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})], dest(), NOW, late=False
+        [row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})], dest(), NOW
     )
     assert [orjson.dumps(o.event) for o in again] == [orjson.dumps(late)]
 
@@ -422,7 +418,7 @@ def test_every_fanned_out_event_has_its_own_name() -> None:
         event_mapping={"Purchase": ["Purchase", "Lead"]},
         event_sets={"Purchase": ["111", "222"], "Lead": ["333"]},
     )
-    outputs = transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW, late=False)
+    outputs = transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW)
     assert [(o.event_set_id, o.event["event_name"]) for o in outputs] == [
         ("111", "Purchase"),
         ("222", "Purchase"),
@@ -519,14 +515,14 @@ def test_custom_properties() -> None:
 
 def test_rows_without_product_id_count_in_value_but_not_in_contents() -> None:
     rows = [row_of(COFFEE), row_of({**MUG, "product_id": None})]
-    custom = transform_rows(rows, dest(), NOW, late=False)[0].event["custom_data"]
+    custom = transform_rows(rows, dest(), NOW)[0].event["custom_data"]
     assert custom["contents"] == [{"id": "SKU-COFFEE-250", "quantity": 2, "item_price": 12.5}]
     assert (custom["value"], custom["num_items"]) == (51.97, 5)
 
 
 def test_value_is_summed_exactly() -> None:
     rows = [row_of({**MINIMAL, "price": 0.1, "product_id": f"p{i}"}) for i in range(3)]
-    assert transform_rows(rows, dest(), NOW, late=False)[0].event["custom_data"]["value"] == 0.3
+    assert transform_rows(rows, dest(), NOW)[0].event["custom_data"]["value"] == 0.3
 
 
 def test_order_event_uses_the_earliest_time_and_merges_customer_data() -> None:
@@ -534,7 +530,7 @@ def test_order_event_uses_the_earliest_time_and_merges_customer_data() -> None:
     second = row_of(
         {**MINIMAL, "timestamp": ORDER_TIME, "email": "other@example.org", "custom": {"lane": 4, "till": "B"}}
     )
-    [out] = transform_rows([first, second], dest(), NOW, late=False)
+    [out] = transform_rows([first, second], dest(), NOW)
     assert out.event["event_time"] == ORDER_TIME
     assert out.event["user_data"]["em"] == [sha("pat@example.org"), sha("other@example.org")]
     assert out.event["custom_data"]["lane"] == 3
@@ -544,7 +540,7 @@ def test_order_event_uses_the_earliest_time_and_merges_customer_data() -> None:
 def test_rows_disagreeing_on_currency_become_a_second_event_meta_keeps() -> None:
     usd = row_of(COFFEE)
     cad = row_of({**MUG, "currency": "CAD"})
-    outputs = transform_rows([usd, cad, row_of(MUG)], dest(), NOW, late=False)
+    outputs = transform_rows([usd, cad, row_of(MUG)], dest(), NOW)
     first, second = (o.event for o in outputs)
     assert first["custom_data"]["item_number"] == item_number([usd, row_of(MUG)])
     assert first["event_id"] == f"ORD-1001-{item_number([usd, row_of(MUG)])}"
@@ -557,21 +553,18 @@ def test_rows_disagreeing_on_currency_become_a_second_event_meta_keeps() -> None
 
 def test_a_regrouped_or_late_part_of_an_order_keeps_its_own_dedup_key() -> None:
     coffee, mug = row_of(COFFEE), row_of(MUG)
-    whole = transform_rows([coffee, mug], dest(), NOW, late=False)[0].event
-    # after a restart the grouper forgot the order: the mug row comes as an order of its own
-    regrouped = transform_rows([mug], dest(), NOW, late=False)[0].event
-    late = transform_rows([mug], dest(), NOW, late=True)[0].event
+    whole = transform_rows([coffee, mug], dest(), NOW)[0].event
+    # a later group of the order (the mug row alone)
+    regrouped = transform_rows([mug], dest(), NOW)[0].event
     key = ("event_name", "event_time")
     assert [whole[k] for k in key] == [regrouped[k] for k in key]
     assert whole["custom_data"]["order_id"] == regrouped["custom_data"]["order_id"]
     assert whole["custom_data"]["item_number"] != regrouped["custom_data"]["item_number"]
     assert whole["event_id"] != regrouped["event_id"]
-    # a lone row is keyed the same whether it came late or as a new order: one kept event
-    assert late == regrouped
     # the same rows again (a crash before the commit): the same key, so Meta drops the copy
-    again = transform_rows([row_of(dict(COFFEE)), row_of(dict(MUG))], dest(), NOW, late=False)
+    again = transform_rows([row_of(dict(COFFEE)), row_of(dict(MUG))], dest(), NOW)
     assert again[0].event == whole
-    swapped = transform_rows([row_of(MUG), row_of(COFFEE)], dest(), NOW, late=False)[0].event
+    swapped = transform_rows([row_of(MUG), row_of(COFFEE)], dest(), NOW)[0].event
     assert (swapped["event_id"], swapped["custom_data"]["item_number"]) == (
         whole["event_id"],
         whole["custom_data"]["item_number"],
@@ -581,90 +574,8 @@ def test_a_regrouped_or_late_part_of_an_order_keeps_its_own_dedup_key() -> None:
 def test_an_order_is_rejected_as_a_whole() -> None:
     rows = [row_of(MINIMAL)]
     with pytest.raises(Rejected) as info:
-        transform_rows(rows, dest(), NOW + 8 * 86400, late=False)  # went stale while waiting
+        transform_rows(rows, dest(), NOW + 8 * 86400)  # went stale while waiting
     assert info.value.reason == "event_too_old"
-
-
-def test_grouper_waits_for_the_window_after_the_first_row() -> None:
-    grouper: OrderGrouper[str] = OrderGrouper(window_ms=5000)
-    coffee, mug = row_of(COFFEE), row_of(MUG)
-    grouper.add(("main", "ORD-1001"), coffee, "offset-1", 1000.0)
-    grouper.add(("main", "ORD-1001"), mug, "offset-2", 5999.0)
-    grouper.add(("other", "ORD-1001"), coffee, "offset-3", 2000.0)  # another destination
-    assert len(grouper) == 3
-    assert grouper.next_due_ms() == 6000.0
-    assert grouper.due(5999.0) == []
-    assert grouper.due(6000.0) == [Group([coffee, mug], ["offset-1", "offset-2"], False)]
-    assert grouper.due(7000.0) == [Group([coffee], ["offset-3"], False)]
-    assert len(grouper) == 0
-    assert grouper.next_due_ms() is None
-
-
-def test_grouper_late_rows_wait_a_window_and_form_a_further_part() -> None:
-    # as a replay would group them after a crash, when the order is forgotten
-    grouper: OrderGrouper[int] = OrderGrouper(window_ms=5000)
-    coffee, mug = row_of(COFFEE), row_of(MUG)
-    grouper.add(("main", "ORD-1001"), coffee, 1, 0.0)
-    assert grouper.due(5000.0) == [Group([coffee], [1], False)]
-    grouper.add(("main", "ORD-1001"), mug, 2, 5001.0)
-    grouper.add(("main", "ORD-1001"), mug, 3, 5002.0)
-    assert grouper.next_due_ms() == 10001.0
-    assert grouper.due(10000.0) == []
-    assert grouper.due(10001.0) == [Group([mug, mug], [2, 3], True)]
-
-
-def test_grouper_bounds_open_orders_and_remembered_orders() -> None:
-    grouper: OrderGrouper[int] = OrderGrouper(window_ms=5000, max_open_orders=2, max_sent_orders=2)
-    rows = {i: row_of({**MINIMAL, "order_id": f"O-{i}"}) for i in range(4)}
-    for i in range(3):
-        grouper.add(("main", f"O-{i}"), rows[i], i, float(i))
-    # a third open order pushes the oldest out early
-    assert grouper.due(2.0) == [Group([rows[0]], [0], False)]
-    assert grouper.due(6000.0) == [Group([rows[1]], [1], False), Group([rows[2]], [2], False)]
-    # only the last two emitted orders are remembered: O-0 is forgotten, so its row is a new order
-    grouper.add(("main", "O-0"), rows[0], 10, 7000.0)
-    grouper.add(("main", "O-2"), rows[2], 12, 7000.0)
-    assert grouper.drain() == [Group([rows[0]], [10], False), Group([rows[2]], [12], True)]
-
-
-def test_grouper_window_zero_and_drain() -> None:
-    grouper: OrderGrouper[int] = OrderGrouper(window_ms=0)
-    row = row_of(MINIMAL)
-    grouper.add(("main", "ORD-2002"), row, 1, 50.0)
-    assert grouper.due(50.0) == [Group([row], [1], False)]
-    slow: OrderGrouper[int] = OrderGrouper(window_ms=60_000)
-    slow.add(("main", "ORD-2002"), row, 1, 0.0)
-    assert slow.drain() == [Group([row], [1], False)]
-    slow.add(("main", "ORD-2002"), row, 2, 1.0)  # drained orders count as sent
-    assert slow.drain() == [Group([row], [2], True)]
-
-
-ops = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 4000)), max_size=60)
-
-
-@FUZZ
-@given(ops, st.integers(1, 4), st.integers(0, 3), st.integers(0, 5000))
-def test_grouper_hands_out_every_token_exactly_once(
-    steps: list[tuple[int, int, int]], max_open: int, max_sent: int, window: int
-) -> None:
-    grouper: OrderGrouper[int] = OrderGrouper(window, max_open_orders=max_open, max_sent_orders=max_sent)
-    row = row_of(MINIMAL)
-    now, out, keys = 0.0, [], {}
-    for token, (order, action, advance) in enumerate(steps):
-        now += advance
-        if action:
-            key = ("main", f"O-{order}")
-            keys[token] = key
-            grouper.add(key, row, token, now)
-        else:
-            out += grouper.due(now)
-    out += grouper.drain()
-    assert len(grouper) == 0
-    seen = Counter(t for group in out for t in group.tokens)
-    assert seen == Counter(keys.keys())
-    for group in out:
-        assert len({keys[t] for t in group.tokens}) == 1  # one order per group
-        assert len(group.rows) == len(group.tokens)
 
 
 # -- Avro ----------------------------------------------------------------------------------------
@@ -762,10 +673,9 @@ def test_fuzz_arbitrary_objects(payload: dict[str, Any]) -> None:
     st.sampled_from([COFFEE, MINIMAL, WEBSITE]),
     st.dictionaries(column_names, tricky, min_size=1, max_size=4),
     st.lists(column_names, max_size=3),
-    st.booleans(),
 )
 def test_fuzz_mutations_of_valid_rows(
-    base: dict[str, Any], changes: dict[str, Any], removed: list[str], late: bool
+    base: dict[str, Any], changes: dict[str, Any], removed: list[str]
 ) -> None:
     payload = {k: v for k, v in {**base, **changes}.items() if k not in removed}
     d = dest(
@@ -776,7 +686,7 @@ def test_fuzz_mutations_of_valid_rows(
     check_outputs(payload, d)
     try:
         rows = [row_of(payload, d), row_of(base, d)]
-        outputs = transform_rows(rows, d, NOW, late=late)
+        outputs = transform_rows(rows, d, NOW)
     except (Rejected, Filtered):
         return
     assert all(orjson.dumps(o.event) for o in outputs)
@@ -831,7 +741,7 @@ def test_preview_lines_groups_rows_of_one_order_at_its_first_index() -> None:
         + "\n"
     )
     out = [orjson.loads(line) for line in preview_lines(preview_settings(), "stores", now, lines)]
-    order = transform_rows([row_of(COFFEE), row_of(MUG)], dest(), NOW, late=False)[0].event
+    order = transform_rows([row_of(COFFEE), row_of(MUG)], dest(), NOW)[0].event
     minimal = transform(MINIMAL, ctx(MINIMAL), dest(), NOW)[0].event
     assert out == [
         {"index": 0, "event_set_id": "111", "event": order},

@@ -20,18 +20,29 @@ PreviewResult = list[tuple[int, list[Output] | RecordOutcome]]
 
 
 class Grouper(Protocol):
-    """Holds parts until their group is complete; pure, the caller passes the time in."""
+    """Holds parts until their group is complete; pure, the caller passes the times in.
+    A group is (parts, tokens, (topic, partition), first offset, last offset)."""
 
-    def add(self, key: tuple[str, str], part: Any, token: Any, now_ms: float) -> None: ...
-    def due(self, now_ms: float) -> Sequence[tuple[list[Any], list[Any], bool]]: ...
-    def drain(self) -> Sequence[tuple[list[Any], list[Any], bool]]: ...
+    def seen(self, tp: tuple[str, int], offset: int, time_ms: int | None, now_ms: float) -> None: ...
+    def add(
+        self,
+        tp: tuple[str, int],
+        key: tuple[str, str],
+        part: Any,
+        token: Any,
+        offset: int,
+        time_ms: int | None,
+    ) -> None: ...
+    def due(self, now_ms: float) -> Sequence[tuple[list[Any], list[Any], tuple[str, int], int, int]]: ...
+    def release(self, tps: list[tuple[str, int]]) -> int: ...
+    def open_rows(self, tp: tuple[str, int] | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Grouping:
     check: Callable[[Mapping[str, Any], RecordContext, DestinationSettings, int], Any]  # → a part
     key: Callable[[Any], str]  # a part's group (an order id)
-    emit: Callable[[Sequence[Any], DestinationSettings, int, bool], list[Output]]  # (…, late)
+    emit: Callable[[Sequence[Any], DestinationSettings, int], list[Output]]
     preview: Callable[[Sequence[tuple[int, Mapping[str, Any]]], DestinationSettings, int], PreviewResult]
     grouper: Callable[[int], Grouper]  # window_ms → a new grouper
 

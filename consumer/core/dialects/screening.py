@@ -76,8 +76,8 @@ class _Emit:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def __call__(self, parts: Sequence[Any], dest: DestinationSettings, now: int, late: bool) -> list[Output]:
-        return finish(self.inner(parts, dest, now, late), dest)
+    def __call__(self, parts: Sequence[Any], dest: DestinationSettings, now: int) -> list[Output]:
+        return finish(self.inner(parts, dest, now), dest)
 
 
 class _Preview:

@@ -2,10 +2,11 @@
 
 One Kafka record is one itemized transaction row. Rows of one order become one event:
 
-    row = check_row(payload, ctx, dest, now)          # per record: Rejected / Filtered / Row
-    grouper.add((dest.name, row.order_id), row, token, monotonic_ms)
-    for rows, tokens, late in grouper.due(monotonic_ms):   # or grouper.drain()
-        outputs = transform_rows(rows, dest, now, late=late)  # Rejected → all the tokens
+    grouper.seen(tp, offset, record_time_ms, clock_ms)      # every record of the partition
+    row = check_row(payload, ctx, dest, now)                # Rejected / Filtered / Row
+    grouper.add(tp, (dest.name, row.order_id), row, token, offset, record_time_ms)
+    for rows, tokens, tp, first, last in grouper.due(clock_ms):
+        outputs = transform_rows(rows, dest, now)           # Rejected → all the tokens
 
 `transform` (one row alone) is the registry's per-record entry point; `preview_group` is what
 `fboc preview` uses to group the rows of one order like the service does.
@@ -41,7 +42,7 @@ def transform(
     payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
 ) -> list[Output]:
     """One row as an order of its own."""
-    return transform_rows([check_row(payload, ctx, dest, now)], dest, now, late=False)
+    return transform_rows([check_row(payload, ctx, dest, now)], dest, now)
 
 
 def preview_group(
@@ -65,14 +66,10 @@ def preview_group(
     for members in orders.values():
         first = members[0][0]
         try:
-            results[first] = transform_rows([row for _, row in members], dest, now, late=False)
+            results[first] = transform_rows([row for _, row in members], dest, now)
         except RecordOutcome as exc:
             results[first] = exc
     return sorted(results.items(), key=lambda item: item[0])
-
-
-def _emit(rows: Sequence[Row], dest: DestinationSettings, now: int, late: bool) -> list[Output]:
-    return transform_rows(rows, dest, now, late=late)
 
 
 DIALECT = Dialect(
@@ -81,6 +78,10 @@ DIALECT = Dialect(
     DEFAULT_UNMAPPED,
     MATCH_POLICY,
     Grouping(
-        check=check_row, key=lambda row: row.order_id, emit=_emit, preview=preview_group, grouper=OrderGrouper
+        check=check_row,
+        key=lambda row: row.order_id,
+        emit=transform_rows,
+        preview=preview_group,
+        grouper=OrderGrouper,
     ),
 )

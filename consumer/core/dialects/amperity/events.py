@@ -37,17 +37,14 @@ def item_number(rows: Sequence[Row]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int, *, late: bool) -> list[Output]:
-    """One order's rows → outputs (raises `Rejected` for the whole group).
+def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int) -> list[Output]:
+    """One group of an order's rows → outputs (raises `Rejected` for the whole group).
 
-    One event per (order, event_name, currency, action_source), normally exactly one, late
-    (the order was sent already) or not: late rows are a further part of the order, grouped
-    like the first ones so that a replay that no longer knows the order groups them the same.
-    Every event's item_number is a hash of its rows and its event_id `<order_id>-<item_number>`,
-    so Meta's offline dedup keeps each distinct part of an order and drops only a replay of the
-    very same rows.
+    One event per (order, event_name, currency, action_source), normally exactly one. Every
+    event's item_number is a hash of its rows and its event_id `<order_id>-<item_number>`, so
+    Meta's offline dedup keeps each distinct part of an order (a later group of it) and drops
+    only a replay of the very same rows (README, "Dedup keys").
     """
-    del late  # the key already tells the parts apart (README, "Dedup keys")
     parts: dict[tuple[str, str, str, str], list[Row]] = {}
     for row in rows:
         parts.setdefault((row.order_id, row.event_name, row.currency, row.action_source), []).append(row)
