@@ -68,6 +68,7 @@ def main() -> int:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         for f in admin.create_topics([NewTopic(TOPIC, 4, 1), NewTopic(DLQ, 1, 1)]).values():
             f.result(30)
+        del admin  # closed now: alive when the broker stops, librdkafka prints its disconnects
 
         sandbox = f"http://127.0.0.1:{sport}"
         print(f"2. starting the Graph API sandbox on {sandbox}")
@@ -86,6 +87,7 @@ def main() -> int:
             producer.produce(TOPIC, key=key, value=value)
             producer.poll(0)
         producer.flush(30)
+        del producer
         expected_bad = Counter(r for _k, _p, r in samples if r)
         print(f"3. produced {N} Avro records to {TOPIC}, {sum(expected_bad.values())} of them bad")
 
