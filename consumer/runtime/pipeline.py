@@ -335,9 +335,7 @@ class Pipeline:
             self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
         except Exception as exc:  # a dialect bug must not stop the partition
-            self.ledger.dead_letter(
-                record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset)
-            )
+            self.ledger.dead_letter(record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset))
             return
         self._batch((record,), route.destination.name, outputs)
 

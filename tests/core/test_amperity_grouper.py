@@ -159,9 +159,7 @@ def test_interleaved_orders_replayed_from_the_commit_count_once() -> None:
 # -- the property ------------------------------------------------------------------------------
 
 ORDERS = st.sampled_from(["A", "B", "C", "D", None])
-RECORDS = st.lists(
-    st.tuples(ORDERS, st.one_of(st.integers(-150, 400), st.just(-1))), min_size=1, max_size=60
-)
+RECORDS = st.lists(st.tuples(ORDERS, st.one_of(st.integers(-150, 400), st.just(-1))), min_size=1, max_size=60)
 
 
 def times(steps: list[tuple[str | None, int]]) -> list[tuple[str | None, int | None]]:

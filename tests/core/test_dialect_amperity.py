@@ -162,9 +162,7 @@ def test_seed_order_of_two_rows_is_one_purchase() -> None:
 
 def test_a_transform_leaves_no_cyclic_garbage() -> None:
     d = dest()
-    assert (
-        cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW)) == 0
-    )
+    assert cyclic_garbage(lambda: transform_rows([row_of(COFFEE, d), row_of(MUG, d)], d, NOW)) == 0
 
 
 def test_seed_minimal_row_through_the_registry() -> None:
@@ -246,9 +244,7 @@ def test_late_rows_are_a_further_event_of_the_order_with_a_deterministic_item_nu
     assert late["event_time"] == ORDER_TIME
     assert late["user_data"] == JUSTIN_USER_DATA
     # a replay of the same rows is byte-identical, so Meta deduplicates it
-    again = transform_rows(
-        [row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})], dest(), NOW
-    )
+    again = transform_rows([row_of(dict(MUG)), row_of({**MUG, "product_id": "SKU-LID"})], dest(), NOW)
     assert [orjson.dumps(o.event) for o in again] == [orjson.dumps(late)]
 
 

@@ -149,9 +149,7 @@ async def test_a_stop_leaves_an_open_order_unsent_and_the_next_run_sends_it_whol
                 await asyncio.sleep(1.0)  # A's rows were read long ago: A stays open
             else:
                 produce_at(kafka.bootstrap, topic, [(b"R", row("R", "sku-0", -1, 1.0), t + 200_000)])
-                await wait_until(
-                    lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 5, 30, "A sent"
-                )
+                await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 5, 30, "A sent")
         finally:
             stop.set()
             assert await asyncio.wait_for(task, 30) == 0
