@@ -24,6 +24,7 @@ import orjson
 import structlog
 
 from consumer.config.settings import DestinationSettings, FacebookSettings
+from consumer.errors import FbocError
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.delivery")
@@ -85,7 +86,7 @@ def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
     return ErrorKind.UNKNOWN
 
 
-class GraphError(Exception):
+class GraphError(FbocError):
     """A failed request. The message names codes only: Meta's own text may echo event values."""
 
     def __init__(

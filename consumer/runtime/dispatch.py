@@ -1,30 +1,31 @@
 """The deliver stage: closed batches go to the Graph API, at most `max_in_flight` requests at
-once per destination, each answer settling the records its events came from."""
+once per destination. Answers wait until the loop calls `settle`, which hands them to the record
+ledger: records are settled on the loop's turn, never inside a delivery task, so a fatal outcome
+raises into the loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 
 import structlog
 
 from consumer.adapters.graph import Failure, GraphClient
 from consumer.core.batching import Batch
-from consumer.runtime.outcomes import Outcomes, PendingRecord
+from consumer.runtime.ledger import Ledger, Owner
 from consumer.telemetry.metrics import METRICS, event_label
 
 log = structlog.get_logger("fboc.pipeline")
 
-Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
-
 
 class Dispatch:
-    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int, outcomes: Outcomes) -> None:
+    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int, ledger: Ledger) -> None:
         self._clients = clients
         self._max_in_flight = max_in_flight
         self._full_at = max_in_flight + (max_in_flight + 1) // 2  # see saturated()
-        self._outcomes = outcomes
+        self._ledger = ledger
+        self._answers: deque[tuple[Batch[Owner], list[Failure | None]]] = deque()
         self._slots = {name: asyncio.Semaphore(max_in_flight) for name in clients}
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding: Counter[str] = Counter()  # batches handed over, per destination
@@ -48,6 +49,14 @@ class Dispatch:
         """Until one batch is settled, or the timeout."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+
+    def settle(self) -> None:
+        """Hand every answer received since the last call to the ledger, in arrival order."""
+        answers = self._answers
+        while answers:
+            batch, results = answers.popleft()
+            key = batch.key
+            self._ledger.answered(key.destination, key.event_set_id, batch.owners, results)
 
     def cancel(self) -> None:
         for task in list(self._tasks):
@@ -84,17 +93,12 @@ class Dispatch:
             failed=len(batch) - delivered,
         )
         sent: Counter[str] = Counter()
-        for (records, event_name), failure in zip(batch.owners, results, strict=True):
+        for (_records, event_name), failure in zip(batch.owners, results, strict=True):
             if failure is None:
                 sent[event_name] += 1
-            for record in records:
-                if failure is not None:
-                    record.failed(key.event_set_id, failure)
-                record.parts -= 1
-                if record.parts == 0:
-                    self._outcomes.delivered(record, key.destination)
         for event_name, count in sent.items():
             METRICS.events_sent.labels(key.destination, key.event_set_id, event_label(event_name)).inc(count)
+        self._answers.append((batch, results))
 
     async def _send(
         self, destination: str, event_set_id: str, upload_tag: str | None, events: Sequence[bytes]

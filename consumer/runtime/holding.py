@@ -1,5 +1,6 @@
 """Records held for a retry because their cause is outside them (the schema registry is down):
-not committed, not dead-lettered, tried again in their order until they go through.
+not committed, not dead-lettered, tried again in their order until they go through. Used by the
+record ledger (consumer/runtime/ledger.py) only.
 
 Bounded: a held record is still pending for the offset tracker, so the buffer cap
 (`batching.max_buffered_records`, consumer/runtime/backpressure.py) counts it and pauses reading
@@ -9,12 +10,15 @@ when too many wait.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import structlog
 
 from consumer.core.offsets import TopicPartition
-from consumer.runtime.outcomes import PendingRecord
 from consumer.telemetry.metrics import METRICS
+
+if TYPE_CHECKING:
+    from consumer.runtime.ledger import PendingRecord
 
 log = structlog.get_logger("fboc.pipeline")
 

@@ -1,9 +1,13 @@
 """The pipeline loop: source → decode → dialect → route → batch → deliver → commit.
 
-Every consumed record becomes a `PendingRecord` tracked by the offset tracker; it is marked done
-only once its outcome is final (`outcomes.py`: delivered, filtered, or dead-lettered and
-acknowledged), and commits never pass a record that is not done (docs/design.md invariant 1). Closed
-batches go to `dispatch.py`, which sends them and settles their records.
+Every consumed record's fate is kept by the record ledger (consumer/runtime/ledger.py): tracked,
+held, owned by its events, final (delivered, filtered, or dead-lettered and acknowledged), and
+commits never pass a record that is not final (docs/design.md invariant 1). Closed batches go to
+`dispatch.py`, which sends them; the loop hands their answers to the ledger each turn.
+
+Revocation and shutdown end the same way (`join`): send what is batched, wait for the records to be
+final or the deadline, commit what is. A condition that must stop fboc is an exception
+(consumer/errors.py, `Fatal`): the service catches it, after `_shutdown` committed what is final.
 """
 
 from __future__ import annotations
@@ -30,19 +34,18 @@ from consumer.adapters.kafka.deadletter import (
     header,
 )
 from consumer.adapters.kafka.source import KafkaSource
-from consumer.adapters.kafka.watch import BrokersUnreachable, BrokerWatch
+from consumer.adapters.kafka.watch import BrokerWatch
 from consumer.config.settings import DestinationSettings, Settings, SourceSettings
 from consumer.core.batching import Batcher, BatchKey
 from consumer.core.breaker import DeadLetterBreaker
 from consumer.core.capi.event import Output, RecordContext
 from consumer.core.dialects import Dialect
 from consumer.core.encode import encode_event
-from consumer.core.offsets import OffsetTracker, TopicPartition
-from consumer.errors import Filtered, InvalidMessage, Rejected, SchemaUnavailable
+from consumer.core.offsets import TopicPartition
+from consumer.errors import Fatal, Filtered, FinalCommitFailed, InvalidMessage, Rejected, SchemaUnavailable
 from consumer.runtime.backpressure import Backpressure
-from consumer.runtime.dispatch import Dispatch, Owner
-from consumer.runtime.holding import HeldRecords
-from consumer.runtime.outcomes import Outcomes, PendingRecord
+from consumer.runtime.dispatch import Dispatch
+from consumer.runtime.ledger import Ledger, Owner, PendingRecord
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -53,10 +56,6 @@ POLL_TIMEOUT_S = 0.05
 # (rebalance callbacks only run inside a poll) without growing the buffer.
 SATURATED_POLL_INTERVAL_S = 1.0
 GROUP_CLOCK_STEP_S = 0.25  # see Pipeline._group_clock
-
-
-class FatalError(Exception):
-    """fboc must stop: continuing would lose records or flood the dead-letter topic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,6 @@ class Pipeline:
         self.clients = clients
         self.dead_letters = dead_letters
         self.now = now
-        self.tracker = OffsetTracker()
         batching = settings.batching
         self.batcher: Batcher[Owner] = Batcher(
             batching.max_events, batching.max_bytes, batching.linger_ms / 1000
@@ -95,14 +93,12 @@ class Pipeline:
             for topic, route in routes.items()
             if route.dialect.grouping
         }
-        self.outcomes = Outcomes(self.tracker, self.breaker, dead_letters)
-        self.held = HeldRecords()  # waiting for the schema registry
-        self.dispatch = Dispatch(clients, batching.max_in_flight, self.outcomes)
+        self.ledger = Ledger(self.breaker, dead_letters)
+        self.dispatch = Dispatch(clients, batching.max_in_flight, self.ledger)
         self._last_poll = 0.0
         self._group_ms = 0.0  # the groupers' clock: see _group_clock
         self._group_tick = time.monotonic()
         self._closing = False
-        self._consumed: dict[str, Any] = {}  # metric children, looked up once (hot path)
         self._last_commit = 0.0
         self.last_turn = time.monotonic()
         self.ready = False
@@ -120,13 +116,15 @@ class Pipeline:
 
     def on_revoke(self, tps: list[TopicPartition]) -> None:
         if self._closing or self._loop is None or not tps:
-            self.tracker.forget(tps)  # closing: _shutdown already committed what is final
-            self.held.drop(tps)
+            self.ledger.forget(tps)  # closing: _shutdown already committed what is final
             self._release_groups(tps)
             return
-        future = asyncio.run_coroutine_threadsafe(self._release(tps), self._loop)
+        deadline_s = self.settings.service.shutdown_deadline_seconds
+        # the join ends a second before this thread stops waiting for it
+        join = self.join(set(tps), time.monotonic() + deadline_s - 1)
+        future = asyncio.run_coroutine_threadsafe(join, self._loop)
         try:
-            offsets = future.result(self.settings.service.shutdown_deadline_seconds)
+            offsets = future.result(deadline_s)
         except TimeoutError:
             log.warning("revoke_deadline_passed", partitions=len(tps))
             offsets = {}
@@ -139,8 +137,7 @@ class Pipeline:
             )
         except KafkaException as exc:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
-        self.tracker.forget(tps)
-        self.held.drop(tps)
+        self.ledger.forget(tps)
         self._release_groups(tps)
 
     def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
@@ -150,28 +147,47 @@ class Pipeline:
             log.warning(
                 "commit_failed", error=err.name() if err else "partition error", partitions=len(failed)
             )
-            self._loop.call_soon_threadsafe(self.tracker.uncommitted, failed)
+            self._loop.call_soon_threadsafe(self.ledger.uncommitted, failed)
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
-        self.tracker.forget(tps)
-        self.held.drop(tps)
+        self.ledger.forget(tps)
         self._release_groups(tps)
 
-    async def _release(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Revocation: send what is batched, wait for the partitions' records; what to commit.
-        Held records and open groups are not waited for: the commit stops before them and the
-        next owner of the partition reads them again."""
+    # -- the end of records: revocation and shutdown -------------------------------------------
+
+    async def join(
+        self, partitions: set[TopicPartition] | None, deadline: float
+    ) -> dict[TopicPartition, int]:
+        """Send what is batched, wait until the records of `partitions` (None: all) are final or
+        the `deadline` (monotonic) passes, and return their offsets to commit. Held records and
+        open groups are not waited for, nor records nothing is on its way for (a dead letter the
+        breaker refused, a write that failed): the commit stops before them and whoever reads
+        the partition next reads them again."""
         self._flush_all()
-        deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds - 1
-        wanted = set(tps)
-        while (
-            any(self.tracker.pending(tp) > self.held.count(tp) + self._open_rows(tp) for tp in wanted)
-            and time.monotonic() < deadline
-        ):
-            self.dead_letters.poll()
-            await asyncio.sleep(0.02)
-        return self.tracker.to_commit(wanted)
+        while True:
+            self._collect()
+            if (
+                not self._on_their_way(partitions)
+                or not (self.dispatch.busy or self.dead_letters.pending)
+                or time.monotonic() >= deadline
+            ):
+                return self.ledger.committable(partitions)
+            if self.dispatch.busy:
+                await self.dispatch.wait_any(0.02)
+            else:  # only dead-letter acknowledgements to wait for
+                await asyncio.sleep(0.01)
+
+    def _on_their_way(self, partitions: set[TopicPartition] | None) -> int:
+        """Records of `partitions` (None: all) not final, not held, not in an open group."""
+        if partitions is None:
+            return self.ledger.unsettled() - self._open_rows()
+        return sum(self.ledger.unsettled([tp]) - self._open_rows(tp) for tp in partitions)
+
+    def _collect(self) -> None:
+        """Settle the answers that came in: deliveries, then dead-letter acknowledgements."""
+        self.dispatch.settle()
+        self.dead_letters.poll()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -179,25 +195,20 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                self.last_turn = time.monotonic()
+                self.last_turn = now = time.monotonic()
                 messages = await self._next_messages()
-                for msg in messages:
-                    self.process(msg)
-                    if self.breaker.tripped:  # stop at once: the rest stays uncommitted
-                        raise FatalError(self.breaker.tripped)
+                for msg in messages:  # a tripped breaker raises here: the rest stays uncommitted
+                    self.process(msg, now)
                 self._retry_held()
-                try:
-                    await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
-                except BrokersUnreachable as exc:
-                    raise FatalError(str(exc)) from None
+                await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
                 self._emit_groups()
                 # Lingered batches go only into free request slots; the rest keep filling
                 # (full ones were sent as they closed).
                 for batch in self.batcher.due(time.monotonic(), room=self.dispatch.free_slots()):
                     self.dispatch.send(batch)
-                self.dead_letters.poll()
-                self._check_fatal()
-                self.backpressure.update(self.tracker.pending() - self._open_rows())
+                self._collect()
+                self.ledger.publish()
+                self.backpressure.update(self.ledger.pending() - self._open_rows())
                 if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
                     self._commit()
         finally:
@@ -215,75 +226,65 @@ class Pipeline:
                 return []
             room = 1
         else:
-            room = self.settings.batching.max_buffered_records - self.tracker.pending() + self._open_rows()
+            room = self.settings.batching.max_buffered_records - self.ledger.pending() + self._open_rows()
         self._last_poll = now
         return await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
 
-    def _check_fatal(self) -> None:
-        if self.dead_letters.fatal:
-            raise FatalError(self.dead_letters.fatal)
-        if self.breaker.tripped:
-            raise FatalError(self.breaker.tripped)
-
     async def _shutdown(self) -> None:
-        """Clean stop (docs/design.md invariant 6): flush, wait up to the deadline, commit, close."""
+        """Clean stop (docs/design.md invariant 6): join every partition, then flush the dead-letter
+        producer, cancel the deliveries still out, commit and close. A fatal condition found on
+        the way still lets what is final be committed, then goes up to the service."""
         deadline = time.monotonic() + self.settings.service.shutdown_deadline_seconds
-        self._flush_all()
-        while self.dispatch.busy or self.dead_letters.pending:
-            if time.monotonic() >= deadline:
-                break
-            await self.dispatch.wait_any(0.05)
-            self.dead_letters.poll()
-            await asyncio.sleep(0)
-        self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
-        self.dispatch.cancel()
-        self._closing = True
-        offsets = self.tracker.to_commit()
-        unfinished, held = self.tracker.pending(), len(self.held)  # close() forgets them
-        if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
-            raise FatalError("the final commit or close did not complete (broker unreachable?)")
-        log.info(
-            "stopped",
-            unfinished_records=unfinished,
-            held_records=held,
-            committed={f"{t}[{p}]": o for (t, p), o in offsets.items()},
-        )
+        try:
+            await self.join(None, deadline)
+            self.dead_letters.flush(max(0.0, deadline - time.monotonic()))
+        finally:
+            self.dispatch.cancel()
+            self._closing = True
+            self.ledger.publish()
+            offsets = self.ledger.committable()
+            unfinished, held = self.ledger.pending(), self.ledger.held()  # close() forgets them
+            if not await self.source.finish(offsets, max(2.0, deadline - time.monotonic())):
+                raise FinalCommitFailed("the final commit or close did not complete (broker unreachable?)")
+            log.info(
+                "stopped",
+                unfinished_records=unfinished,
+                held_records=held,
+                committed={f"{t}[{p}]": o for (t, p), o in offsets.items()},
+            )
 
     # -- per record ----------------------------------------------------------------------------
 
-    def process(self, msg: Message) -> None:
+    def process(self, msg: Message, now: float) -> None:
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume_error", error=err.name())
             return
-        self.accept(SourceRecord.of(msg))
+        self.accept(SourceRecord.of(msg), now)
 
-    def accept(self, src: SourceRecord) -> None:
-        """One consumed record: tracked, then settled or held (never raises)."""
-        tp, offset = (src.topic, src.partition), src.offset
-        self.tracker.track(tp, offset)
-        consumed = self._consumed.get(tp[0])
-        if consumed is None:
-            consumed = self._consumed[tp[0]] = METRICS.records_consumed.labels(tp[0])
-        consumed.inc()
-        self._handle(PendingRecord(src, tp, offset))
+    def accept(self, src: SourceRecord, now: float | None = None) -> None:
+        """One consumed record (`now`: when its turn polled it): tracked, then settled or held.
+        Raises only a `Fatal` (the breaker refused its dead letter)."""
+        self._handle(self.ledger.track(src, time.monotonic() if now is None else now))
 
     def _handle(self, record: PendingRecord, retry: bool = False) -> bool:
         """Settle one record (delivered through a batch, filtered or dead-lettered), or hold it
-        when the cause is outside it; nothing escapes. False when it was held."""
-        if not retry and record.tp[0] in self._groupers and self.held.count(record.tp):
+        when the cause is outside it; nothing but a `Fatal` escapes. False when it was held."""
+        if not retry and record.tp[0] in self._groupers and self.ledger.held(record.tp):
             # grouped rows are grouped in offset order (docs/dialects.md#amperity): wait behind
-            self.held.hold(record, "behind a held record")
+            self.ledger.hold(record, "behind a held record")
             return False
         try:
             self._settle(record)
         except SchemaUnavailable as exc:
-            self.held.hold(record, exc.message, first=retry)
+            self.ledger.hold(record, exc.message, first=retry)
             return False
+        except Fatal:
+            raise
         except Exception as exc:  # a bug on the way: the record pays for it, not the loop
             tp = record.tp
-            self.outcomes.dead_letter(
+            self.ledger.dead_letter(
                 record,
                 _unexpected(
                     exc,
@@ -300,7 +301,7 @@ class Pipeline:
     def _retry_held(self) -> None:
         """Held records in their order, until one is held again (the decoder backs off, so
         that costs no request while the registry is still down)."""
-        while (record := self.held.take()) is not None:
+        while (record := self.ledger.release()) is not None:
             if not self._handle(record, retry=True):
                 return
 
@@ -316,12 +317,12 @@ class Pipeline:
                 raise InvalidMessage("empty_value", "the record has no value")
             payload = route.decoder(value)
         except InvalidMessage as exc:
-            self.outcomes.dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
+            self.ledger.dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
             return
         except SchemaUnavailable:
             raise
         except Exception as exc:  # a decoder bug or an input it did not foresee
-            self.outcomes.dead_letter(
+            self.ledger.dead_letter(
                 record,
                 _unexpected(
                     exc, "decode", "undecodable", "decode_error", topic=tp[0], partition=tp[1], offset=offset
@@ -339,38 +340,36 @@ class Pipeline:
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
             outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
         except Filtered as exc:
-            self.outcomes.final(record, "filtered", exc.reason)
+            self.ledger.filtered(record, exc.reason)
             return
         except Rejected as exc:
-            self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+            self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
         except Exception as exc:  # a dialect bug must not stop the partition
-            self.outcomes.dead_letter(
-                record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset)
-            )
+            self.ledger.dead_letter(record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset))
             return
         self._batch((record,), route.destination.name, outputs)
 
     def _emit_groups(self) -> None:
-        """Closed groups become events owned by all their records; the tracker learns their
+        """Closed groups become events owned by all their records; the ledger learns their
         span, so no commit lands inside it (a replay then regroups the same rows)."""
         now_ms = self._group_clock()
         for topic, grouper in self._groupers.items():
             route = self.routes[topic]
             assert route.dialect.grouping is not None
             for parts, records, tp, first, last in grouper.due(now_ms):
-                self.tracker.span(tp, first, last)
+                self.ledger.span(tp, first, last)
                 try:
                     outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()))
                     outputs = _only_target(outputs, header(records[0].src.headers, TARGET_EVENT_SET))
                 except Rejected as exc:
                     for record in records:
-                        self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+                        self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
                     continue
                 except Exception as exc:  # as in process(): never stop the partition
                     dl = _dialect_error(exc, topic=topic, records=len(records))
                     for record in records:
-                        self.outcomes.dead_letter(record, dl)
+                        self.ledger.dead_letter(record, dl)
                     continue
                 try:
                     self._batch(tuple(records), route.destination.name, outputs)
@@ -379,7 +378,7 @@ class Pipeline:
                         exc, "transform", "internal_error", "record_error", topic=topic, records=len(records)
                     )
                     for record in records:
-                        self.outcomes.dead_letter(record, dl)
+                        self.ledger.dead_letter(record, dl)
 
     def _group_clock(self) -> float:
         """The clock of the groupers' one rule that is not the records' own: a partition idle
@@ -422,10 +421,9 @@ class Pipeline:
                     encoded[id(out.event)] = encode_event(out.event, self.batcher.max_bytes)
         except Rejected as exc:
             for record in records:
-                self.outcomes.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
+                self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
             return
-        for record in records:
-            record.parts = len(outputs)
+        self.ledger.owned(records, len(outputs))
         METRICS.match_quality.count(destination, outputs)
         now = time.monotonic()
         for out, name in zip(outputs, names, strict=True):
@@ -447,7 +445,7 @@ class Pipeline:
     def _commit(self) -> None:
         """Asynchronous: the loop never waits for the coordinator (it may be down)."""
         self._last_commit = time.monotonic()
-        offsets = self.tracker.to_commit()
+        offsets = self.ledger.committable()
         if not offsets:
             return
         try:
@@ -455,7 +453,7 @@ class Pipeline:
         except KafkaException as exc:
             log.warning("commit_failed", error=_kafka_error_name(exc))
             return
-        self.tracker.committed(offsets)
+        self.ledger.committed(offsets)
         METRICS.commits.inc()
         log.info("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
 

@@ -21,7 +21,8 @@ from consumer.config.graph_versions import LATEST, major_of, version_warning
 from consumer.config.settings import ServiceSettings, Settings
 from consumer.core.capi import normalize
 from consumer.core.dialects import get_dialect
-from consumer.runtime.pipeline import FatalError, Pipeline, Route
+from consumer.errors import Fatal
+from consumer.runtime.pipeline import Pipeline, Route
 from consumer.telemetry.metrics import METRICS, register_secret
 
 log = structlog.get_logger("fboc.service")
@@ -102,6 +103,16 @@ async def start_health(pipeline: Pipeline, service: ServiceSettings) -> web.AppR
     return runner
 
 
+def log_fatal(exc: Fatal) -> None:
+    """By its class; a stop that came up while shutting down after another names that one too
+    (the final commit fails after the brokers stayed unreachable)."""
+    first = exc.__context__
+    extra = {}
+    if isinstance(first, Fatal):
+        extra = {"first_condition": type(first).__name__, "first_error": str(first)}
+    log.error("fatal", condition=type(exc).__name__, error=str(exc), **extra)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Run until stopped; 0 on a clean stop, 1 on a fatal error."""
     for dest in settings.destinations:
@@ -144,8 +155,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         )
         try:
             await pipeline.run(stop)
-        except FatalError as exc:
-            log.error("fatal", error=str(exc))
+        except Fatal as exc:  # the one place fboc's stop conditions are caught
+            log_fatal(exc)
             return 1
         finally:
             await runner.cleanup()

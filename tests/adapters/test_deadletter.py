@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from consumer.adapters.kafka.deadletter import (
     TRUNCATED,
     DeadLetter,
+    DeadLetterWriter,
     SourceRecord,
     dead_letter_headers,
     header,
     header_bytes,
     truncated,
 )
+from consumer.config.settings import KafkaSettings
+from consumer.errors import DeadLetterProducerFailed
 
 
 def record(
@@ -53,3 +58,20 @@ def test_key_and_headers_too_large_go_too_but_the_fboc_headers_stay() -> None:
     assert header(out, TRUNCATED) == "10"
     assert header(out, "fboc.original.offset") == "42"
     assert header_bytes(out) + 10 <= 20_000
+
+
+def test_a_write_that_fails_for_good_raises_once_from_the_writer_and_is_never_acknowledged() -> None:
+    # no broker at this address: the write times out, for good
+    kafka = KafkaSettings(
+        bootstrap_servers="127.0.0.1:9",
+        group_id="g",
+        dead_letter_topic="dlq",
+        options={"message.timeout.ms": 200, "socket.connection.setup.timeout.ms": 1000},
+    )
+    writer = DeadLetterWriter(kafka)
+    acked: list[int] = []
+    writer.write(record(b"v"), DeadLetter("decode", "undecodable", "not Avro"), lambda: acked.append(1))
+    with pytest.raises(DeadLetterProducerFailed, match=r"dead-letter write failed: _MSG_TIMED_OUT"):
+        writer.flush(10)
+    assert (acked, writer.pending) == ([], 0)
+    writer.poll()  # raised once: the loop's shutdown may still drain and commit what is final

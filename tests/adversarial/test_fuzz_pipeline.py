@@ -337,7 +337,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
         pipeline.accept(src)
         pipeline._emit_groups()  # amperity: hand out the row's group
         assert pipeline.dead_letters.flush(30) == 0, "a dead letter was not acknowledged"
-        assert len(pipeline.held) == 0
+        assert pipeline.ledger.held() == 0
         batches, closed[:] = [*closed, *pipeline.batcher.drain()], []
         batched = [
             event
@@ -345,7 +345,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
             for event, (records, _name) in zip(batch.events, batch.owners, strict=True)
             if any(record.tp == tp for record in records)
         ]
-        if pipeline.tracker.pending(tp):
+        if pipeline.ledger.pending(tp):
             assert batched, "neither final nor in a batch: the record is lost"
             assert all(len(e) <= MAX_BYTES - ENVELOPE_BYTES for e in batched)
             outcomes["batched"] += 1
@@ -356,7 +356,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
     try:
         check()
         # every record still pending is one of those left in a batch
-        assert pipeline.tracker.pending() == outcomes["batched"]
+        assert pipeline.ledger.pending() == outcomes["batched"]
     finally:
         asyncio.run(pipeline.source.finish({}, 10))  # leave no consumer for exit to close
     # the fuzz reached every outcome: it is not only feeding records the decoder refuses

@@ -220,7 +220,7 @@ async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset
         ]
         for offset, (value, at) in enumerate(rows):
             pipeline.accept(SourceRecord(topic, 0, offset, at, b"X", value, []))
-        assert len(pipeline.held) == 3  # the first held, the two behind it wait
+        assert pipeline.ledger.held() == 3  # the first held, the two behind it wait
         pipeline._retry_held()
         grouper = pipeline._groupers[topic]
         assert [[r.offset for r in records] for _, records, _, _, _ in grouper.due(0.0)] == [[0]]

@@ -5,8 +5,8 @@ from typing import cast
 
 from consumer.adapters.graph import Failure, GraphClient
 from consumer.core.batching import Batch, BatchKey
-from consumer.runtime.dispatch import Dispatch, Owner
-from consumer.runtime.outcomes import Outcomes
+from consumer.runtime.dispatch import Dispatch
+from consumer.runtime.ledger import Ledger, Owner
 
 
 class HeldClient:
@@ -30,7 +30,7 @@ def empty_batch() -> Batch[Owner]:
 
 async def test_half_a_round_of_batches_may_wait_behind_those_in_flight() -> None:
     client = HeldClient()
-    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=4, outcomes=cast(Outcomes, None))
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=4, ledger=cast(Ledger, None))
     assert dispatch.free_slots() == {"main": 4}
     for sent in range(1, 7):
         dispatch.send(empty_batch())
@@ -70,7 +70,7 @@ class BuggyClient:
 async def test_a_delivery_that_raises_halts_the_destination_and_is_tried_again() -> None:
     # before, the task died and its records were never settled: a silent stall
     client = BuggyClient(failures=2)
-    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=1, outcomes=cast(Outcomes, None))
+    dispatch = Dispatch({"main": cast(GraphClient, client)}, max_in_flight=1, ledger=cast(Ledger, None))
     dispatch.send(empty_batch())
     for _ in range(50):
         if not dispatch.busy:

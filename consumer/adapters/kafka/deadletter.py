@@ -3,7 +3,8 @@
 Idempotent, acks=all. `on_done` runs (from `poll`) once the broker acknowledged the write; only
 then is the record final. A dead letter larger than the producer's `message.max.bytes` is written
 with its value cut (`fboc.truncated`), never dropped. A write the broker refuses for good for any
-other reason is fatal: fboc stops rather than commit past a record it could not keep.
+other reason is fatal (`poll` raises `DeadLetterProducerFailed`): fboc stops rather than commit
+past a record it could not keep.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.adapters.kafka.source import position
 from consumer.config.settings import KafkaSettings
+from consumer.errors import DeadLetterProducerFailed
 from consumer.telemetry.metrics import KAFKA_LOGGER
 
 log = structlog.get_logger("fboc.deadletter")
@@ -148,7 +150,7 @@ class DeadLetterWriter:
         config.update({k: v for k, v in kafka.options.items() if not k.startswith("group.")})
         self._max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self._producer = Producer(config)
-        self.fatal: str | None = None  # set when a write failed for good
+        self._failed: str | None = None  # a write that failed for good, raised by the next poll
         self.pending = 0
         self._backlog: deque[_Write] = deque()  # refused by a full producer queue, sent by poll
 
@@ -183,7 +185,7 @@ class DeadLetterWriter:
                 return
             self.pending -= 1
             if err is not None:
-                self.fatal = f"dead-letter write failed: {err.name()}"
+                self._failed = err.name()
                 return
             job.on_done()
 
@@ -197,22 +199,32 @@ class DeadLetterWriter:
                 job.limit //= 2  # our estimate of the framing was short: cut deeper
                 return self._produce(job)
             self.pending -= 1
-            self.fatal = f"dead-letter write failed: {_error_name(exc)}"
+            self._failed = _error_name(exc)
         return True
 
     def poll(self) -> None:
+        """Run the acknowledgements that came in and send on the backlog. Raises
+        `DeadLetterProducerFailed` (once per failure) when a write failed for good."""
         self._producer.poll(0)
         while self._backlog and self._produce(self._backlog[0]):
             self._backlog.popleft()
+        self._raise_failed()
 
     def flush(self, timeout: float) -> int:
-        """Wait for outstanding writes; returns how many are still unacknowledged."""
+        """Wait for outstanding writes; returns how many are still unacknowledged. Raises as
+        `poll` does."""
         deadline = time.monotonic() + timeout
         while True:
             self.poll()
             remaining: int = self._producer.flush(max(0.0, min(0.5, deadline - time.monotonic())))
             if (remaining == 0 and not self._backlog) or time.monotonic() >= deadline:
+                self._raise_failed()
                 return remaining + len(self._backlog)
+
+    def _raise_failed(self) -> None:
+        if self._failed is not None:
+            name, self._failed = self._failed, None
+            raise DeadLetterProducerFailed(f"dead-letter write failed: {name}")
 
 
 @dataclass(slots=True, eq=False)

@@ -10,15 +10,12 @@ import orjson
 import structlog
 from confluent_kafka import KafkaError
 
+from consumer.errors import BrokersUnreachable
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.kafka")
 
 PROBE_INTERVAL_S = 5.0  # while every broker is down, ask for metadata this often
-
-
-class BrokersUnreachable(Exception):
-    pass
 
 
 class BrokerWatch:
@@ -52,7 +49,8 @@ class BrokerWatch:
             log.debug("stats_unreadable")
 
     async def check(self, got_messages: bool, probe: Callable[[], Awaitable[bool]]) -> None:
-        """Each loop turn: clear an outage once brokers answer; raise when it lasts too long."""
+        """Each loop turn: clear an outage once brokers answer; raise `BrokersUnreachable` when it
+        lasts too long."""
         if self._down_since is None:
             return
         now = time.monotonic()

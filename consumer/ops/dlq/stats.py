@@ -23,6 +23,7 @@ from rich.table import Table
 
 from consumer.adapters.kafka.deadletter import headers_of
 from consumer.config.settings import KafkaSettings, Settings
+from consumer.errors import FbocError
 from consumer.ops.dlq.records import AGE_BUCKETS, OLDER, DeadLetterView, bounded, shown
 from consumer.ops.dlq.records import age_bucket as bucket_of
 from consumer.telemetry.metrics import KAFKA_LOGGER
@@ -33,7 +34,7 @@ IDLE_TIMEOUT_S = 60.0  # no record and no end of partition for this long: Kafka 
 Ranges = dict[int, tuple[int, int]]  # partition -> [first offset, stop offset)
 
 
-class DlqError(Exception):
+class DlqError(FbocError):
     """The dead-letter tools cannot go on (topic missing, Kafka unreachable, write refused)."""
 
 
