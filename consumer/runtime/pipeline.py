@@ -362,6 +362,8 @@ class Pipeline:
                     continue
                 try:
                     self._batch(tuple(records), route.destination.name, outputs)
+                except Fatal:  # the breaker tripped on a dead letter of the batch: stop, as in _handle()
+                    raise
                 except Exception as exc:  # as in _handle()
                     dl = _unexpected(
                         exc, "transform", "internal_error", "record_error", topic=topic, records=len(records)
