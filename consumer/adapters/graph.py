@@ -86,6 +86,13 @@ def classify(status: int, error: Mapping[str, Any] | None) -> ErrorKind:
     return ErrorKind.UNKNOWN
 
 
+class Next(enum.Enum):
+    """What a failed request leads to when it is not final for its events (a `Failure`)."""
+
+    RETRY = "retry"  # the same events again (after a backoff or a throttle wait)
+    SPLIT = "split"  # the request had an invalid event: each half on its own
+
+
 class GraphError(FbocError):
     """A failed request. The message names codes only: Meta's own text may echo event values."""
 
@@ -262,16 +269,16 @@ class GraphClient:
                 if err.kind is ErrorKind.AUTH:
                     attempts = 0
                 failure = await self._handle(err, attempts, started, len(indexes))
-                if failure == "split":
+                if failure is Next.RETRY:
+                    continue
+                if failure is Next.SPLIT:
                     half = len(indexes) // 2
                     for part in (indexes[:half], indexes[half:]):
                         await self._deliver(event_set_id, upload_tag, events, part, results)
                     return
-                if isinstance(failure, Failure):
-                    for i in indexes:
-                        results[i] = failure
-                    return
-                continue
+                for i in indexes:
+                    results[i] = failure
+                return
             except Exception as exc:  # the request could not even be sent
                 attempts = 0
                 self.halt_for(exc)
@@ -282,12 +289,10 @@ class GraphClient:
                 log.info("destination_resumed", destination=self._dest.name)
             return
 
-    async def _handle(
-        self, err: GraphError, attempts: int, started: float, size: int
-    ) -> Failure | str | None:
-        """Decide what to do after a failed request: a Failure, "split", or None to retry."""
+    async def _handle(self, err: GraphError, attempts: int, started: float, size: int) -> Failure | Next:
+        """Decide what to do after a failed request: a Failure (final), or what to try next."""
         if err.kind is ErrorKind.INVALID:
-            return "split" if size > 1 else Failure.of("graph_invalid_event", err, attempts)
+            return Next.SPLIT if size > 1 else Failure.of("graph_invalid_event", err, attempts)
         if err.kind is ErrorKind.DATASET:
             log.error("dataset_unavailable", destination=self._dest.name, code=err.code, subcode=err.subcode)
             return Failure.of("graph_dataset_unavailable", err, attempts)
@@ -297,7 +302,7 @@ class GraphClient:
                 subcode=err.subcode,
                 cause=HALT_CAUSES.get(err.code, "the token lacks permission"),
             )
-            return None
+            return Next.RETRY
         limit = UNKNOWN_MAX_ATTEMPTS if err.kind is ErrorKind.UNKNOWN else self._fb.max_attempts
         if attempts >= limit or self._clock() - started >= self._fb.max_retry_seconds:
             return Failure.of("graph_retries_exhausted", err, attempts)
@@ -307,9 +312,9 @@ class GraphClient:
             delay = max(delay, err.regain_s or 0.0)
             self._resume_at = max(self._resume_at, self._clock() + delay)
             log.warning("throttled", destination=self._dest.name, code=err.code, wait_s=round(delay, 2))
-            return None
+            return Next.RETRY
         await self._sleep(delay)
-        return None
+        return Next.RETRY
 
     def halt_for(self, exc: BaseException) -> None:
         """A request failed before Meta answered, for a reason retrying cannot fix by itself

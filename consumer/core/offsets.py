@@ -13,8 +13,14 @@ regroups the same rows (docs/dialects.md#amperity).
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
-TopicPartition = tuple[str, int]
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic, fboc's own (confluent_kafka's is converted in kafka/source.py)."""
+
+    topic: str
+    partition: int
 
 
 class PartitionOffsets:

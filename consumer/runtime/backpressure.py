@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import structlog
 
-from consumer.adapters.kafka.source import KafkaSource
 from consumer.core.offsets import TopicPartition
+from consumer.runtime.ports import Source
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.backpressure")
@@ -17,7 +17,7 @@ RESUME_RATIO = 0.5
 
 
 class Backpressure:
-    def __init__(self, limit: int, source: KafkaSource) -> None:
+    def __init__(self, limit: int, source: Source) -> None:
         self.limit = limit
         self._source = source
         self.paused = False

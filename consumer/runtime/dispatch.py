@@ -11,16 +11,17 @@ from collections.abc import Sequence
 
 import structlog
 
-from consumer.adapters.graph import Failure, GraphClient
+from consumer.adapters.graph import Failure
 from consumer.core.batching import Batch
 from consumer.runtime.ledger import Ledger, Owner
+from consumer.runtime.ports import Destination
 from consumer.telemetry.metrics import METRICS, event_label
 
 log = structlog.get_logger("fboc.pipeline")
 
 
 class Dispatch:
-    def __init__(self, clients: dict[str, GraphClient], max_in_flight: int, ledger: Ledger) -> None:
+    def __init__(self, clients: dict[str, Destination], max_in_flight: int, ledger: Ledger) -> None:
         self._clients = clients
         self._max_in_flight = max_in_flight
         self._full_at = max_in_flight + (max_in_flight + 1) // 2  # see saturated()

@@ -14,6 +14,7 @@ once per turn (`publish`); only the ack-time histogram is observed per record.
 
 from __future__ import annotations
 
+import enum
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,6 +50,14 @@ class PendingRecord:
         return self.src.offset
 
 
+class Outcome(enum.Enum):
+    """How a record ended: the `outcome` label of fboc_record_outcomes_total."""
+
+    DELIVERED = "delivered"
+    FILTERED = "filtered"
+    DEAD_LETTERED = "dead_lettered"
+
+
 Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
 
 
@@ -73,7 +82,7 @@ class Ledger:
 
     def track(self, src: SourceRecord, now: float) -> PendingRecord:
         """A consumed record (`now`: the turn's clock, shared by the turn's records)."""
-        tp = (src.topic, src.partition)
+        tp = TopicPartition(src.topic, src.partition)
         self._tracker.track(tp, src.offset)
         self._consumed[src.topic] = self._consumed.get(src.topic, 0) + 1
         return PendingRecord(src, tp, now)
@@ -140,16 +149,16 @@ class Ledger:
     def _acknowledged(self, record: PendingRecord, reason: str) -> None:
         record.writes -= 1
         if record.writes == 0:
-            self._done(record, "dead_lettered", reason, time.monotonic())
+            self._done(record, Outcome.DEAD_LETTERED, reason, time.monotonic())
 
     def filtered(self, record: PendingRecord, reason: str) -> None:
         """Dropped by policy."""
-        self._done(record, "filtered", reason, time.monotonic())
+        self._done(record, Outcome.FILTERED, reason, time.monotonic())
 
     def _delivered(self, record: PendingRecord, destination: str, now: float) -> None:
         """Every event of the record has its answer: delivered, or a dead letter per failure."""
         if not record.failures:
-            self._done(record, "delivered", "ok", now)
+            self._done(record, Outcome.DELIVERED, "ok", now)
             return
         for event_set_id, f in record.failures.items():
             self.dead_letter(
@@ -169,12 +178,12 @@ class Ledger:
 
     # -- 6. done ------------------------------------------------------------------------------
 
-    def _done(self, record: PendingRecord, outcome: str, reason: str, now: float) -> None:
-        key = (outcome, reason)
+    def _done(self, record: PendingRecord, outcome: Outcome, reason: str, now: float) -> None:
+        key = (outcome.value, reason)
         self._outcomes[key] = self._outcomes.get(key, 0) + 1
         METRICS.record_ack_seconds.observe(now - record.polled_at)
         self._tracker.done(record.tp, record.src.offset)
-        if outcome != "dead_lettered":  # dead letters count when decided (dead_letter)
+        if outcome is not Outcome.DEAD_LETTERED:  # dead letters count when decided (dead_letter)
             self._breaker.record(dead_lettered=False)
 
     # -- 7. committable offsets ---------------------------------------------------------------

@@ -21,19 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message
-from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from consumer.adapters.codec import Decoder
-from consumer.adapters.graph import GraphClient
-from consumer.adapters.kafka.deadletter import (
-    TARGET_EVENT_SET,
-    DeadLetter,
-    DeadLetterWriter,
-    SourceRecord,
-    header,
-)
-from consumer.adapters.kafka.source import KafkaSource
+from consumer.adapters.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, header
+from consumer.adapters.kafka.source import SourceRecord
 from consumer.adapters.kafka.watch import BrokerWatch
 from consumer.config.settings import DestinationSettings, Settings, SourceSettings
 from consumer.core.batching import Batcher, BatchKey
@@ -46,6 +38,7 @@ from consumer.errors import Fatal, Filtered, FinalCommitFailed, InvalidMessage, 
 from consumer.runtime.backpressure import Backpressure
 from consumer.runtime.dispatch import Dispatch
 from consumer.runtime.ledger import Ledger, Owner, PendingRecord
+from consumer.runtime.ports import DeadLetterSink, Destination, Source
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -73,9 +66,9 @@ class Pipeline:
         self,
         settings: Settings,
         routes: dict[str, Route],
-        clients: dict[str, GraphClient],
-        dead_letters: DeadLetterWriter,
-        make_source: Callable[[Pipeline], KafkaSource],
+        clients: dict[str, Destination],
+        dead_letters: DeadLetterSink,
+        source: Source,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -104,8 +97,9 @@ class Pipeline:
         self.ready = False
         self.brokers = BrokerWatch(settings.kafka.unreachable_timeout_seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.source = make_source(self)
-        self.backpressure = Backpressure(batching.max_buffered_records, self.source)
+        self.source = source
+        self.backpressure = Backpressure(batching.max_buffered_records, source)
+        source.subscribe(self)
 
     # -- rebalance callbacks: called from the poll thread inside consume() --------------------
 
@@ -140,14 +134,17 @@ class Pipeline:
         self.ledger.forget(tps)
         self._release_groups(tps)
 
-    def on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
-        """Result of an asynchronous commit (poll thread): failed partitions are committed again."""
-        failed = [(p.topic, p.partition) for p in partitions if err is not None or p.error]
-        if failed and self._loop is not None:
-            log.warning(
-                "commit_failed", error=err.name() if err else "partition error", partitions=len(failed)
-            )
-            self._loop.call_soon_threadsafe(self.ledger.uncommitted, failed)
+    def on_commit_failed(self, tps: list[TopicPartition], error: str) -> None:
+        """An asynchronous commit failed (poll thread): these partitions are committed again."""
+        if self._loop is not None:
+            log.warning("commit_failed", error=error, partitions=len(tps))
+            self._loop.call_soon_threadsafe(self.ledger.uncommitted, tps)
+
+    def on_error(self, err: KafkaError) -> None:
+        self.brokers.on_error(err)
+
+    def on_stats(self, raw: str) -> None:
+        self.brokers.on_stats(raw)
 
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
@@ -196,11 +193,11 @@ class Pipeline:
         try:
             while not stop.is_set():
                 self.last_turn = now = time.monotonic()
-                messages = await self._next_messages()
-                for msg in messages:  # a tripped breaker raises here: the rest stays uncommitted
-                    self.process(msg, now)
+                records = await self._next_records()
+                for src in records:  # a tripped breaker raises here: the rest stays uncommitted
+                    self.accept(src, now)
                 self._retry_held()
-                await self.brokers.check(bool(messages), lambda: self.source.reachable(2.0))
+                await self.brokers.check(bool(records), lambda: self.source.reachable(2.0))
                 self._emit_groups()
                 # Lingered batches go only into free request slots; the rest keep filling
                 # (full ones were sent as they closed).
@@ -214,7 +211,7 @@ class Pipeline:
         finally:
             await self._shutdown()
 
-    async def _next_messages(self) -> list[Message]:
+    async def _next_records(self) -> list[SourceRecord]:
         """The records to process this turn. While a destination is saturated (every slot taken,
         batches waiting: Dispatch.saturated), reading more would only grow the buffer and the
         latency (the `MessageRejected` of stream processors): wait for a delivery instead, and
@@ -254,14 +251,6 @@ class Pipeline:
             )
 
     # -- per record ----------------------------------------------------------------------------
-
-    def process(self, msg: Message, now: float) -> None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume_error", error=err.name())
-            return
-        self.accept(SourceRecord.of(msg), now)
 
     def accept(self, src: SourceRecord, now: float | None = None) -> None:
         """One consumed record (`now`: when its turn polled it): tracked, then settled or held.
@@ -366,7 +355,7 @@ class Pipeline:
                     for record in records:
                         self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
                     continue
-                except Exception as exc:  # as in process(): never stop the partition
+                except Exception as exc:  # as in _settle(): never stop the partition
                     dl = _dialect_error(exc, topic=topic, records=len(records))
                     for record in records:
                         self.ledger.dead_letter(record, dl)

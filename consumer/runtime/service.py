@@ -23,6 +23,7 @@ from consumer.core.capi import normalize
 from consumer.core.dialects import get_dialect
 from consumer.errors import Fatal
 from consumer.runtime.pipeline import Pipeline, Route
+from consumer.runtime.ports import Destination
 from consumer.telemetry.metrics import METRICS, register_secret
 
 log = structlog.get_logger("fboc.service")
@@ -127,24 +128,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     routes = build_routes(settings)
     connector = aiohttp.TCPConnector(limit=settings.batching.max_in_flight * len(settings.destinations))
     async with aiohttp.ClientSession(connector=connector) as session:
-        clients = {d.name: GraphClient(session, settings.facebook, d) for d in settings.destinations}
-        dead_letters = DeadLetterWriter(settings.kafka)
-        pipeline = Pipeline(
-            settings,
-            routes,
-            clients,
-            dead_letters,
-            make_source=lambda p: KafkaSource(
-                settings.kafka,
-                list(routes),
-                on_assign=p.on_assign,
-                on_revoke=p.on_revoke,
-                on_lost=p.on_lost,
-                on_error=p.brokers.on_error,
-                on_stats=p.brokers.on_stats,
-                on_commit=p.on_commit,
-            ),
-        )
+        clients: dict[str, Destination] = {
+            d.name: GraphClient(session, settings.facebook, d) for d in settings.destinations
+        }
+        source = KafkaSource(settings.kafka, list(routes))
+        pipeline = Pipeline(settings, routes, clients, DeadLetterWriter(settings.kafka), source)
         runner = await start_health(pipeline, settings.service)
         log.info(
             "started",

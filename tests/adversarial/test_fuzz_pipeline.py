@@ -29,6 +29,7 @@ from consumer.adapters.kafka.source import KafkaSource
 from consumer.config.settings import parse_settings
 from consumer.core.batching import Batch
 from consumer.core.encode import ENVELOPE_BYTES
+from consumer.core.offsets import TopicPartition
 from consumer.runtime.pipeline import Pipeline
 from consumer.runtime.service import build_routes
 from tests.core.test_dialect_amperity import COFFEE, MINIMAL
@@ -306,16 +307,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
         build_routes(config),
         {},
         DeadLetterWriter(config.kafka),
-        make_source=lambda p: KafkaSource(
-            config.kafka,
-            [topic],
-            on_assign=p.on_assign,
-            on_revoke=p.on_revoke,
-            on_lost=p.on_lost,
-            on_error=p.brokers.on_error,
-            on_stats=p.brokers.on_stats,
-            on_commit=p.on_commit,
-        ),
+        KafkaSource(config.kafka, [topic]),
         now=dialect.now,
     )
     # The path under test ends at the batcher: a batch it closes is kept here, not sent.
@@ -332,7 +324,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
     )
     @given(value=records(dialect))
     def check(value: bytes) -> None:
-        tp = (topic, next(partitions))  # a partition per example: its own watermark
+        tp = TopicPartition(topic, next(partitions))  # a partition per example: its own watermark
         src = SourceRecord(tp[0], tp[1], 0, int(dialect.now() * 1000), b"key", value, [])
         pipeline.accept(src)
         pipeline._emit_groups()  # amperity: hand out the row's group

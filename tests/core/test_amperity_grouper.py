@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.core.dialects.amperity import Group, OrderGrouper, item_number
-from consumer.core.offsets import PartitionOffsets
+from consumer.core.offsets import PartitionOffsets, TopicPartition
 from tests.core.test_dialect_amperity import MINIMAL, row_of
 
-TP = ("rows", 0)
+TP = TopicPartition("rows", 0)
 ROW = row_of(MINIMAL)
 FOREVER = 1e18  # a clock reading that makes every partition idle
 
@@ -82,7 +82,7 @@ def test_idle_partition_closes_after_window_and_grace_of_the_clock() -> None:
 
 def test_partitions_and_destinations_group_apart() -> None:
     grouper: OrderGrouper[int] = OrderGrouper(window_ms=300)
-    other = ("rows", 1)
+    other = TopicPartition("rows", 1)
     grouper.seen(TP, 0, 0, 0.0)
     grouper.add(TP, key("X"), ROW, 0, 0, 0)
     grouper.seen(other, 0, 0, 0.0)
@@ -110,7 +110,7 @@ def test_window_zero_sends_every_row_alone() -> None:
 
 def test_release_drops_open_and_closed_groups_of_the_partitions() -> None:
     grouper: OrderGrouper[int] = OrderGrouper(window_ms=300, grace_ms=0)
-    other = ("rows", 1)
+    other = TopicPartition("rows", 1)
     feed(grouper, [("X", 0), ("Y", 0), (None, 301), ("Y", 301)])
     grouper.seen(other, 0, 0, 0.0)
     grouper.add(other, key("Z"), ROW, 100, 0, 0)

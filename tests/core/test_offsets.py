@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.core.offsets import OffsetTracker, PartitionOffsets
+from consumer.core.offsets import OffsetTracker, PartitionOffsets, TopicPartition
 
-TP = ("t", 0)
+TP = TopicPartition("t", 0)
+T1 = TopicPartition("t", 1)
 
 
 def test_watermark_waits_for_the_earliest_open_record() -> None:
@@ -45,15 +46,15 @@ def test_watermark_is_first_open_offset_whatever_the_completion_order(
 def test_tracker_reports_only_moved_watermarks_and_forgets_revoked() -> None:
     tracker = OffsetTracker()
     tracker.track(TP, 0)
-    tracker.track(("t", 1), 7)
-    assert tracker.to_commit() == {TP: 0, ("t", 1): 7}
-    tracker.committed({TP: 0, ("t", 1): 7})
+    tracker.track(T1, 7)
+    assert tracker.to_commit() == {TP: 0, T1: 7}
+    tracker.committed({TP: 0, T1: 7})
     assert tracker.to_commit() == {}
     tracker.done(TP, 0)
     assert tracker.to_commit() == {TP: 1}
-    assert tracker.to_commit(only={("t", 1)}) == {}
-    tracker.forget([("t", 1)])
-    tracker.done(("t", 1), 7)  # completion after revocation is ignored
+    assert tracker.to_commit(only={T1}) == {}
+    tracker.forget([T1])
+    tracker.done(T1, 7)  # completion after revocation is ignored
     assert tracker.pending() == 0
 
 
@@ -160,7 +161,7 @@ def test_tracker_learns_spans_per_partition() -> None:
     for offset in (10, 11, 12):
         tracker.track(TP, offset)
     tracker.span(TP, 10, 12)
-    tracker.span(("t", 9), 0, 5)  # revoked meanwhile: ignored
+    tracker.span(TopicPartition("t", 9), 0, 5)  # revoked meanwhile: ignored
     tracker.done(TP, 10)
     tracker.done(TP, 12)
     assert tracker.to_commit() == {TP: 10}

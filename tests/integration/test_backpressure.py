@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
 from consumer.adapters.kafka.source import KafkaSource
 from consumer.config.settings import KafkaSettings
@@ -30,24 +30,23 @@ async def test_partition_handed_back_paused_is_resumed(kafka: Broker, new_topic:
         options={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
     )
 
-    def assigned(tps: list[TopicPartition]) -> None:
-        backpressure.assigned(tps)
+    class Events:
+        def on_assign(self, tps: list[TopicPartition]) -> None:
+            backpressure.assigned(tps)
 
-    source = KafkaSource(
-        settings,
-        [topic],
-        on_assign=assigned,
-        on_revoke=lambda tps: None,
-        on_lost=lambda tps: None,
-        on_error=lambda err: None,
-        on_stats=lambda raw: None,
-        on_commit=lambda err, parts: None,
-    )
+        def on_revoke(self, tps: list[TopicPartition]) -> None: ...
+        def on_lost(self, tps: list[TopicPartition]) -> None: ...
+        def on_commit_failed(self, tps: list[TopicPartition], error: str) -> None: ...
+        def on_error(self, err: KafkaError) -> None: ...
+        def on_stats(self, raw: str) -> None: ...
+
+    source = KafkaSource(settings, [topic])
     backpressure = Backpressure(10, source)
+    source.subscribe(Events())
     read: list[int] = []
 
     async def turn(other: Consumer | None = None) -> None:
-        read.extend(m.partition() or 0 for m in await source.poll(100, 0.1) if m.error() is None)
+        read.extend(r.partition for r in await source.poll(100, 0.1))
         if other is not None:
             other.consume(10, 0.1)
         backpressure.update(backpressure.limit if backpressure.paused else 0)

@@ -17,6 +17,7 @@ from consumer.adapters.kafka.admin import end_offsets
 from consumer.adapters.kafka.deadletter import DeadLetterWriter, SourceRecord
 from consumer.adapters.kafka.source import KafkaSource
 from consumer.config.settings import parse_settings
+from consumer.core.offsets import TopicPartition
 from consumer.errors import SchemaUnavailable
 from consumer.runtime.pipeline import Pipeline
 from consumer.runtime.service import build_routes, serve
@@ -200,16 +201,7 @@ async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset
         routes,
         {},
         DeadLetterWriter(settings.kafka),
-        make_source=lambda p: KafkaSource(
-            settings.kafka,
-            [topic],
-            on_assign=p.on_assign,
-            on_revoke=p.on_revoke,
-            on_lost=p.on_lost,
-            on_error=p.brokers.on_error,
-            on_stats=p.brokers.on_stats,
-            on_commit=p.on_commit,
-        ),
+        KafkaSource(settings.kafka, [topic]),
     )
     try:
         t = int(time.time() * 1000)
@@ -224,6 +216,6 @@ async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset
         pipeline._retry_held()
         grouper = pipeline._groupers[topic]
         assert [[r.offset for r in records] for _, records, _, _, _ in grouper.due(0.0)] == [[0]]
-        assert grouper.open_rows((topic, 0)) == 1  # offset 2, alone
+        assert grouper.open_rows(TopicPartition(topic, 0)) == 1  # offset 2, alone
     finally:
         await pipeline.source.finish({}, 10)

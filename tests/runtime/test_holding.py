@@ -6,13 +6,14 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from consumer.adapters.kafka.deadletter import SourceRecord
+from consumer.core.offsets import TopicPartition
 from consumer.runtime.holding import HeldRecords
 from consumer.runtime.ledger import PendingRecord
 
 
 def record(offset: int) -> PendingRecord:
     src = SourceRecord("t", 0, offset, 0, None, b"x", [])
-    return PendingRecord(src, ("t", 0), 0.0)
+    return PendingRecord(src, TopicPartition("t", 0), 0.0)
 
 
 def test_a_record_held_again_turn_after_turn_logs_the_hold_once() -> None:

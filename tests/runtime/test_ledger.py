@@ -14,11 +14,13 @@ from consumer.adapters.graph import Failure
 from consumer.adapters.kafka.deadletter import DeadLetter, SourceRecord
 from consumer.config.settings import BreakerSettings
 from consumer.core.breaker import DeadLetterBreaker
+from consumer.core.offsets import TopicPartition
 from consumer.errors import DeadLetterBreakerTripped
 from consumer.runtime.ledger import Ledger, PendingRecord
 from consumer.telemetry.metrics import METRICS
 
-TP = ("orders", 0)
+TP = TopicPartition("orders", 0)
+TP1 = TopicPartition("orders", 1)
 FAILED = Failure("rejected_by_meta", "invalid parameter", 1, 100, 2804003, "trace")
 
 
@@ -46,11 +48,11 @@ def ledger(sink: Sink, max_consecutive: int = 1000, max_ratio: float = 1.0) -> L
     return Ledger(breaker, sink)
 
 
-def src(offset: int, tp: tuple[str, int] = TP) -> SourceRecord:
+def src(offset: int, tp: TopicPartition = TP) -> SourceRecord:
     return SourceRecord(tp[0], tp[1], offset, 0, b"k", b"v", [])
 
 
-def track(book: Ledger, *offsets: int, tp: tuple[str, int] = TP) -> list[PendingRecord]:
+def track(book: Ledger, *offsets: int, tp: TopicPartition = TP) -> list[PendingRecord]:
     return [book.track(src(o, tp), 0.0) for o in offsets]
 
 
@@ -130,7 +132,7 @@ def test_an_event_owned_by_a_group_settles_every_record_of_it() -> None:
 def test_held_records_are_not_waited_for_and_the_commit_stops_before_them() -> None:
     book = ledger(Sink())
     a, b, c = track(book, 0, 1, 2)
-    other = track(book, 0, tp=("orders", 1))[0]
+    other = track(book, 0, tp=TP1)[0]
     book.hold(a, "registry down")
     book.hold(b, "registry down")
     book.filtered(c, "consent")
@@ -144,9 +146,9 @@ def test_held_records_are_not_waited_for_and_the_commit_stops_before_them() -> N
     book.filtered(a, "consent")
     assert book.committable({TP}) == {TP: 1}
     book.forget([TP])  # revoked: b is the next owner's
-    assert (book.held(), book.release(), book.committable()) == (0, None, {("orders", 1): 0})
+    assert (book.held(), book.release(), book.committable()) == (0, None, {TP1: 0})
     book.filtered(other, "consent")
-    assert book.committable() == {("orders", 1): 1}
+    assert book.committable() == {TP1: 1}
 
 
 def test_what_was_committed_is_not_offered_again_until_the_commit_fails() -> None:
@@ -199,7 +201,7 @@ def test_counts_are_published_once_per_turn_and_count_every_record() -> None:
         sample("fboc_record_outcomes_total", labels),
         sample("fboc_dead_letter_writes_total", dead),
     )
-    records = track(book, 0, 1, 2, 3, tp=(topic, 0))
+    records = track(book, 0, 1, 2, 3, tp=TopicPartition(topic, 0))
     for record in records[:3]:
         book.filtered(record, "ledger_test")
     book.dead_letter(records[3], DeadLetter("decode", "ledger_test", "x"))

@@ -6,7 +6,8 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 
 def _consumer(bootstrap: str, group: str | None = None, **extra: Any) -> Consumer:
@@ -26,7 +27,7 @@ def committed_offsets(
     """The group's committed offsets (negative: none yet), retried while the coordinator loads."""
     consumer = _consumer(bootstrap, group)
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        tps = [KafkaTopicPartition(topic, p) for p in range(partitions)]
         for attempt in range(attempts):
             try:
                 return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
@@ -43,7 +44,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = _consumer(bootstrap)
     try:
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            p: consumer.get_watermark_offsets(KafkaTopicPartition(topic, p), timeout=10)[1]
             for p in range(partitions)
         }
     finally:

@@ -14,12 +14,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from consumer.adapters.kafka.source import position
+from consumer.adapters.kafka.source import Headers as Headers  # re-exported: what dead letters are made of
+from consumer.adapters.kafka.source import SourceRecord as SourceRecord
+from consumer.adapters.kafka.source import headers_of as headers_of
 from consumer.config.settings import KafkaSettings
 from consumer.errors import DeadLetterProducerFailed
 from consumer.telemetry.metrics import KAFKA_LOGGER
@@ -49,15 +51,7 @@ class DeadLetter:
     fbtrace_id: str | None = None
 
 
-Headers = list[tuple[str, str | bytes | None]]
 HeaderPairs = Sequence[tuple[str, str | bytes | None]]  # what reading headers accepts
-
-
-def headers_of(msg: Message) -> Headers:
-    raw = msg.headers()
-    if isinstance(raw, dict):
-        return list(raw.items())
-    return list(raw or [])
 
 
 def header(headers: HeaderPairs, name: str) -> str | None:
@@ -65,24 +59,6 @@ def header(headers: HeaderPairs, name: str) -> str | None:
         if key == name and value is not None:
             return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return None
-
-
-class SourceRecord(NamedTuple):
-    """What a dead letter needs of a consumed record, copied out of the librdkafka message at
-    poll time: holding the `Message` itself would pin its whole fetch buffer in memory."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-
-    @classmethod
-    def of(cls, msg: Message) -> SourceRecord:
-        (topic, partition), offset = position(msg)
-        return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers_of(msg))
 
 
 def dead_letter_headers(src: SourceRecord, dl: DeadLetter, group_id: str, failed_at: datetime) -> Headers:

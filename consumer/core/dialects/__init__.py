@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.event import Output, RecordContext
+from consumer.core.offsets import TopicPartition
 from consumer.errors import RecordOutcome
 
 Transform = Callable[[Mapping[str, Any], RecordContext, DestinationSettings, int], list[Output]]
@@ -23,19 +24,19 @@ class Grouper(Protocol):
     """Holds parts until their group is complete; pure, the caller passes the times in.
     A group is (parts, tokens, (topic, partition), first offset, last offset)."""
 
-    def seen(self, tp: tuple[str, int], offset: int, time_ms: int | None, now_ms: float) -> None: ...
+    def seen(self, tp: TopicPartition, offset: int, time_ms: int | None, now_ms: float) -> None: ...
     def add(
         self,
-        tp: tuple[str, int],
+        tp: TopicPartition,
         key: tuple[str, str],
         part: Any,
         token: Any,
         offset: int,
         time_ms: int | None,
     ) -> None: ...
-    def due(self, now_ms: float) -> Sequence[tuple[list[Any], list[Any], tuple[str, int], int, int]]: ...
-    def release(self, tps: list[tuple[str, int]]) -> int: ...
-    def open_rows(self, tp: tuple[str, int] | None = None) -> int: ...
+    def due(self, now_ms: float) -> Sequence[tuple[list[Any], list[Any], TopicPartition, int, int]]: ...
+    def release(self, tps: list[TopicPartition]) -> int: ...
+    def open_rows(self, tp: TopicPartition | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.adapters.kafka.deadletter import TRUNCATED, header, headers_of
 from consumer.adapters.kafka.source import position
 from consumer.config.settings import Settings
-from consumer.core.offsets import OffsetTracker
+from consumer.core.offsets import OffsetTracker, TopicPartition
 from consumer.ops.dlq.records import (
     FILTERS,
     NO_ORIGINAL_TOPIC,
@@ -124,7 +125,7 @@ class Replayer:
 
     def _committed(self, partitions: list[int]) -> dict[int, tuple[int, int | None]]:
         """Per partition: the group's committed offset, and the end its run stored with it."""
-        tps = [TopicPartition(self.topic, p) for p in partitions]
+        tps = [KafkaTopicPartition(self.topic, p) for p in partitions]
         for attempt in range(40):  # the group coordinator may still be loading
             try:
                 return {
@@ -143,7 +144,7 @@ class Replayer:
         """The first offset whose timestamp is >= ms, per partition (the end when none)."""
         try:
             found = self._consumer.offsets_for_times(
-                [TopicPartition(self.topic, p, ms) for p in partitions], timeout=10
+                [KafkaTopicPartition(self.topic, p, ms) for p in partitions], timeout=10
             )
         except KafkaException as exc:
             raise DlqError(f"offsets_for_times failed: {kafka_error_name(exc)}") from None
@@ -278,7 +279,7 @@ class Replayer:
         return not self.stop.is_set()
 
     def _publish(
-        self, msg: Message, view: DeadLetterView, to_topic: str, tp: tuple[str, int], offset: int
+        self, msg: Message, view: DeadLetterView, to_topic: str, tp: TopicPartition, offset: int
     ) -> None:
         producer = self._producer
         assert producer is not None
@@ -337,7 +338,7 @@ class Replayer:
         try:
             self._consumer.commit(
                 offsets=[
-                    TopicPartition(self.topic, p, start, metadata=end_metadata(stop))
+                    KafkaTopicPartition(self.topic, p, start, metadata=end_metadata(stop))
                     for p, (start, stop) in ranges.items()
                 ],
                 asynchronous=False,
@@ -357,7 +358,7 @@ class Replayer:
         try:
             self._consumer.commit(
                 offsets=[
-                    TopicPartition(t, p, o, metadata=end_metadata(self._stops.get(p, o)))
+                    KafkaTopicPartition(t, p, o, metadata=end_metadata(self._stops.get(p, o)))
                     for (t, p), o in offsets.items()
                 ],
                 asynchronous=False,

@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -69,7 +70,9 @@ def topic_partitions(client: Any, topic: str, timeout: float = 10) -> list[int]:
 
 def watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> Ranges:
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        return {
+            p: consumer.get_watermark_offsets(KafkaTopicPartition(topic, p), timeout=10) for p in partitions
+        }
     except KafkaException as exc:
         raise DlqError(f"cannot read the offsets of {topic!r}: {kafka_error_name(exc)}") from None
 
@@ -77,7 +80,7 @@ def watermarks(consumer: Consumer, topic: str, partitions: list[int]) -> Ranges:
 def read_range(consumer: Consumer, topic: str, ranges: Ranges) -> Iterator[Message]:
     """The records with first <= offset < stop of each partition, in order per partition."""
     active = {p for p, (first, stop) in ranges.items() if first < stop}
-    consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in sorted(active)])
+    consumer.assign([KafkaTopicPartition(topic, p, ranges[p][0]) for p in sorted(active)])
     idle = 0.0
     while active:
         started = time.monotonic()

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 from consumer.core.dialects.amperity.rows import Row
+from consumer.core.offsets import TopicPartition
 
 T = TypeVar("T")
-TopicPartition = tuple[str, int]
 OrderKey = tuple[str, str]  # (destination name, order_id)
 
 GRACE_MS = 1_000  # records of other producers may run this far ahead of an order's rows
