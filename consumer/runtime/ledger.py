@@ -17,9 +17,9 @@ from __future__ import annotations
 import enum
 import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -28,6 +28,7 @@ from consumer.adapters.kafka.deadletter import DeadLetter, SourceRecord
 from consumer.core.breaker import DeadLetterBreaker
 from consumer.core.offsets import OffsetTracker, TopicPartition
 from consumer.runtime.holding import HeldRecords
+from consumer.runtime.ports import DeadLetterWrites
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -61,13 +62,8 @@ class Outcome(enum.Enum):
 Owner = tuple[tuple[PendingRecord, ...], str]  # the records an event came from, its name
 
 
-class DeadLetterSink(Protocol):
-    def write(self, src: SourceRecord, dl: DeadLetter, on_done: Callable[[], None]) -> None:
-        """Write the dead letter; `on_done` once the topic acknowledged it."""
-
-
 class Ledger:
-    def __init__(self, breaker: DeadLetterBreaker, dead_letters: DeadLetterSink) -> None:
+    def __init__(self, breaker: DeadLetterBreaker, dead_letters: DeadLetterWrites) -> None:
         self._tracker = OffsetTracker()
         self._held = HeldRecords()
         self._breaker = breaker

@@ -69,15 +69,19 @@ class Source(Protocol):
         """Return their records again."""
 
 
-class DeadLetterSink(Protocol):
+class DeadLetterWrites(Protocol):
+    """What the ledger needs of the dead-letter sink: writes, each acknowledged later."""
+
+    def write(self, src: SourceRecord, dl: DeadLetter, on_done: Callable[[], None]) -> None:
+        """Queue a dead letter, never raising; `on_done` runs from a later `poll` or `flush` once stored."""
+
+
+class DeadLetterSink(DeadLetterWrites, Protocol):
     """Where records that cannot be delivered are kept (a record is final once its write is acked)."""
 
     @property
     def pending(self) -> int:
         """Writes not acknowledged yet."""
-
-    def write(self, src: SourceRecord, dl: DeadLetter, on_done: Callable[[], None]) -> None:
-        """Queue a dead letter, never raising; `on_done` runs from a later `poll` or `flush` once stored."""
 
     def poll(self) -> None:
         """Run the acknowledgements that arrived; raises `DeadLetterProducerFailed` for a lost write."""

@@ -8,11 +8,20 @@ import asyncio
 import time
 from collections.abc import Iterable
 
+import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from consumer.config.settings import Settings
+from consumer.core.capi.event import Output
+from consumer.core.dialects import Dialect, Grouping
+from consumer.core.dialects.amperity.grouper import OrderGrouper
 from consumer.core.offsets import TopicPartition
 from consumer.errors import DeadLetterBreakerTripped
+from consumer.runtime.pipeline import Pipeline, Route
 from tests.runtime.memory import (
+    DIALECT,
+    EVENT_SET,
     TOPIC,
     Answer,
     MemoryDestination,
@@ -208,3 +217,35 @@ async def test_shutdown_with_a_hung_destination_stops_within_the_deadline() -> N
     assert source.finished == {P0: 2}
     assert all(offsets[P0] <= 2 for offsets, _ in source.commits)
     assert destination.in_flight == 0, "the hung request was not cancelled"
+
+
+def _grouped_pipeline(config: Settings, source: MemorySource, sink: MemorySink) -> Pipeline:
+    """The memory dialect with a grouping stage (the real OrderGrouper, window 0: every record a
+    group of its own) whose events have no event name, so each group is dead-lettered as it is
+    batched."""
+    grouping = Grouping(
+        check=lambda payload, ctx, dest, now: payload,
+        key=lambda part: str(part["id"]),
+        emit=lambda parts, dest, now: [Output(EVENT_SET, {"event_id": parts[0]["id"]})],
+        preview=lambda payloads, dest, now: [],
+        grouper=OrderGrouper,
+    )
+    dialect = Dialect("memory-grouped", DIALECT.transform, grouping=grouping)
+    source_settings = config.sources[0].model_copy(update={"dialect": "amperity"})
+    destination = config.destination("main").model_copy(update={"group_window_ms": 0})
+    route = Route(source_settings, dialect, orjson.loads, destination)
+    return Pipeline(config, {TOPIC: route}, {"main": MemoryDestination()}, sink, source)
+
+
+async def test_a_breaker_trip_while_batching_a_group_stops_the_loop_as_itself() -> None:
+    config = settings(
+        batching=one_event_batches(),
+        dead_letter={"breaker": {"max_consecutive": 2}},
+        service={"commit_interval_ms": 10},
+    )
+    sink = MemorySink()
+    pipe = _grouped_pipeline(config, MemorySource(records(0, range(5))), sink)
+    with capture_logs() as logs, pytest.raises(DeadLetterBreakerTripped):
+        await asyncio.wait_for(pipe.run(asyncio.Event()), 2)
+    assert sink.offsets() == [0]
+    assert [line for line in logs if line["event"] == "record_error"] == []
