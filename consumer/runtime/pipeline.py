@@ -1,5 +1,8 @@
 """The pipeline loop: source → decode → dialect → route → batch → deliver → commit.
 
+Each turn polls records and hands each to the stages (consumer/runtime/stages.py: decode,
+dialect, route, batch), sends the batches that are due, settles the answers and commits.
+
 Every consumed record's fate is kept by the record ledger (consumer/runtime/ledger.py): tracked,
 held, owned by its events, final (delivered, filtered, or dead-lettered and acknowledged), and
 commits never pass a record that is not final (docs/design.md invariant 1). Closed batches go to
@@ -14,31 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.adapters.codec import Decoder
-from consumer.adapters.kafka.deadletter import TARGET_EVENT_SET, DeadLetter, header
 from consumer.adapters.kafka.source import SourceRecord
 from consumer.adapters.kafka.watch import BrokerWatch
-from consumer.config.settings import DestinationSettings, Settings, SourceSettings
-from consumer.core.batching import Batcher, BatchKey
+from consumer.config.settings import Settings
+from consumer.core.batching import Batcher
 from consumer.core.breaker import DeadLetterBreaker
-from consumer.core.capi.event import Output, RecordContext
-from consumer.core.dialects import Dialect
-from consumer.core.encode import encode_event
 from consumer.core.offsets import TopicPartition
-from consumer.errors import Fatal, Filtered, FinalCommitFailed, InvalidMessage, Rejected, SchemaUnavailable
+from consumer.errors import FinalCommitFailed
 from consumer.runtime.backpressure import Backpressure
 from consumer.runtime.dispatch import Dispatch
-from consumer.runtime.ledger import Ledger, Owner, PendingRecord
+from consumer.runtime.ledger import Ledger, Owner
 from consumer.runtime.ports import DeadLetterSink, Destination, Source
+from consumer.runtime.stages import Route, Stages
 from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.pipeline")
@@ -49,16 +44,6 @@ POLL_TIMEOUT_S = 0.05
 # (rebalance callbacks only run inside a poll) without growing the buffer.
 SATURATED_POLL_INTERVAL_S = 1.0
 GROUP_CLOCK_STEP_S = 0.25  # see Pipeline._group_clock
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How records of one topic are handled."""
-
-    source: SourceSettings
-    dialect: Dialect
-    decoder: Decoder
-    destination: DestinationSettings
 
 
 class Pipeline:
@@ -77,17 +62,11 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.now = now
         batching = settings.batching
-        self.batcher: Batcher[Owner] = Batcher(
-            batching.max_events, batching.max_bytes, batching.linger_ms / 1000
-        )
         self.breaker = DeadLetterBreaker(settings.dead_letter.breaker)
-        self._groupers = {
-            topic: route.dialect.grouping.grouper(route.destination.group_window_ms)
-            for topic, route in routes.items()
-            if route.dialect.grouping
-        }
         self.ledger = Ledger(self.breaker, dead_letters)
         self.dispatch = Dispatch(clients, batching.max_in_flight, self.ledger)
+        batcher: Batcher[Owner] = Batcher(batching.max_events, batching.max_bytes, batching.linger_ms / 1000)
+        self.stages = Stages(routes, self.ledger, batcher, self.dispatch, self._group_clock, now)
         self._last_poll = 0.0
         self._group_ms = 0.0  # the groupers' clock: see _group_clock
         self._group_tick = time.monotonic()
@@ -111,7 +90,7 @@ class Pipeline:
     def on_revoke(self, tps: list[TopicPartition]) -> None:
         if self._closing or self._loop is None or not tps:
             self.ledger.forget(tps)  # closing: _shutdown already committed what is final
-            self._release_groups(tps)
+            self.stages.release_groups(tps)
             return
         deadline_s = self.settings.service.shutdown_deadline_seconds
         # the join ends a second before this thread stops waiting for it
@@ -132,7 +111,7 @@ class Pipeline:
         except KafkaException as exc:
             log.warning("revoke_commit_failed", error=_kafka_error_name(exc))
         self.ledger.forget(tps)
-        self._release_groups(tps)
+        self.stages.release_groups(tps)
 
     def on_commit_failed(self, tps: list[TopicPartition], error: str) -> None:
         """An asynchronous commit failed (poll thread): these partitions are committed again."""
@@ -149,7 +128,7 @@ class Pipeline:
     def on_lost(self, tps: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in tps])
         self.ledger.forget(tps)
-        self._release_groups(tps)
+        self.stages.release_groups(tps)
 
     # -- the end of records: revocation and shutdown -------------------------------------------
 
@@ -161,7 +140,7 @@ class Pipeline:
         open groups are not waited for, nor records nothing is on its way for (a dead letter the
         breaker refused, a write that failed): the commit stops before them and whoever reads
         the partition next reads them again."""
-        self._flush_all()
+        self.stages.flush()
         while True:
             self._collect()
             if (
@@ -178,8 +157,8 @@ class Pipeline:
     def _on_their_way(self, partitions: set[TopicPartition] | None) -> int:
         """Records of `partitions` (None: all) not final, not held, not in an open group."""
         if partitions is None:
-            return self.ledger.unsettled() - self._open_rows()
-        return sum(self.ledger.unsettled([tp]) - self._open_rows(tp) for tp in partitions)
+            return self.ledger.unsettled() - self.stages.open_rows()
+        return sum(self.ledger.unsettled([tp]) - self.stages.open_rows(tp) for tp in partitions)
 
     def _collect(self) -> None:
         """Settle the answers that came in: deliveries, then dead-letter acknowledgements."""
@@ -196,16 +175,16 @@ class Pipeline:
                 records = await self._next_records()
                 for src in records:  # a tripped breaker raises here: the rest stays uncommitted
                     self.accept(src, now)
-                self._retry_held()
+                self.stages.retry_held()
                 await self.brokers.check(bool(records), lambda: self.source.reachable(2.0))
-                self._emit_groups()
+                self.stages.emit_groups()
                 # Lingered batches go only into free request slots; the rest keep filling
                 # (full ones were sent as they closed).
-                for batch in self.batcher.due(time.monotonic(), room=self.dispatch.free_slots()):
+                for batch in self.stages.batcher.due(time.monotonic(), room=self.dispatch.free_slots()):
                     self.dispatch.send(batch)
                 self._collect()
                 self.ledger.publish()
-                self.backpressure.update(self.ledger.pending() - self._open_rows())
+                self.backpressure.update(self.ledger.pending() - self.stages.open_rows())
                 if time.monotonic() - self._last_commit >= self.settings.service.commit_interval_ms / 1000:
                     self._commit()
         finally:
@@ -223,7 +202,8 @@ class Pipeline:
                 return []
             room = 1
         else:
-            room = self.settings.batching.max_buffered_records - self.ledger.pending() + self._open_rows()
+            buffered = self.ledger.pending() - self.stages.open_rows()
+            room = self.settings.batching.max_buffered_records - buffered
         self._last_poll = now
         return await self.source.poll(min(POLL_BATCH, max(room, 1)), POLL_TIMEOUT_S)
 
@@ -255,121 +235,7 @@ class Pipeline:
     def accept(self, src: SourceRecord, now: float | None = None) -> None:
         """One consumed record (`now`: when its turn polled it): tracked, then settled or held.
         Raises only a `Fatal` (the breaker refused its dead letter)."""
-        self._handle(self.ledger.track(src, time.monotonic() if now is None else now))
-
-    def _handle(self, record: PendingRecord, retry: bool = False) -> bool:
-        """Settle one record (delivered through a batch, filtered or dead-lettered), or hold it
-        when the cause is outside it; nothing but a `Fatal` escapes. False when it was held."""
-        if not retry and record.tp[0] in self._groupers and self.ledger.held(record.tp):
-            # grouped rows are grouped in offset order (docs/dialects.md#amperity): wait behind
-            self.ledger.hold(record, "behind a held record")
-            return False
-        try:
-            self._settle(record)
-        except SchemaUnavailable as exc:
-            self.ledger.hold(record, exc.message, first=retry)
-            return False
-        except Fatal:
-            raise
-        except Exception as exc:  # a bug on the way: the record pays for it, not the loop
-            tp = record.tp
-            self.ledger.dead_letter(
-                record,
-                _unexpected(
-                    exc,
-                    "transform",
-                    "internal_error",
-                    "record_error",
-                    topic=tp[0],
-                    partition=tp[1],
-                    offset=record.offset,
-                ),
-            )
-        return True
-
-    def _retry_held(self) -> None:
-        """Held records in their order, until one is held again (the decoder backs off, so
-        that costs no request while the registry is still down)."""
-        while (record := self.ledger.release()) is not None:
-            if not self._handle(record, retry=True):
-                return
-
-    def _settle(self, record: PendingRecord) -> None:
-        src, tp, offset = record.src, record.tp, record.offset
-        route = self.routes[tp[0]]
-        grouper = self._groupers.get(tp[0])
-        if grouper is not None:  # every record moves its partition's record time on
-            grouper.seen(tp, offset, src.timestamp_ms, self._group_clock())
-        value = src.value
-        try:
-            if not value:
-                raise InvalidMessage("empty_value", "the record has no value")
-            payload = route.decoder(value)
-        except InvalidMessage as exc:
-            self.ledger.dead_letter(record, DeadLetter("decode", exc.reason, exc.message))
-            return
-        except SchemaUnavailable:
-            raise
-        except Exception as exc:  # a decoder bug or an input it did not foresee
-            self.ledger.dead_letter(
-                record,
-                _unexpected(
-                    exc, "decode", "undecodable", "decode_error", topic=tp[0], partition=tp[1], offset=offset
-                ),
-            )
-            return
-        grouping = route.dialect.grouping
-        try:
-            ctx = RecordContext(src.timestamp_ms, payload)
-            if grouping is not None:
-                part = grouping.check(payload, ctx, route.destination, int(self.now()))
-                key = (route.destination.name, grouping.key(part))
-                self._groupers[tp[0]].add(tp, key, part, record, offset, src.timestamp_ms)
-                return
-            outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
-            outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
-        except Filtered as exc:
-            self.ledger.filtered(record, exc.reason)
-            return
-        except Rejected as exc:
-            self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
-            return
-        except Exception as exc:  # a dialect bug must not stop the partition
-            self.ledger.dead_letter(record, _dialect_error(exc, topic=tp[0], partition=tp[1], offset=offset))
-            return
-        self._batch((record,), route.destination.name, outputs)
-
-    def _emit_groups(self) -> None:
-        """Closed groups become events owned by all their records; the ledger learns their
-        span, so no commit lands inside it (a replay then regroups the same rows)."""
-        now_ms = self._group_clock()
-        for topic, grouper in self._groupers.items():
-            route = self.routes[topic]
-            assert route.dialect.grouping is not None
-            for parts, records, tp, first, last in grouper.due(now_ms):
-                self.ledger.span(tp, first, last)
-                try:
-                    outputs = route.dialect.grouping.emit(parts, route.destination, int(self.now()))
-                    outputs = _only_target(outputs, header(records[0].src.headers, TARGET_EVENT_SET))
-                except Rejected as exc:
-                    for record in records:
-                        self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
-                    continue
-                except Exception as exc:  # as in _settle(): never stop the partition
-                    dl = _dialect_error(exc, topic=topic, records=len(records))
-                    for record in records:
-                        self.ledger.dead_letter(record, dl)
-                    continue
-                try:
-                    self._batch(tuple(records), route.destination.name, outputs)
-                except Fatal:  # the breaker tripped on a dead letter of the batch: stop, as in _handle()
-                    raise
-                except Exception as exc:  # as in _handle()
-                    dl = _unexpected(
-                        exc, "transform", "internal_error", "record_error", topic=topic, records=len(records)
-                    )
-                    for record in records:
-                        self.ledger.dead_letter(record, dl)
+        self.stages.handle(self.ledger.track(src, time.monotonic() if now is None else now))
 
     def _group_clock(self) -> float:
         """The clock of the groupers' one rule that is not the records' own: a partition idle
@@ -381,55 +247,6 @@ class Pipeline:
             self._group_ms += min(now - self._group_tick, GROUP_CLOCK_STEP_S) * 1000
         self._group_tick = now
         return self._group_ms
-
-    def _open_rows(self, tp: TopicPartition | None = None) -> int:
-        """Rows waiting in open groups: they wait for records still unread, so the buffer cap
-        does not count them (bounded by the groupers' span cap instead)."""
-        rows = 0
-        for grouper in self._groupers.values():
-            rows += grouper.open_rows(tp)
-        return rows
-
-    def _release_groups(self, tps: list[TopicPartition]) -> None:
-        """The partitions went: their groups are dropped unsent and uncommitted."""
-        for grouper in self._groupers.values():
-            grouper.release(tps)
-
-    def _batch(self, records: tuple[PendingRecord, ...], destination: str, outputs: list[Output]) -> None:
-        """Encode every event first (a value out of bounds dead-letters the records before any
-        of their events joins a batch), then add them to their batches."""
-        encoded: dict[int, bytes] = {}  # one encoding per event object, shared by its event sets
-        names: list[str] = []
-        try:
-            if not outputs:
-                raise Rejected("no_event_set", "the record gave no event")
-            for out in outputs:
-                name = out.event.get("event_name")
-                if not isinstance(name, str):
-                    raise Rejected("invalid_payload", "an event has no event_name")
-                names.append(name)
-                if id(out.event) not in encoded:
-                    encoded[id(out.event)] = encode_event(out.event, self.batcher.max_bytes)
-        except Rejected as exc:
-            for record in records:
-                self.ledger.dead_letter(record, DeadLetter("transform", exc.reason, exc.message))
-            return
-        self.ledger.owned(records, len(outputs))
-        METRICS.match_quality.count(destination, outputs)
-        now = time.monotonic()
-        for out, name in zip(outputs, names, strict=True):
-            key = BatchKey(destination, out.event_set_id, out.upload_tag)
-            for batch in self.batcher.add(key, encoded[id(out.event)], (records, name), now):
-                self.dispatch.send(batch)
-
-    # -- delivery ------------------------------------------------------------------------------
-
-    def _flush_all(self) -> None:
-        """Send what is closed. Open groups are not sent early: their rows stay uncommitted and
-        are read again, whole, by the next run or owner of their partition."""
-        self._emit_groups()
-        for batch in self.batcher.drain():
-            self.dispatch.send(batch)
 
     # -- commits --------------------------------------------------------------
 
@@ -452,28 +269,3 @@ class Pipeline:
 def _kafka_error_name(exc: KafkaException) -> str:
     err = exc.args[0] if exc.args else None
     return err.name() if isinstance(err, KafkaError) else type(exc).__name__
-
-
-def _dialect_error(exc: Exception, **where: Any) -> DeadLetter:
-    """A dialect raised something unexpected: logged by the exception's type and the line that
-    raised it, dead-lettered by its type. Never its message or traceback: they can hold the
-    customer values the dialect was working on (docs/design.md invariant 5)."""
-    return _unexpected(exc, "transform", "transform_error", "dialect_error", **where)
-
-
-def _unexpected(exc: Exception, stage: str, reason: str, event: str, **where: Any) -> DeadLetter:
-    """An exception nobody foresaw, logged as `event` by its type and where it was raised."""
-    last = traceback.extract_tb(exc.__traceback__)[-1:]
-    at = f"{last[0].name} ({Path(last[0].filename).name}:{last[0].lineno})" if last else None
-    log.error(event, error=type(exc).__name__, at=at, **where)
-    return DeadLetter(stage, reason, f"unexpected {type(exc).__name__}")
-
-
-def _only_target(outputs: list[Output], target: str | None) -> list[Output]:
-    """A replayed dead letter goes to the event set it failed for, and only there."""
-    if target is None:
-        return outputs
-    kept = [o for o in outputs if o.event_set_id == target]
-    if not kept:
-        raise Rejected("no_event_set", "the replay's event set is no longer configured")
-    return kept

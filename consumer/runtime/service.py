@@ -22,8 +22,9 @@ from consumer.config.settings import ServiceSettings, Settings
 from consumer.core.capi import normalize
 from consumer.core.dialects import get_dialect
 from consumer.errors import Fatal
-from consumer.runtime.pipeline import Pipeline, Route
+from consumer.runtime.pipeline import Pipeline
 from consumer.runtime.ports import Destination
+from consumer.runtime.stages import Route
 from consumer.telemetry.metrics import METRICS, register_secret
 
 log = structlog.get_logger("fboc.service")

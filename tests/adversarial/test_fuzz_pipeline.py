@@ -327,10 +327,10 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
         tp = TopicPartition(topic, next(partitions))  # a partition per example: its own watermark
         src = SourceRecord(tp[0], tp[1], 0, int(dialect.now() * 1000), b"key", value, [])
         pipeline.accept(src)
-        pipeline._emit_groups()  # amperity: hand out the row's group
+        pipeline.stages.emit_groups()  # amperity: hand out the row's group
         assert pipeline.dead_letters.flush(30) == 0, "a dead letter was not acknowledged"
         assert pipeline.ledger.held() == 0
-        batches, closed[:] = [*closed, *pipeline.batcher.drain()], []
+        batches, closed[:] = [*closed, *pipeline.stages.batcher.drain()], []
         batched = [
             event
             for batch in batches

@@ -213,8 +213,8 @@ async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset
         for offset, (value, at) in enumerate(rows):
             pipeline.accept(SourceRecord(topic, 0, offset, at, b"X", value, []))
         assert pipeline.ledger.held() == 3  # the first held, the two behind it wait
-        pipeline._retry_held()
-        grouper = pipeline._groupers[topic]
+        pipeline.stages.retry_held()
+        grouper = pipeline.stages.groupers[topic]
         assert [[r.offset for r in records] for _, records, _, _, _ in grouper.due(0.0)] == [[0]]
         assert grouper.open_rows(TopicPartition(topic, 0)) == 1  # offset 2, alone
     finally:

@@ -29,8 +29,9 @@ from consumer.core.capi.event import Output, RecordContext
 from consumer.core.dialects import Dialect
 from consumer.core.offsets import TopicPartition
 from consumer.errors import Rejected
-from consumer.runtime.pipeline import Pipeline, Route
+from consumer.runtime.pipeline import Pipeline
 from consumer.runtime.ports import SourceEvents
+from consumer.runtime.stages import Route
 from tests.helpers import settings_for
 
 TOPIC = "orders"

@@ -18,7 +18,8 @@ from consumer.core.dialects import Dialect, Grouping
 from consumer.core.dialects.amperity.grouper import OrderGrouper
 from consumer.core.offsets import TopicPartition
 from consumer.errors import DeadLetterBreakerTripped
-from consumer.runtime.pipeline import Pipeline, Route
+from consumer.runtime.pipeline import Pipeline
+from consumer.runtime.stages import Route
 from tests.runtime.memory import (
     DIALECT,
     EVENT_SET,
