@@ -275,12 +275,17 @@ def cache_sizes() -> tuple[int, int]:
     return custom._is_customer_name.cache_info().currsize, custom._has_phone.cache_info().currsize
 
 
+def walk_cache_sizes() -> tuple[int, int]:
+    return len(custom._NAMES), sum(len(judged) for judged in custom._JUDGED.values())
+
+
 def test_long_names_and_values_are_checked_but_never_cached() -> None:
     """A stream of distinct long strings must not fill memory through the caches."""
-    before = cache_sizes()
+    before, walk_before = cache_sizes(), walk_cache_sizes()
     long = {"x" * 300 + "_email": 1, "y" * 300: "z" * 300 + " +1 650 555 1212", "w" * 300: "ok" * 200}
     assert kept(long) == {"w" * 300: "ok" * 200}
     assert cache_sizes() == before
+    assert walk_cache_sizes() == walk_before
     kept({"cache_probe_name": "cache probe value"})  # the name is checked as a value too
     assert cache_sizes() == (before[0] + 1, before[1] + 2)
 
