@@ -205,6 +205,9 @@ class _Walk:
         self.judged = _judgements(region, screen, False)  # free text under these settings ...
         self.judged_ids = _judgements(region, screen, True)  # ... and ids
         self.drops: list[Drop] = []
+        # the first walk only decides; what it returns is thrown away unless something was
+        # dropped, and then a second walk builds the event to send (most events drop nothing)
+        self.build = False
 
 
 def is_customer_name(name: str) -> bool:
@@ -480,6 +483,7 @@ ID: Final = 1
 NUMBER: Final = 2
 CONTENTS: Final = 3
 NO_KEYS: Final[frozenset[str]] = frozenset()
+_NOT_BUILT: Final[dict[str, Any]] = {}  # what a deciding walk returns for an object: never written
 
 
 def _role(key: str, standard: frozenset[str]) -> int:
@@ -517,9 +521,10 @@ def _value(value: Any, role: int, parent: str, key: str | None, walk: _Walk, dep
     elif isinstance(value, list):
         where = _path(parent, key)
         items = []
+        build = walk.build
         for item in value:  # a list's items have its role: content_ids' items are ids
             kept_item = _value(item, role, where, None, walk, depth + 1)
-            if kept_item is not _DROP:
+            if build and kept_item is not _DROP:
                 items.append(kept_item)
         return items
     else:
@@ -533,14 +538,16 @@ def _value(value: Any, role: int, parent: str, key: str | None, walk: _Walk, dep
 def _object(
     obj: Mapping[str, Any], standard: frozenset[str], where: str, walk: _Walk, depth: int
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    build = walk.build
+    out: dict[str, Any] = {} if build else _NOT_BUILT
     allowed = walk.allowed
     items: dict[Any, Any] = obj if isinstance(obj, dict) else dict(obj)
     for key, value in items.items():
         if not isinstance(key, str):
             continue  # JSON and Avro have none
         if key in allowed:
-            out[key] = value
+            if build:
+                out[key] = value
             continue
         if key not in standard:
             if _name_reason(key):
@@ -551,15 +558,13 @@ def _object(
                 walk.drops.append((f"{where}.<key>", reason))  # a name that is an address itself
                 continue
         kept = _value(value, _role(key, standard), where, key, walk, depth)
-        if kept is not _DROP:
+        if build and kept is not _DROP:
             out[key] = kept
     return out
 
 
-def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple[Drop, ...]]:
-    """The event as it may be sent, and what was dropped from it. The event itself is returned
-    when nothing was dropped, else a copy."""
-    walk = _walk_for(event, screen)
+def _screened(event: ServerEvent, walk: _Walk) -> tuple[Any, Any]:
+    """custom_data and event_source_url as they may be sent (None: no URL), once walked."""
     custom = event.get("custom_data")
     screened_custom = (
         _object(custom, STANDARD_KEYS, "custom_data", walk, 0)
@@ -567,9 +572,18 @@ def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple
         else custom
     )
     url = event.get("event_source_url")
-    screened_url = screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
+    return screened_custom, screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
+
+
+def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple[Drop, ...]]:
+    """The event as it may be sent, and what was dropped from it. The event itself is returned
+    when nothing was dropped, else a copy."""
+    walk = _walk_for(event, screen)
+    _screened(event, walk)
     if not walk.drops:
         return event, ()
+    walk.build, walk.drops = True, []
+    screened_custom, screened_url = _screened(event, walk)
     out = dict(event)
     if "custom_data" in event:
         out["custom_data"] = screened_custom
