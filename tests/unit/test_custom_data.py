@@ -14,8 +14,9 @@ from consumer.capi import custom
 from consumer.capi.custom import REASONS, Screen, is_customer_name, screen_event
 from consumer.capi.event import Output
 from consumer.config import DestinationSettings
+from consumer.dialects import screening
 from consumer.dialects.common import dedup_item_number
-from consumer.dialects.screening import finish
+from consumer.dialects.screening import finish, screen_for
 from consumer.errors import Rejected
 from consumer.telemetry import METRICS
 
@@ -510,6 +511,17 @@ def test_finish_applies_the_destinations_allow_list() -> None:
     allowed = DestinationSettings.model_validate({"name": "m", "custom_data_allow": ["mobile"]})
     assert allowed.allowed_custom_properties == frozenset({"mobile"})
     assert finish([Output("1", event)], allowed)[0].event["custom_data"] == {"mobile": True}
+
+
+def test_each_destination_keeps_its_own_screen() -> None:
+    """screen_for remembers a destination's Screen by identity, bounded, never another's."""
+    first, other = dest(default_country="gb"), dest(date_order="dmy")
+    assert screen_for(first) is screen_for(first)
+    assert (screen_for(first).default_country, screen_for(other).date_order) == ("GB", "dmy")
+    many = [dest(default_country="fr") for _ in range(screening.MAX_SCREENS + 10)]
+    assert all(screen_for(d).default_country == "FR" for d in many)
+    assert len(screening._SCREENS) <= screening.MAX_SCREENS
+    assert screen_for(first).default_country == "GB"
 
 
 @pytest.mark.parametrize("currency", ["XYZ", "usd", "EURO", "", 840])
