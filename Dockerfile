@@ -33,7 +33,7 @@ RUN FBOC_COMPILE=1 /opt/build/bin/pip wheel --no-deps --no-build-isolation --whe
  && /opt/fboc/bin/pip install --no-deps /tmp/dist/fboc-*.whl \
  && /opt/fboc/bin/pip check \
  && /opt/fboc/bin/python -m pip uninstall --yes pip \
- && /opt/fboc/bin/python -c "import consumer.capi.normalize as m; assert m.__file__.endswith('.so'), m.__file__" \
+ && /opt/fboc/bin/python -c "import consumer.core.capi.normalize as m; assert m.__file__.endswith('.so'), m.__file__" \
  && /opt/fboc/bin/fboc --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -39,12 +39,12 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from fastavro import schemaless_reader
 
-from consumer.capi.event import RecordContext
-from consumer.codec import AvroSchema
-from consumer.config import BatchingSettings, DestinationSettings, FacebookSettings, KafkaSettings
-from consumer.dialects import segment
-from consumer.kafka.source import consumer_config
-from consumer.pipeline import POLL_BATCH, POLL_TIMEOUT_S
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.source import consumer_config
+from consumer.config.settings import BatchingSettings, DestinationSettings, FacebookSettings, KafkaSettings
+from consumer.core.capi.event import RecordContext
+from consumer.core.dialects import segment
+from consumer.runtime.pipeline import POLL_BATCH, POLL_TIMEOUT_S
 
 EVENTS_PER_REQUEST = BatchingSettings().max_events  # fboc's default, Meta's limit
 PREFETCH_KBYTES = 65536  # librdkafka's default queued.max.messages.kbytes

@@ -58,8 +58,8 @@ from bare import DESTINATION_CONFIG, floor_event  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from consumer.codec import AvroSchema  # noqa: E402
-from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
+from consumer.adapters.codec import AvroSchema  # noqa: E402
+from consumer.adapters.kafka.admin import committed_offsets, end_offsets  # noqa: E402
 
 PARTITIONS = 4
 TOPIC, DLQ, GROUP = "bench.track", "bench.dead-letter", "fboc-bench"

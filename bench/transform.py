@@ -43,12 +43,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import orjson  # noqa: E402
 import sample_events  # noqa: E402
 
-from consumer.capi import normalize  # noqa: E402
-from consumer.capi.event import RecordContext  # noqa: E402
-from consumer.codec import AvroSchema  # noqa: E402
-from consumer.config import DestinationSettings  # noqa: E402
-from consumer.dialects import get_dialect  # noqa: E402
-from consumer.dialects.segment import BUILTIN_EVENTS  # noqa: E402
+from consumer.adapters.codec import AvroSchema  # noqa: E402
+from consumer.config.settings import DestinationSettings  # noqa: E402
+from consumer.core.capi import normalize  # noqa: E402
+from consumer.core.capi.event import RecordContext  # noqa: E402
+from consumer.core.dialects import get_dialect  # noqa: E402
+from consumer.core.dialects.segment import BUILTIN_EVENTS  # noqa: E402
 from consumer.errors import RecordOutcome  # noqa: E402
 
 NOW = 1_772_452_800  # 2026-03-02T12:00:00Z: payloads and the age checks use this "now"
@@ -456,7 +456,7 @@ def amperity_workload(records: int, customers: int, decode_it: bool) -> Workload
                 except RecordOutcome:
                     rejected += 1
             try:
-                outputs = emit(rows, dest, NOW, False) if rows else []
+                outputs = emit(rows, dest, NOW) if rows else []
             except RecordOutcome:
                 rejected += len(rows)
                 continue

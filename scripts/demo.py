@@ -25,12 +25,17 @@ import sample_events  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from consumer.codec import AvroSchema  # noqa: E402
-from consumer.kafka.admin import committed_offsets, end_offsets  # noqa: E402
-from consumer.kafka.deadletter import header, headers_of  # noqa: E402
+from consumer.adapters.codec import AvroSchema  # noqa: E402
+from consumer.adapters.kafka.admin import committed_offsets, end_offsets  # noqa: E402
+from consumer.adapters.kafka.deadletter import header, headers_of  # noqa: E402
 
 TOPIC, DLQ, GROUP, N = "events.track", "fboc.dead-letter", "fboc-demo", 2000
 FBOC = str(ROOT / ".venv" / "bin" / "fboc")
+
+
+# The demo's own clients print only errors: their notices (a coordinator still loading at
+# start, a purge at close) would read like fboc's trouble in the demo's output.
+QUIET = {"log_level": 3}
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -65,9 +70,10 @@ def main() -> int:
         print(f"1. starting Apache Kafka {kafka_local.KAFKA_VERSION} on {bootstrap}")
         kafka_dir = run / f"kafka-{kport}"
         procs.append(kafka_local.start(kafka_dir, kport, kafka_local.free_port()))
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
         for f in admin.create_topics([NewTopic(TOPIC, 4, 1), NewTopic(DLQ, 1, 1)]).values():
             f.result(30)
+        del admin  # closed now: alive when the broker stops, librdkafka prints its disconnects
 
         sandbox = f"http://127.0.0.1:{sport}"
         print(f"2. starting the Graph API sandbox on {sandbox}")
@@ -80,12 +86,13 @@ def main() -> int:
 
         schema = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
         samples = sample_events.generate(N, bad_every=100)
-        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **QUIET})
         for key, payload, _reason in samples:
             value = payload if isinstance(payload, bytes) else schema.encode(payload)
             producer.produce(TOPIC, key=key, value=value)
             producer.poll(0)
         producer.flush(30)
+        del producer
         expected_bad = Counter(r for _k, _p, r in samples if r)
         print(f"3. produced {N} Avro records to {TOPIC}, {sum(expected_bad.values())} of them bad")
 
@@ -129,7 +136,12 @@ def main() -> int:
         print("     " + json.dumps(events[0]["event"])[:400] + " ...")
 
         reader = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "demo-reader", "auto.offset.reset": "earliest"}
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "demo-reader",
+                "auto.offset.reset": "earliest",
+                **QUIET,
+            }
         )
         reader.subscribe([DLQ])
         dead: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""fboc as a real child process (`python -m consumer.cli run`), for kill -9 and signal tests."""
+"""fboc as a real child process (`python -m consumer.ops.cli run`), for kill -9 and signal tests."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class FbocProcess:
     def start(self, env: dict[str, str] | None = None) -> FbocProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "consumer.ops.cli", "run", "--config", str(self.config_path)],
             cwd=ROOT,
             stdout=log,
             stderr=log,

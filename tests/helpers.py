@@ -15,9 +15,9 @@ import yaml
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.codec import AvroSchema
-from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import committed_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import committed_offsets
+from consumer.config.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENT_SCHEMA = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
@@ -61,6 +61,18 @@ def produce(
         producer.poll(0)
     assert producer.flush(60) == 0
     return acked
+
+
+def produce_at(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes, int]], partition: int = 0
+) -> None:
+    """(key, value, record timestamp in ms) records to one partition, in order (amperity groups
+    rows by their record time)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    for key, value, at_ms in records:
+        producer.produce(topic, value=value, key=key, partition=partition, timestamp=at_ms)
+        producer.poll(0)
+    assert producer.flush(60) == 0
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Message]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from consumer.codec import AvroSchema, wire_format
+from consumer.adapters.codec import AvroSchema, wire_format
 
 TIMESTAMP_STEP_SECONDS = 60
 

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.cli import main
+from consumer.ops.cli import main
 from tests.fuzz import DELETE, mutate, paths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,7 +254,7 @@ def test_the_local_config_passes(tmp_path: Path) -> None:
 
 
 def test_an_override_into_the_list_keeps_the_rest(tmp_path: Path) -> None:
-    from consumer.config import load_settings
+    from consumer.config.settings import load_settings
 
     data = base()
     data["destinations"].append({"name": "backup", "access_token": "b-token"})

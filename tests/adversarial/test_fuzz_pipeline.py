@@ -23,21 +23,21 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from consumer.batching import Batch
-from consumer.codec import AvroSchema
-from consumer.config import parse_settings
-from consumer.encode import ENVELOPE_BYTES
-from consumer.kafka.deadletter import DeadLetterWriter, SourceRecord, header, headers_of
-from consumer.kafka.source import KafkaSource
-from consumer.pipeline import Pipeline
-from consumer.service import build_routes
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.deadletter import DeadLetterWriter, SourceRecord, header, headers_of
+from consumer.adapters.kafka.source import KafkaSource
+from consumer.config.settings import parse_settings
+from consumer.core.batching import Batch
+from consumer.core.encode import ENVELOPE_BYTES
+from consumer.runtime.pipeline import Pipeline
+from consumer.runtime.service import build_routes
+from tests.core.test_dialect_amperity import COFFEE, MINIMAL
+from tests.core.test_dialect_amperity import NOW as AMPERITY_NOW
+from tests.core.test_dialect_mparticle import NOW as MPARTICLE_NOW
+from tests.core.test_dialect_mparticle import seed_batch
 from tests.fuzz import DELETE, mutate, paths
 from tests.helpers import ROOT, TOKEN, config_for, create_topic, read_all, track
 from tests.kafka_broker import Broker
-from tests.unit.test_dialect_amperity import COFFEE, MINIMAL
-from tests.unit.test_dialect_amperity import NOW as AMPERITY_NOW
-from tests.unit.test_dialect_mparticle import NOW as MPARTICLE_NOW
-from tests.unit.test_dialect_mparticle import seed_batch
 
 pytestmark = pytest.mark.kafka
 
@@ -208,6 +208,7 @@ DIALECTS = {
         "amperity_row.avsc",
         [{**COFFEE, "custom": {"store": "12"}}, MINIMAL],
         lambda: float(AMPERITY_NOW),
+        group_window_ms=0,  # every row is its group: it closes as it is added
     ),
 }
 
@@ -334,9 +335,9 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
         tp = (topic, next(partitions))  # a partition per example: its own watermark
         src = SourceRecord(tp[0], tp[1], 0, int(dialect.now() * 1000), b"key", value, [])
         pipeline.accept(src)
-        pipeline._emit_groups(drain=True)  # amperity: the order's group closes now
+        pipeline._emit_groups()  # amperity: hand out the row's group
         assert pipeline.dead_letters.flush(30) == 0, "a dead letter was not acknowledged"
-        assert len(pipeline.held) == 0
+        assert pipeline.ledger.held() == 0
         batches, closed[:] = [*closed, *pipeline.batcher.drain()], []
         batched = [
             event
@@ -344,7 +345,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
             for event, (records, _name) in zip(batch.events, batch.owners, strict=True)
             if any(record.tp == tp for record in records)
         ]
-        if pipeline.tracker.pending(tp):
+        if pipeline.ledger.pending(tp):
             assert batched, "neither final nor in a batch: the record is lost"
             assert all(len(e) <= MAX_BYTES - ENVELOPE_BYTES for e in batched)
             outcomes["batched"] += 1
@@ -355,7 +356,7 @@ def test_hostile_records_are_each_settled_and_nothing_escapes(
     try:
         check()
         # every record still pending is one of those left in a batch
-        assert pipeline.tracker.pending() == outcomes["batched"]
+        assert pipeline.ledger.pending() == outcomes["batched"]
     finally:
         asyncio.run(pipeline.source.finish({}, 10))  # leave no consumer for exit to close
     # the fuzz reached every outcome: it is not only feeding records the decoder refuses

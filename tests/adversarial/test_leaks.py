@@ -15,7 +15,7 @@ import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) 
 import orjson
 import pytest
 
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.deadletter import header, headers_of
 from consumer.sandbox import SandboxThread
 from tests.fboc_process import FbocProcess
 from tests.helpers import (

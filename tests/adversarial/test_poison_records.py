@@ -17,13 +17,13 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from consumer.codec import wire_format
-from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.codec import wire_format
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.config.settings import Settings, parse_settings
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
-from consumer.telemetry import METRICS, configure_logging
+from consumer.telemetry.metrics import METRICS, configure_logging
 from tests.adversarial.registry_stub import RegistryStub
 from tests.helpers import (
     ROOT,
@@ -327,7 +327,7 @@ async def test_stopping_while_records_are_held_says_how_many_are_unfinished(
 
 def replay(config: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "dlq", "replay", "--json", "--config", str(config)],
+        [sys.executable, "-m", "consumer.ops.cli", "dlq", "replay", "--json", "--config", str(config)],
         cwd=ROOT,
         capture_output=True,
         timeout=60,

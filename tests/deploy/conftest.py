@@ -163,12 +163,10 @@ class CheckResult:
 
 def check_config(config_path: Path, env: Mapping[str, str] | None = None) -> CheckResult:
     """`fboc check-config --config FILE` in a child process, run from the repository root."""
-    if not (REPO / "consumer" / "cli.py").is_file():
-        fail_or_skip("consumer/cli.py (fboc check-config) does not exist yet")
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("FBOC_") and not k.startswith("FB_")}
     child_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "check-config", "--config", str(config_path)],
+        [sys.executable, "-m", "consumer.ops.cli", "check-config", "--config", str(config_path)],
         capture_output=True,
         text=True,
         timeout=60,

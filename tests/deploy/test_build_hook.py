@@ -17,7 +17,9 @@ def compile_hook(target_name: str) -> Any:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.CompileHook(str(REPO), {"compile": ["consumer/routing.py"]}, None, None, "", target_name)
+    return module.CompileHook(
+        str(REPO), {"compile": ["consumer/core/routing.py"]}, None, None, "", target_name
+    )
 
 
 @pytest.mark.parametrize(

@@ -282,9 +282,9 @@ def load_producer() -> ModuleType:
 def test_sample_events_encode_and_flow_through_fboc() -> None:
     """What the producer writes decodes in fboc and ends as expected: all delivered except the one
     with a bad currency (dead-lettered on purpose, to show the dead-letter topic)."""
-    codec = pytest.importorskip("consumer.codec")
-    cli = pytest.importorskip("consumer.cli")
-    config_module = pytest.importorskip("consumer.config")
+    codec = pytest.importorskip("consumer.adapters.codec")
+    cli = pytest.importorskip("consumer.ops.cli")
+    config_module = pytest.importorskip("consumer.config.settings")
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     producer = load_producer()

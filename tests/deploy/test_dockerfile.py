@@ -179,7 +179,7 @@ def test_healthcheck_probes_healthz_on_the_service_port() -> None:
         f"COPY {i.args}" for i in stage if i.name == "COPY"
     ]
     exposed = [int(i.args) for i in stage if i.name == "EXPOSE"]
-    config = pytest.importorskip("consumer.config")
+    config = pytest.importorskip("consumer.config.settings")
     default_port = config.ServiceSettings().port
     assert exposed == [default_port]
     healthcheck_port = load_healthcheck().DEFAULT_PORT

@@ -498,7 +498,7 @@ def test_dlq_replay_job_runs_fboc_dlq_replay(helm: Helm) -> None:
         "--dry-run",
     ]
     # the real command line accepts exactly these arguments
-    from consumer.cli import parser
+    from consumer.ops.cli import parser
 
     parsed = parser().parse_args(container["args"])
     assert (parsed.reason, parsed.rate, parsed.dry_run) == (["graph_retries_exhausted"], "200/s", True)
@@ -583,8 +583,8 @@ def test_schema_is_strict_everywhere() -> None:
 
 
 def test_schema_config_section_matches_fboc_settings() -> None:
-    """The chart's view of fboc's configuration keys is the consumer's (consumer/config.py)."""
-    config_module = pytest.importorskip("consumer.config")
+    """The chart's view of fboc's configuration keys is the consumer's (consumer/config/settings.py)."""
+    config_module = pytest.importorskip("consumer.config.settings")
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
 
     def keys(model: Any) -> set[str]:

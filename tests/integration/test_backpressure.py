@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from consumer.config import KafkaSettings
-from consumer.kafka.backpressure import Backpressure
-from consumer.kafka.offsets import TopicPartition
-from consumer.kafka.source import KafkaSource
+from consumer.adapters.kafka.source import KafkaSource
+from consumer.config.settings import KafkaSettings
+from consumer.core.offsets import TopicPartition
+from consumer.runtime.backpressure import Backpressure
 from tests.helpers import produce
 from tests.kafka_broker import Broker
 

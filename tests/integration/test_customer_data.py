@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from consumer.config import Settings
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.config.settings import Settings
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
-from consumer.telemetry import METRICS
+from consumer.telemetry.metrics import METRICS
 from tests.helpers import (
     avro,
     committed,

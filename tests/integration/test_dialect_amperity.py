@@ -1,26 +1,33 @@
 """Amperity rows through the real pipeline: rows of one order become one event, a late row its
-own event, returns are filtered, bad rows dead-lettered; every offset committed."""
+own event, returns are filtered, bad rows dead-lettered; every offset committed. A clean stop
+leaves an open order unsent and uncommitted, and the next run sends it whole."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consumer.codec import AvroSchema
-from consumer.config import parse_settings
-from consumer.kafka.admin import end_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import DeadLetterWriter, SourceRecord
+from consumer.adapters.kafka.source import KafkaSource
+from consumer.config.settings import parse_settings
+from consumer.errors import SchemaUnavailable
+from consumer.runtime.pipeline import Pipeline
+from consumer.runtime.service import build_routes, serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
 from tests.helpers import (
     ROOT,
     committed,
     config_for,
     create_topic,
     produce,
+    produce_at,
     read_all,
     sandbox_events,
     wait_until,
@@ -101,3 +108,122 @@ async def test_rows_of_an_order_become_one_event(
     assert late["event_id"] == f"A-{late['custom_data']['item_number']}"
     dead = read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=15)
     assert [m.key() for m in dead] == [b"C"]
+
+
+async def test_a_stop_leaves_an_open_order_unsent_and_the_next_run_sends_it_whole(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
+    topic = new_topic(1)
+    data = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
+    data["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
+    # a window so long that only record time closes a group here (idle would take 61 s)
+    data["destinations"][0].update({"group_window_ms": 60_000, "event_sets": {"Purchase": ["111"]}})
+    settings = parse_settings(data, {})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    t = int(time.time() * 1000) - 3_600_000
+    produce_at(
+        kafka.bootstrap,
+        topic,
+        [
+            (b"B", row("B", "sku-1", 1, 4.0), t),
+            (b"R", row("R", "sku-0", -1, 1.0), t + 100_000),  # a return, 100 s later: closes B
+            (b"A", row("A", "sku-2", 2, 10.0), t + 100_000),
+            (b"A", row("A", "sku-3", 1, 5.5), t + 100_001),
+        ],
+    )
+    for run in (1, 2):
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(settings, stop))
+        try:
+            if run == 1:
+                await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 2, 30, "B sent")
+                await asyncio.sleep(1.0)  # A's rows were read long ago: A stays open
+            else:
+                produce_at(kafka.bootstrap, topic, [(b"R", row("R", "sku-0", -1, 1.0), t + 200_000)])
+                await wait_until(lambda: committed(kafka.bootstrap, group_id, topic, 1)[0] == 5, 30, "A sent")
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+        orders = [e["event"]["custom_data"]["order_id"] for e in sandbox_events(sandbox.url)]
+        if run == 1:
+            # the stop did not send A early, and its commit stopped before A's first row
+            assert orders == ["B"]
+            assert committed(kafka.bootstrap, group_id, topic, 1) == {0: 2}
+    a = sandbox_events(sandbox.url)[-1]["event"]["custom_data"]
+    assert orders == ["B", "A"]
+    assert [c["id"] for c in a["contents"]] == ["sku-2", "sku-3"]
+    assert a["value"] == 25.5
+    assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=3) == []
+
+
+async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset_order(
+    kafka: Broker, new_topic: Any, group_id: str
+) -> None:
+    """A row held (its schema not fetched yet) and the rows behind it, which decode: they must
+    reach the grouper after it, in offset order, as a replay would feed them. Here the record
+    at offset 1 (a return 2 s later) closes X's group {0}; fed out of order, offset 2 would
+    have opened X's group first and offset 0 joined it: {2, 0}, a group no replay forms."""
+    topic = new_topic(1)
+    data = config_for(kafka.bootstrap, topic, group_id, "http://127.0.0.1:9")
+    data["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
+    data["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
+    settings = parse_settings(data, {})
+    routes = build_routes(settings)
+    decode = routes[topic].decoder
+    calls = []
+
+    def first_unavailable(value: bytes) -> Any:
+        calls.append(value)
+        if len(calls) == 1:
+            raise SchemaUnavailable("the registry is being asked")
+        return decode(value)
+
+    routes[topic] = dataclasses.replace(routes[topic], decoder=first_unavailable)
+    pipeline = Pipeline(
+        settings,
+        routes,
+        {},
+        DeadLetterWriter(settings.kafka),
+        make_source=lambda p: KafkaSource(
+            settings.kafka,
+            [topic],
+            on_assign=p.on_assign,
+            on_revoke=p.on_revoke,
+            on_lost=p.on_lost,
+            on_error=p.brokers.on_error,
+            on_stats=p.brokers.on_stats,
+            on_commit=p.on_commit,
+        ),
+    )
+    try:
+        t = int(time.time() * 1000)
+        rows = [
+            (row("X", "sku-1", 1, 2.0), t),
+            (row("R", "sku-0", -1, 1.0), t + 2000),
+            (row("X", "sku-2", 1, 3.0), t + 10),
+        ]
+        for offset, (value, at) in enumerate(rows):
+            pipeline.accept(SourceRecord(topic, 0, offset, at, b"X", value, []))
+        assert pipeline.ledger.held() == 3  # the first held, the two behind it wait
+        pipeline._retry_held()
+        grouper = pipeline._groupers[topic]
+        assert [[r.offset for r in records] for _, records, _, _, _ in grouper.due(0.0)] == [[0]]
+        assert grouper.open_rows((topic, 0)) == 1  # offset 2, alone
+    finally:
+        await pipeline.source.finish({}, 10)

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from consumer.codec import AvroSchema
-from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.config.settings import Settings, parse_settings
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
 from tests.helpers import (
     ROOT,
     TOKEN,

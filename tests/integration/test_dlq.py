@@ -20,9 +20,9 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
-from consumer.config import Settings, parse_settings
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.config.settings import Settings, parse_settings
 from consumer.sandbox import SandboxThread
 from tests.helpers import (
     ROOT,
@@ -187,7 +187,7 @@ async def run_fboc(scene: Scene, dead_letters: int, settings: Settings | None = 
 
 def dlq(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "dlq", *args, "--config", str(config)],
+        [sys.executable, "-m", "consumer.ops.cli", "dlq", *args, "--config", str(config)],
         cwd=ROOT,
         capture_output=True,
         timeout=timeout,
@@ -197,7 +197,7 @@ def dlq(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
 
 def start_dlq(config: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "consumer.cli", "dlq", *args, "--config", str(config)],
+        [sys.executable, "-m", "consumer.ops.cli", "dlq", *args, "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

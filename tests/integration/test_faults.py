@@ -19,10 +19,11 @@ import orjson
 import psutil
 import pytest
 
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
+from consumer.telemetry.metrics import configure_logging
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
     avro,
@@ -481,8 +482,9 @@ async def test_lingered_batches_wait_for_a_free_slot_and_keep_filling(
 
 
 async def test_dead_letter_flood_stops_fboc(
-    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    configure_logging("json")
     topic = new_topic(1)
     settings = settings_for(
         kafka.bootstrap,
@@ -495,8 +497,12 @@ async def test_dead_letter_flood_stops_fboc(
     produce(kafka.bootstrap, topic, [(f"k{i}".encode(), b"\x07garbage", 0) for i in range(500)])
     code = await asyncio.wait_for(serve(settings, asyncio.Event()), 60)
     assert code == 1  # stopped on the flood instead of dead-lettering the whole topic
+    (fatal,) = [orjson.loads(x) for x in capsys.readouterr().err.splitlines() if '"fatal"' in x]
+    assert fatal["condition"] == "DeadLetterBreakerTripped"
+    assert "50 consecutive dead letters" in fatal["error"]
     mark = committed(kafka.bootstrap, group_id, topic, 1)[0]
-    assert mark < 500
+    # the 49 dead letters before the trip are committed; the one the breaker refused is not
+    assert mark == 49
     assert len(read_all(kafka.bootstrap, f"{topic}.dlq", mark, timeout=10)) >= mark
 
 
@@ -520,6 +526,7 @@ async def test_unreachable_brokers_exit_non_zero(sandbox: SandboxThread, tmp_pat
     finally:
         fboc.stop_quietly()
     assert code == 1
-    assert any(
-        line.get("event") == "fatal" and "unreachable" in line.get("error", "") for line in fboc.log_lines()
-    )
+    (fatal,) = [line for line in fboc.log_lines() if line.get("event") == "fatal"]
+    assert "unreachable" in fatal["error"]
+    # named by its class, or as the stop that came first when the final commit failed after it
+    assert "BrokersUnreachable" in (fatal["condition"], fatal.get("first_condition"))

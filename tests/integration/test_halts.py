@@ -13,9 +13,9 @@ from typing import Any
 import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
 import pytest
 
-from consumer.kafka.admin import end_offsets
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
     avro,
@@ -125,7 +125,7 @@ def test_a_token_holding_a_newline_stops_start_up_naming_the_key(
     """A token file with two lines. Before, every delivery task died silently: nothing delivered,
     dead-lettered or committed, /healthz ok and fboc_destination_halted 0. Now `fboc run` refuses
     to start (exit 2, the key named, the value never printed). Should such a token reach the
-    client anyway, the destination halts visibly: tests/unit/test_delivery.py
+    client anyway, the destination halts visibly: tests/adapters/test_delivery.py
     test_a_request_that_cannot_be_sent_halts_the_destination_visibly."""
     topic = new_topic(1)
     token_file = tmp_path / "token"

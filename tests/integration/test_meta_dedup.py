@@ -9,13 +9,14 @@ import asyncio
 import random
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consumer.codec import AvroSchema
-from consumer.kafka.admin import end_offsets
+from consumer.adapters.codec import AvroSchema
+from consumer.adapters.kafka.admin import end_offsets
 from consumer.sandbox import SandboxThread
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
@@ -25,6 +26,7 @@ from tests.helpers import (
     config_for,
     create_topic,
     produce,
+    produce_at,
     read_all,
     sandbox_events,
     sandbox_post,
@@ -37,6 +39,7 @@ from tests.kafka_broker import Broker
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 FAST_SESSION = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 AMPERITY = AvroSchema.from_file(ROOT / "schemas" / "amperity_row.avsc")
+CENT = Decimal("0.01")
 
 
 def all_committed(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
@@ -256,4 +259,132 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     assert value == pytest.approx(2.5 * sum(orders.quantity.values()))
     assert stats["deduplicated_distinct"] == 0
     assert stats["deduplicated"] > 0, "no kill left delivered rows uncommitted: nothing replayed"
+    assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=5) == []
+
+
+def interleaved_orders(
+    rng: random.Random, count: int
+) -> tuple[list[tuple[bytes, bytes, int]], dict[str, Decimal]]:
+    """`count` orders of 2 to 8 rows in one partition, up to 10 open at once, their rows mixed
+    (a record every 10 ms of record time, so an order's rows spread over up to ~1 s and some
+    are split by the 500 ms window); one order in five gets a late row 3 s later, one row in
+    twenty is a return (filtered). Returns the records and each order's sum of price * quantity."""
+    start = int(time.time() * 1000) - 600_000
+    when = int(time.time()) - 3 * 3600
+    left = {f"I-{o}": rng.randint(2, 8) for o in range(count)}
+    waiting = list(left)
+    active: list[str] = []
+    late: list[tuple[int, str]] = []
+    values: dict[str, Decimal] = {}
+    out: list[tuple[bytes, bytes, int]] = []
+    step = 0
+    while waiting or active or late:
+        at = start + step * 10
+        step += 1
+        if late and late[0][0] <= at:
+            _, order = late.pop(0)
+            values[order] += Decimal("9.99")
+            out.append((order.encode(), interleaved_row(order, f"{order}/late", 1, 9.99, when), at))
+            continue
+        while len(active) < 10 and waiting:
+            active.append(waiting.pop(0))
+        if not active:
+            out.append((b"tick", interleaved_row("tick", "tick/0", -1, 1.0, when), at))  # time goes on
+            continue
+        order = rng.choice(active)
+        quantity, price = rng.randint(1, 4), rng.choice([1.25, 2.5, 9.99])
+        if rng.random() < 0.05:
+            quantity = -1  # a return: filtered, never counted
+        else:
+            values[order] = values.get(order, Decimal(0)) + Decimal(repr(price)) * quantity
+        row = interleaved_row(order, f"{order}/r{left[order]}", quantity, price, when)
+        out.append((order.encode(), row, at))
+        left[order] -= 1
+        if not left[order]:
+            active.remove(order)
+            if rng.random() < 0.2 and order in values:
+                late.append((at + 3000, order))
+    return out, values
+
+
+def interleaved_row(order: str, row_id: str, quantity: int, price: float, when: int) -> bytes:
+    return AMPERITY.encode(
+        {
+            "external_id": f"cust-{order}",
+            "email": f"{order}@example.org",
+            "order_id": order,
+            "quantity": quantity,
+            "product_id": row_id,
+            "timestamp": when,
+            "price": price,
+            "currency": "USD",
+        }
+    )
+
+
+async def test_interleaved_amperity_orders_paused_mid_order_and_killed_count_once(
+    kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
+) -> None:
+    """Orders interleaved in one partition, a buffer cap so small that reading pauses inside
+    orders, deliveries slow enough to saturate, fboc SIGKILLed three times: every kept event at
+    Meta is a group that no other kept event overlaps, so each order's kept value is its rows'
+    sum of price * quantity exactly (a regrouped replay would keep a second event with other rows,
+    hence another item_number, and count those rows twice)."""
+    topic = new_topic(1)
+    config = config_for(
+        kafka.bootstrap,
+        topic,
+        group_id,
+        sandbox.url,
+        batching={"linger_ms": 50, "max_events": 5, "max_in_flight": 2, "max_buffered_records": 30},
+        service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 200},
+    )
+    config["kafka"]["options"] = FAST_SESSION
+    config["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
+    config["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
+    create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
+    rng = random.Random(1616)
+    records, values = interleaved_orders(rng, 400)
+    produce_at(kafka.bootstrap, topic, records)
+    sandbox_post(sandbox.url, "/_sandbox/faults", {"action": {"latency_ms": 150}})
+    fboc = FbocProcess(tmp_path, config)
+    try:
+        for at_least in (100, 100, 100):
+            await kill_after_events(fboc, sandbox.url, at_least)
+        assert not all_committed(kafka.bootstrap, group_id, topic, 1), "no kill was mid-stream"
+        await finish(fboc, kafka.bootstrap, group_id, topic, 1)
+    finally:
+        fboc.stop_quietly()
+    stats = sandbox_stats(sandbox.url)
+    kept: dict[str, Decimal] = {}
+    seen: Counter[str] = Counter()
+    for e in sandbox_events(sandbox.url):
+        custom = e["event"]["custom_data"]
+        kept[custom["order_id"]] = kept.get(custom["order_id"], Decimal(0)) + Decimal(repr(custom["value"]))
+        seen.update(c["id"] for c in custom["contents"])
+    twice = sorted(row_id for row_id, n in seen.items() if n > 1)
+    wrong = sorted(o for o in values if kept.get(o, Decimal(0)).quantize(CENT) != values[o].quantize(CENT))
+    log = fboc.log_lines()
+    print(
+        f"dedup test (c): {len(records)} records, {len(values)} orders, {len(seen)} rows kept, "
+        f"{sum(1 for line in log if line.get('event') == 'started')} runs, "
+        f"{sum(1 for line in log if line.get('event') == 'backpressure_pause')} pauses, "
+        f"accepted {stats['accepted_events']}, kept {stats['stored_events']}, deduplicated "
+        f"{stats['deduplicated']}, deduplicated_distinct {stats['deduplicated_distinct']}, rows in "
+        f"two kept events {len(twice)}, orders with a wrong value {len(wrong)}"
+    )
+    assert not twice, f"{len(twice)} rows counted twice, e.g. {twice[:5]}"
+    assert not wrong, f"{len(wrong)} orders' kept value differs from their rows', e.g. {wrong[:5]}"
+    assert set(kept) == set(values)
+    assert stats["deduplicated_distinct"] == 0
+    assert stats["deduplicated"] > 0, "no kill left delivered rows uncommitted: nothing replayed"
+    assert any(line.get("event") == "backpressure_pause" for line in log), "reading never paused"
     assert read_all(kafka.bootstrap, f"{topic}.dlq", 1, timeout=5) == []

@@ -12,12 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from consumer.config import Settings
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
+from consumer.config.settings import Settings
+from consumer.runtime.service import serve
 from consumer.sandbox import SandboxThread
-from consumer.service import serve
-from consumer.telemetry import configure_logging
+from consumer.telemetry.metrics import configure_logging
 from tests.helpers import (
     avro,
     committed,
@@ -220,7 +220,7 @@ async def test_a_dialect_bug_dead_letters_the_record_by_type_only_and_the_rest_g
     the dead letter name the exception's type only: its message (here an email address) could
     hold customer data."""
     configure_logging("json")
-    segment = importlib.import_module("consumer.dialects.segment")
+    segment = importlib.import_module("consumer.core.dialects.segment")
 
     def transform(payload: Any, *args: Any) -> Any:
         if payload.get("messageId") == "m-1":

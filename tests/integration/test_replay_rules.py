@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from consumer.kafka.admin import end_offsets
-from consumer.kafka.deadletter import header, headers_of
+from consumer.adapters.kafka.admin import end_offsets
+from consumer.adapters.kafka.deadletter import header, headers_of
 from tests.helpers import committed, config_for, create_topic, key_of, read_all, wait_until, write_config
 from tests.integration.test_dlq import dlq_json, produce_records, start_dlq
 from tests.kafka_broker import Broker

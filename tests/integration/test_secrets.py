@@ -11,7 +11,7 @@ from typing import Any
 import kafka_local  # scripts/: tests/kafka_broker.py (which conftest.py loads) puts it on sys.path
 import pytest
 
-from consumer.kafka.deadletter import headers_of
+from consumer.adapters.kafka.deadletter import headers_of
 from consumer.sandbox import SandboxThread
 from tests.fboc_process import FbocProcess
 from tests.helpers import (

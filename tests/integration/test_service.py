@@ -17,12 +17,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
-from consumer.checks import connection_problems
-from consumer.cli import main
-from consumer.config import ServiceSettings
+from consumer.config.settings import ServiceSettings
+from consumer.ops.checks import connection_problems
+from consumer.ops.cli import main
+from consumer.runtime.service import health_app, serve, start_health, version_is_old
 from consumer.sandbox import SandboxThread
-from consumer.service import health_app, serve, start_health, version_is_old
-from consumer.telemetry import METRICS, configure_logging
+from consumer.telemetry.metrics import METRICS, configure_logging
 from tests.helpers import (
     avro,
     config_for,

@@ -1,0 +1,1 @@
+"""Dead-letter tooling: read records, stats, replay (`fboc dlq ...`)."""
