@@ -430,6 +430,7 @@ def main() -> int:
             # the same for the broker and the sandbox: what else the cores did meanwhile
             "broker_cpu_share": shares[-2] if shares else None,
             "sandbox_cpu_share": shares[-1] if shares else None,
+            "load_average": round(os.getloadavg()[0], 2),  # the machine's, as fboc's run ended
         }
         if args.bare:
             for kind in ("floor", "transform"):

@@ -556,6 +556,35 @@ def population(value: str) -> int:
     return count
 
 
+def populations(value: str) -> list[int]:
+    """`--customers`: one population, or several separated by commas (`distinct,5000`)."""
+    return [population(part.strip()) for part in value.split(",")]
+
+
+def label(customers: int) -> str:
+    return "distinct" if customers == DISTINCT else str(customers)
+
+
+def run_population(
+    names: list[str], records: int, rounds: int, customers: int, decode_it: bool, sdk_too: bool
+) -> dict[str, dict[str, float]]:
+    """Each dialect's summary for one population (with the SDK's rate and the ratio to it)."""
+    fresh = customers == DISTINCT
+    results: dict[str, dict[str, float]] = {}
+    for name in names:
+        runs = [workload(name, records, customers, decode_it)]
+        sdk = baseline(name, records, customers, decode_it) if sdk_too else None
+        if sdk is not None:
+            runs.append(sdk)
+        measured = measure(runs, rounds, fresh)
+        results[name] = summary(measured[0])
+        if sdk is not None:
+            sdk_rate = summary(measured[1])["events_per_s_median"]
+            results[name]["sdk_records_per_s"] = sdk_rate
+            results[name]["ratio_to_sdk"] = round(results[name]["events_per_s_median"] / sdk_rate, 2)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -568,10 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, help="timed rounds per dialect (default 5)")
     p.add_argument(
         "--customers",
-        type=population,
-        default=5000,
+        type=populations,
+        default=[5000],
         help="size of the customer population, or 'distinct': every record's "
-        "customer is new (caches cleared before each round)",
+        "customer is new (caches cleared before each round); several separated by commas "
+        "(distinct,5000) are measured one after the other",
     )
     p.add_argument(
         "--baseline", choices=("sdk",), help="also time the same records through facebook_business (segment)"
@@ -587,22 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     records = args.records or (3000 if args.quick else 20_000)
     rounds = args.rounds or (3 if args.quick else 5)
-    fresh = args.customers == DISTINCT
-    customers = "distinct" if fresh else args.customers
     pinned = pin_one_core()
-
-    results: dict[str, dict[str, float]] = {}
-    for name in args.dialect or DIALECTS:
-        runs = [workload(name, records, args.customers, args.decode)]
-        sdk = baseline(name, records, args.customers, args.decode) if args.baseline else None
-        if sdk is not None:
-            runs.append(sdk)
-        measured = measure(runs, rounds, fresh)
-        results[name] = summary(measured[0])
-        if sdk is not None:
-            sdk_rate = summary(measured[1])["events_per_s_median"]
-            results[name]["sdk_records_per_s"] = sdk_rate
-            results[name]["ratio_to_sdk"] = round(results[name]["events_per_s_median"] / sdk_rate, 2)
+    names = args.dialect or list(DIALECTS)
+    by_customers = {
+        label(c): run_population(names, records, rounds, c, args.decode, bool(args.baseline))
+        for c in args.customers
+    }
+    first = label(args.customers[0])
+    customers: str | int = first if first == "distinct" else int(first)
+    results = by_customers[first]
 
     if args.json:
         print(
@@ -617,29 +640,35 @@ def main(argv: list[str] | None = None) -> int:
                     "clock": "process_time",
                     "load_average": os.getloadavg()[0],
                     "python": platform.python_version(),
-                    "dialects": results,
+                    "dialects": results,  # the first population's (--customers)
+                    "by_customers": by_customers,  # every population's, by its name
                 }
             ).decode()
         )
         return 0
     print(
-        f"{records:,} records x {rounds} rounds per dialect, customers: {customers}, "
-        f"{'with' if args.decode else 'without'} Avro decode, {pinned}, "
+        f"{records:,} records x {rounds} rounds per dialect, customers: "
+        f"{', '.join(by_customers)}, {'with' if args.decode else 'without'} Avro decode, {pinned}, "
         f"Python {platform.python_version()}; rates from CPU time, "
         f"load average {os.getloadavg()[0]:.1f}\n"
     )
-    print("| dialect | events/s median | min | max | µs/event | wall events/s median | SDK | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        sdk_cells = (
-            f"{r['sdk_records_per_s']:,.0f} | {r['ratio_to_sdk']:.2f}"
-            if "sdk_records_per_s" in r
-            else "- | -"
-        )
-        print(
-            f"| {name} | {r['events_per_s_median']:,.0f} | {r['min']:,.0f} | {r['max']:,.0f} | "
-            f"{r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} | {sdk_cells} |"
-        )
+    print(
+        "| customers | dialect | events/s median | min | max | µs/event | wall events/s median "
+        "| SDK | ratio |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for population_name, population_results in by_customers.items():
+        for name, r in population_results.items():
+            sdk_cells = (
+                f"{r['sdk_records_per_s']:,.0f} | {r['ratio_to_sdk']:.2f}"
+                if "sdk_records_per_s" in r
+                else "- | -"
+            )
+            print(
+                f"| {population_name} | {name} | {r['events_per_s_median']:,.0f} | {r['min']:,.0f} | "
+                f"{r['max']:,.0f} | {r['us_per_event']:.1f} | {r['wall_events_per_s_median']:,.0f} | "
+                f"{sdk_cells} |"
+            )
     return 0
 
 

@@ -14,8 +14,9 @@ from consumer.config.settings import DestinationSettings
 from consumer.core.capi import custom
 from consumer.core.capi.custom import REASONS, Screen, is_customer_name, screen_event
 from consumer.core.capi.event import Output
+from consumer.core.dialects import screening
 from consumer.core.dialects.common import dedup_item_number
-from consumer.core.dialects.screening import finish
+from consumer.core.dialects.screening import finish, screen_for
 from consumer.errors import Rejected
 from consumer.telemetry.metrics import METRICS
 
@@ -275,12 +276,17 @@ def cache_sizes() -> tuple[int, int]:
     return custom._is_customer_name.cache_info().currsize, custom._has_phone.cache_info().currsize
 
 
+def walk_cache_sizes() -> tuple[int, int]:
+    return len(custom._NAMES), sum(len(judged) for judged in custom._JUDGED.values())
+
+
 def test_long_names_and_values_are_checked_but_never_cached() -> None:
     """A stream of distinct long strings must not fill memory through the caches."""
-    before = cache_sizes()
+    before, walk_before = cache_sizes(), walk_cache_sizes()
     long = {"x" * 300 + "_email": 1, "y" * 300: "z" * 300 + " +1 650 555 1212", "w" * 300: "ok" * 200}
     assert kept(long) == {"w" * 300: "ok" * 200}
     assert cache_sizes() == before
+    assert walk_cache_sizes() == walk_before
     kept({"cache_probe_name": "cache probe value"})  # the name is checked as a value too
     assert cache_sizes() == (before[0] + 1, before[1] + 2)
 
@@ -505,6 +511,17 @@ def test_finish_applies_the_destinations_allow_list() -> None:
     allowed = DestinationSettings.model_validate({"name": "m", "custom_data_allow": ["mobile"]})
     assert allowed.allowed_custom_properties == frozenset({"mobile"})
     assert finish([Output("1", event)], allowed)[0].event["custom_data"] == {"mobile": True}
+
+
+def test_each_destination_keeps_its_own_screen() -> None:
+    """screen_for remembers a destination's Screen by identity, bounded, never another's."""
+    first, other = dest(default_country="gb"), dest(date_order="dmy")
+    assert screen_for(first) is screen_for(first)
+    assert (screen_for(first).default_country, screen_for(other).date_order) == ("GB", "dmy")
+    many = [dest(default_country="fr") for _ in range(screening.MAX_SCREENS + 10)]
+    assert all(screen_for(d).default_country == "FR" for d in many)
+    assert len(screening._SCREENS) <= screening.MAX_SCREENS
+    assert screen_for(first).default_country == "GB"
 
 
 @pytest.mark.parametrize("currency", ["XYZ", "usd", "EURO", "", 840])

@@ -1,5 +1,6 @@
 """normalize.py's fast paths against what they skip: _keep's (ASCII, letters only) against the
-per-character rule, _customer's (one string in a list) against _values."""
+per-character rule, _customer's (one string in a list) against _values, _birthdate's (YYYY-MM-DD)
+against the reading of any date."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.core.capi.normalize import HASHED_KEYS, _customer, _keep, _values
+from consumer.core.capi.normalize import HASHED_KEYS, _birthdate, _birthdate_read, _customer, _keep, _values
 
 
 def reference(value: str, categories: str) -> str:
@@ -66,3 +67,24 @@ raw_values = st.one_of(
 @given(st.dictionaries(st.sampled_from((*HASHED_KEYS, "client_ip_address")), raw_values))
 def test_customer_is_values_of_every_hashed_key(raw: dict[str, Any]) -> None:
     assert _customer(raw) == tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+
+
+# digits of other scripts (fullwidth, Arabic-Indic) are not dates' digits
+OTHER_DIGITS = ("\uff11\uff19\uff19\uff10", "199a", "19 0", "\u0660\u0665", "5-", " 5", "1T", "+1")
+iso_like = st.builds(
+    lambda y, m, d, sep: f"{y}{sep}{m}{sep}{d}",
+    st.text("0123456789", min_size=4, max_size=4) | st.sampled_from(OTHER_DIGITS),
+    st.text("0123456789", min_size=2, max_size=2) | st.sampled_from(OTHER_DIGITS),
+    st.text("0123456789", min_size=2, max_size=2) | st.sampled_from(OTHER_DIGITS),
+    st.sampled_from(["-", "-", "/", "."]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    iso_like | st.text(max_size=12),
+    st.sampled_from([1899, 1990, 2026, 9999]),
+    st.sampled_from(["mdy", "dmy"]),
+)
+def test_birthdate_fast_path_reads_as_the_general_one(value: str, max_year: int, date_order: str) -> None:
+    assert _birthdate(value, max_year, date_order) == _birthdate_read(value.strip(), max_year, date_order)

@@ -18,8 +18,8 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pycountry
@@ -28,14 +28,14 @@ from consumer.core.capi.event import ServerEvent
 from consumer.core.capi.normalize import normalize_field
 
 REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
-MAX_DEPTH = 64
+MAX_DEPTH: Final = 64
 MAX_CUSTOMER_VALUE_LENGTH = 200  # longer text is not one customer field
 MAX_PHONE_CANDIDATES = 16
-MAX_CACHED_LENGTH = 256  # longer names and values are checked each time, never kept in a cache
+MAX_CACHED_LENGTH: Final = 256  # longer names and values are checked each time, never kept in a cache
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
 # person's name), but their values are screened like any other.
-STANDARD_KEYS = frozenset(
+STANDARD_KEYS: Final = frozenset(
     {
         "value",
         "currency",
@@ -53,14 +53,14 @@ STANDARD_KEYS = frozenset(
         "delivery_category",
     }
 )
-CONTENT_KEYS = frozenset(
+CONTENT_KEYS: Final = frozenset(
     {"id", "quantity", "item_price", "brand", "category", "title", "description", "delivery_category"}
 )
-NUMERIC_KEYS = frozenset({"value", "num_items", "predicted_ltv", "quantity", "item_price"})
+NUMERIC_KEYS: Final = frozenset({"value", "num_items", "predicted_ltv", "quantity", "item_price"})
 # fboc's identifier fields (contents' id too): one token of ASCII letters and digits there (a plain
 # run of digits, or a hex id such as fboc's own item_number) is an id, not a phone number, and it
 # is not compared with the customer's fields.
-ID_KEYS = frozenset({"order_id", "item_number", "content_ids", "id"})
+ID_KEYS: Final = frozenset({"order_id", "item_number", "content_ids", "id"})
 
 # Names, compared case-folded without separators: whole names, ...
 NAME_EXACT = frozenset(
@@ -168,8 +168,14 @@ _ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
 # st and country are too coarse to name anyone and too common to compare: "F", "CA", "US").
 CUSTOMER_KEYS = ("fn", "ln", "ct", "db", "zp", "external_id")
+_CUSTOMER_KEY_SET: Final = frozenset(CUSTOMER_KEYS)
 CustomerForms = tuple[tuple[str, tuple[str, str]], ...]
 Judgement = tuple[str | None, str, CustomerForms]  # see _judge
+# A judgement as text_reason reads it: with the customer forms' values (plain and hashed, of
+# any key) as a set, which has to meet the record's customer values before the forms are
+# compared key by key.
+Judged = tuple[str | None, str, frozenset[str], CustomerForms]
+MAX_CACHED: Final = 16384  # judgements (and names) kept per cache; the oldest goes first
 
 Drop = tuple[str, str]  # (where, reason)
 
@@ -184,13 +190,24 @@ class Screen:
     external_id: str = "lowercase"
 
 
-@dataclass(slots=True)
 class _Walk:
-    screen: Screen
-    region: str
-    customer: dict[str, list[Any]]  # customer user_data key → its values (hashes or plain)
-    lists: list[list[Any]]  # every user_data value list
-    drops: list[Drop]
+    """One event's screening: its settings, its customer, what was dropped. A plain class (not
+    a dataclass), so that compiled code reads its attributes directly."""
+
+    def __init__(self, screen: Screen, region: str, user_data: dict[Any, Any] | None) -> None:
+        self.screen = screen
+        self.allowed: frozenset[str] = screen.allowed
+        self.region = region
+        self.user_data = user_data
+        # every text value of the customer keys (hashes or plain)
+        self.customer: set[str] = set()
+        self.values: set[str] | None = None  # every text value of user_data's lists, when needed
+        self.judged = _judgements(region, screen, False)  # free text under these settings ...
+        self.judged_ids = _judgements(region, screen, True)  # ... and ids
+        self.drops: list[Drop] = []
+        # the first walk only decides; what it returns is thrown away unless something was
+        # dropped, and then a second walk builds the event to send (most events drop nothing)
+        self.build = False
 
 
 def is_customer_name(name: str) -> bool:
@@ -244,11 +261,16 @@ def _phone_check(text: str, region: str) -> bool:
     return False
 
 
-@cache
+_COUNTRY_HASHES: Final[dict[str, str]] = {}
+
+
 def _country_hashes() -> dict[str, str]:
     """sha256 of each lower-case alpha-2 code → its upper-case code: the event's country."""
-    codes = [str(c.alpha_2) for c in pycountry.countries]
-    return {hashlib.sha256(code.lower().encode()).hexdigest(): code for code in codes}
+    if not _COUNTRY_HASHES:
+        for country in pycountry.countries:
+            code = str(country.alpha_2)
+            _COUNTRY_HASHES[hashlib.sha256(code.lower().encode()).hexdigest()] = code
+    return _COUNTRY_HASHES
 
 
 def _customer_forms(text: str, region: str, date_order: str, external_id: str) -> CustomerForms:
@@ -264,48 +286,121 @@ def _customer_forms(text: str, region: str, date_order: str, external_id: str) -
     return tuple(forms)
 
 
+# text → judgement, one cache per (region, date order, external id rule, id or not): a record
+# finds its two with one lookup, then each text with one more. Bounded by MAX_CACHED each, and
+# by MAX_SETTINGS caches (a stream of odd settings starts them again).
+_JUDGED: dict[tuple[str, str, str, bool], dict[str, Judged]] = {}
+MAX_SETTINGS: Final = 64
+_NAMES: dict[str, bool] = {}  # property name → is_customer_name, bounded by MAX_CACHED
+
+
+def _judgements(region: str, screen: Screen, id_like: bool) -> dict[str, Judged]:
+    settings = (region, screen.date_order, screen.external_id, id_like)
+    cache = _JUDGED.get(settings)
+    if cache is None:
+        if len(_JUDGED) >= MAX_SETTINGS:
+            _JUDGED.clear()
+        cache = _JUDGED[settings] = {}
+    return cache
+
+
 def _walk_for(event: Mapping[str, Any], screen: Screen) -> _Walk:
     user_data = event.get("user_data")
-    lists: list[list[Any]] = []
-    customer: dict[str, list[Any]] = {}
     region = screen.default_country.upper()
-    if isinstance(user_data, Mapping):
-        for key, values in user_data.items():
-            if isinstance(values, list):
-                lists.append(values)
-                if key in CUSTOMER_KEYS:
-                    customer[key] = values
-        for value in user_data.get("country") or ():
-            code = _country_hashes().get(value) if isinstance(value, str) else None
+    if not isinstance(user_data, dict):
+        if not isinstance(user_data, Mapping):
+            return _Walk(screen, region, None)
+        user_data = dict(user_data)
+    countries = user_data.get("country")
+    if countries:
+        hashes = _country_hashes()
+        for value in countries:
+            code = hashes.get(value) if isinstance(value, str) else None
             if code is not None:
                 region = code
                 break
-    return _Walk(screen, region, customer, lists, [])
+    walk = _Walk(screen, region, user_data)
+    customer = walk.customer
+    for key in CUSTOMER_KEYS:
+        items = user_data.get(key)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, str):
+                    customer.add(item)
+    return walk
 
 
-def _is_hash_of_record(text: str, walk: _Walk) -> bool:
-    """Whether ``text`` is one of the record's hashed user_data values itself."""
-    for values in walk.lists:  # noqa: SIM110 - no generator: compiled, it would make a cycle a call
-        if text in values:
-            return True
-    return False
+def _record_values(walk: _Walk) -> set[str]:
+    """Every text value of the record's user_data lists (built on the first 64-hex text)."""
+    values = walk.values
+    if values is None:
+        values = walk.values = set()
+        if walk.user_data is not None:
+            for items in walk.user_data.values():
+                if isinstance(items, list):
+                    for item in items:
+                        if isinstance(item, str):
+                            values.add(item)
+    return values
 
 
 def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
     """Why a text value must not be sent, or None."""
-    screen = walk.screen
-    judge = _judged if len(text) <= MAX_CACHED_LENGTH else _judge
-    reason, hash_like, forms = judge(text, walk.region, screen.date_order, screen.external_id, id_like)
+    cache = walk.judged_ids if id_like else walk.judged
+    judged = cache.get(text)
+    if judged is None:
+        screen = walk.screen
+        judged = _keyed(_judge(text, walk.region, screen.date_order, screen.external_id, id_like))
+        if len(text) <= MAX_CACHED_LENGTH:
+            _remember(cache, text, judged)
+    reason, hash_like, values, forms = judged
     if reason is not None or id_like:
         return reason
-    if hash_like and _is_hash_of_record(hash_like, walk):
+    if hash_like and hash_like in _record_values(walk):
         return "customer_value"
-    if walk.customer:
-        for key, pair in forms:
-            values = walk.customer.get(key)
-            if values is not None and (pair[0] in values or pair[1] in values):
-                return "customer_value"
+    if values and not values.isdisjoint(walk.customer) and _is_customer_form(forms, walk):
+        return "customer_value"
     return None
+
+
+def _is_customer_form(forms: CustomerForms, walk: _Walk) -> bool:
+    """Whether one of the forms is the record's value of the same key."""
+    user_data = walk.user_data
+    if user_data is None:
+        return False
+    for key, pair in forms:
+        values = user_data.get(key)
+        if isinstance(values, list) and (pair[0] in values or pair[1] in values):
+            return True
+    return False
+
+
+def _keyed(judgement: Judgement) -> Judged:
+    reason, hash_like, forms = judgement
+    values: set[str] = set()
+    for _key, (plain, hashed) in forms:
+        values.add(plain)
+        values.add(hashed)
+    return reason, hash_like, frozenset(values), forms
+
+
+def _remember(cache: dict[str, Judged], text: str, judged: Judged) -> None:
+    if len(cache) >= MAX_CACHED:
+        del cache[next(iter(cache))]
+    cache[text] = judged
+
+
+def _name_reason(name: str) -> bool:
+    """is_customer_name, through a dict the walk reads in one step."""
+    known = _NAMES.get(name)
+    if known is not None:
+        return known
+    known = is_customer_name(name)
+    if len(name) <= MAX_CACHED_LENGTH:
+        if len(_NAMES) >= MAX_CACHED:
+            del _NAMES[next(iter(_NAMES))]
+        _NAMES[name] = known
+    return known
 
 
 def _judge(text: str, region: str, date_order: str, external_id: str, id_like: bool) -> Judgement:
@@ -324,8 +419,6 @@ def _judge(text: str, region: str, date_order: str, external_id: str, id_like: b
         return None, hash_like, ()
     return None, hash_like, _customer_forms(stripped, region, date_order, external_id)
 
-
-_judged = lru_cache(maxsize=16384)(_judge)
 
 
 def screen_url(url: str, where: str, walk: _Walk) -> str | None:
@@ -383,8 +476,14 @@ def _param_reason(name: str, value: str, walk: _Walk) -> str | None:
     return text_reason(value, walk)
 
 
-_DROP = object()
-FREE, ID, NUMBER, CONTENTS = 0, 1, 2, 3  # what a value is, from its key in fboc's own fields
+_DROP: Final = object()
+# what a value is, from its key in fboc's own fields
+FREE: Final = 0
+ID: Final = 1
+NUMBER: Final = 2
+CONTENTS: Final = 3
+NO_KEYS: Final[frozenset[str]] = frozenset()
+_NOT_BUILT: Final[dict[str, Any]] = {}  # what a deciding walk returns for an object: never written
 
 
 def _role(key: str, standard: frozenset[str]) -> int:
@@ -395,14 +494,20 @@ def _role(key: str, standard: frozenset[str]) -> int:
     return ID if key in ID_KEYS else NUMBER if key in NUMERIC_KEYS else FREE
 
 
-def _value(value: Any, role: int, where: str, walk: _Walk, depth: int) -> Any:
+def _path(parent: str, key: str | None) -> str:
+    """Where a value is: `parent.key`, or `parent[]` for a list's item (key None). Built only
+    for what is dropped, and once per object or list walked into."""
+    return parent + "[]" if key is None else f"{parent}.{key}"
+
+
+def _value(value: Any, role: int, parent: str, key: str | None, walk: _Walk, depth: int) -> Any:
     """The value as it may be sent, or _DROP (recorded in walk.drops)."""
     if isinstance(value, str):
-        if value.startswith(("http://", "https://")):
-            url = screen_url(value, where, walk)
+        if value.startswith("http") and (value.startswith("http://") or value.startswith("https://")):
+            url = screen_url(value, _path(parent, key), walk)
             return _DROP if url is None else url
         reason = text_reason(value, walk, role == ID)
-    elif isinstance(value, bool | float) or value is None:
+    elif isinstance(value, bool) or isinstance(value, float) or value is None:  # noqa: SIM101
         return value
     elif isinstance(value, int):
         if role == NUMBER:
@@ -410,57 +515,75 @@ def _value(value: Any, role: int, where: str, walk: _Walk, depth: int) -> Any:
         reason = text_reason(str(value), walk, role == ID)
     elif depth >= MAX_DEPTH:
         reason = "too_deep"
-    elif isinstance(value, Mapping):
-        standard = CONTENT_KEYS if role == CONTENTS else frozenset()
-        return _object(value, standard, where, walk, depth + 1)
+    elif isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - compiled: dict first
+        standard = CONTENT_KEYS if role == CONTENTS else NO_KEYS
+        return _object(value, standard, _path(parent, key), walk, depth + 1)
     elif isinstance(value, list):
+        where = _path(parent, key)
         items = []
+        build = walk.build
         for item in value:  # a list's items have its role: content_ids' items are ids
-            kept_item = _value(item, role, f"{where}[]", walk, depth + 1)
-            if kept_item is not _DROP:
+            kept_item = _value(item, role, where, None, walk, depth + 1)
+            if build and kept_item is not _DROP:
                 items.append(kept_item)
         return items
     else:
         return value
     if reason is None:
         return value
-    walk.drops.append((where, reason))
+    walk.drops.append((_path(parent, key), reason))
     return _DROP
 
 
 def _object(
     obj: Mapping[str, Any], standard: frozenset[str], where: str, walk: _Walk, depth: int
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
+    build = walk.build
+    out: dict[str, Any] = {} if build else _NOT_BUILT
+    allowed = walk.allowed
+    items: dict[Any, Any] = obj if isinstance(obj, dict) else dict(obj)
+    for key, value in items.items():
         if not isinstance(key, str):
             continue  # JSON and Avro have none
-        here = f"{where}.{key}"
-        if key in walk.screen.allowed:
-            out[key] = value
-        elif key not in standard and is_customer_name(key):
-            walk.drops.append((here, "name"))
-        elif key not in standard and (reason := text_reason(key, walk)) is not None:
-            walk.drops.append((f"{where}.<key>", reason))  # a name that is an address itself
-        else:
-            kept = _value(value, _role(key, standard), here, walk, depth)
-            if kept is not _DROP:
-                out[key] = kept
+        if key in allowed:
+            if build:
+                out[key] = value
+            continue
+        if key not in standard:
+            if _name_reason(key):
+                walk.drops.append((f"{where}.{key}", "name"))
+                continue
+            reason = text_reason(key, walk)
+            if reason is not None:
+                walk.drops.append((f"{where}.<key>", reason))  # a name that is an address itself
+                continue
+        kept = _value(value, _role(key, standard), where, key, walk, depth)
+        if build and kept is not _DROP:
+            out[key] = kept
     return out
+
+
+def _screened(event: ServerEvent, walk: _Walk) -> tuple[Any, Any]:
+    """custom_data and event_source_url as they may be sent (None: no URL), once walked."""
+    custom = event.get("custom_data")
+    screened_custom = (
+        _object(custom, STANDARD_KEYS, "custom_data", walk, 0)
+        if isinstance(custom, dict) or isinstance(custom, Mapping)  # noqa: SIM101
+        else custom
+    )
+    url = event.get("event_source_url")
+    return screened_custom, screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
 
 
 def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple[Drop, ...]]:
     """The event as it may be sent, and what was dropped from it. The event itself is returned
     when nothing was dropped, else a copy."""
     walk = _walk_for(event, screen)
-    custom = event.get("custom_data")
-    screened_custom = (
-        _object(custom, STANDARD_KEYS, "custom_data", walk, 0) if isinstance(custom, Mapping) else custom
-    )
-    url = event.get("event_source_url")
-    screened_url = screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
+    _screened(event, walk)
     if not walk.drops:
         return event, ()
+    walk.build, walk.drops = True, []
+    screened_custom, screened_url = _screened(event, walk)
     out = dict(event)
     if "custom_data" in event:
         out["custom_data"] = screened_custom

@@ -177,6 +177,24 @@ def _birthdate(value: str, max_year: int, date_order: str) -> str | None:
     Year last: a part over 12 is the day; when both could be the month, ``date_order`` says.
     Eight digits alone are YYYYMMDD, DDMMYYYY or MMDDYYYY: at most one reading is a valid date."""
     text = value.strip()
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":  # YYYY-MM-DD, the usual: no regex
+        digits = text[:4] + text[5:7] + text[8:]
+        if digits.isascii() and digits.isdigit():
+            return _iso_date(digits, max_year)
+    return _birthdate_read(text, max_year, date_order)
+
+
+def _iso_date(digits: str, max_year: int) -> str | None:
+    """YYYYMMDD from its eight ASCII digits when it is a date from 1900 to max_year."""
+    try:
+        dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None
+    return digits if 1900 <= int(digits[:4]) <= max_year else None
+
+
+def _birthdate_read(text: str, max_year: int, date_order: str) -> str | None:
+    """_birthdate for any way of writing it (``text`` stripped)."""
     readings: list[tuple[str, str, str]] = []  # (year, month, day)
     if m := _DB_ISO_TIME.fullmatch(text):
         try:

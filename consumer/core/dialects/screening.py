@@ -24,13 +24,27 @@ if TYPE_CHECKING:
     from consumer.core.dialects import Dialect, PreviewResult, Transform
 
 
+# Screen of each destination, by identity (settings are frozen; an entry holds its destination,
+# so its id is not reused while it is here). Bounded: a caller making settings per record
+# starts it again.
+_SCREENS: dict[int, tuple[DestinationSettings, Screen]] = {}
+MAX_SCREENS = 64
+
+
 def screen_for(dest: DestinationSettings) -> Screen:
-    return Screen(
+    known = _SCREENS.get(id(dest))
+    if known is not None and known[0] is dest:
+        return known[1]
+    screen = Screen(
         dest.allowed_custom_properties,
         dest.default_country.upper(),
         dest.date_order,
         dest.external_id_normalization,
     )
+    if len(_SCREENS) >= MAX_SCREENS:
+        _SCREENS.clear()
+    _SCREENS[id(dest)] = (dest, screen)
+    return screen
 
 
 def finish(outputs: list[Output], dest: DestinationSettings) -> list[Output]:
