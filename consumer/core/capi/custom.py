@@ -420,7 +420,6 @@ def _judge(text: str, region: str, date_order: str, external_id: str, id_like: b
     return None, hash_like, _customer_forms(stripped, region, date_order, external_id)
 
 
-
 def screen_url(url: str, where: str, walk: _Walk) -> str | None:
     """``url`` without the query parameters (and fragment) that hold customer data; None when
     the rest of it does."""
