@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pycountry
 
+from consumer.core.capi import normalize
 from consumer.core.capi.event import ServerEvent
 from consumer.core.capi.normalize import normalize_field
 
@@ -591,3 +592,12 @@ def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple
     else:
         out["event_source_url"] = screened_url
     return out, tuple(walk.drops)
+
+
+def clear_caches() -> None:
+    """Forget every value seen, here and in normalize.py: what a new customer (with a new order
+    id) finds in no cache. Property names and the country hashes stay: they do not depend on the
+    customer. For measuring new customers (bench/transform.py --customers distinct) and tests."""
+    normalize.clear_caches()
+    _JUDGED.clear()
+    _has_phone.cache_clear()

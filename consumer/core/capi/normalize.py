@@ -400,3 +400,9 @@ def _hashed_user_data(
         if out:
             hashed.append((key, tuple(out)))
     return tuple(hashed), tuple(dropped)
+
+
+def clear_caches() -> None:
+    """Forget every value and customer seen: what a new customer finds in no cache here."""
+    _hashed.cache_clear()
+    _hashed_user_data.cache_clear()
