@@ -603,3 +603,12 @@ def test_clear_caches_forgets_every_value_a_new_customer_would_miss() -> None:
     names = len(custom._NAMES)
     kept({"note": "clear probe"})  # property names do not depend on the customer: kept
     assert len(custom._NAMES) == names
+
+
+def test_a_greek_external_id_is_found_as_cpython_lower_cases_it() -> None:
+    """Σ at a word end lower-cases to ς (CPython's rule, compiled too): the screen's form of
+    the text must be the hash the event's user_data holds."""
+    greek = "ΟΔΥΣΣΕΥΣ-7"
+    user_data = {"external_id": [sha(greek.lower())]}
+    assert "ς" in greek.lower()
+    assert kept({"ref": greek, "other": "ΑΛΛΟΣ-8"}, user_data=user_data) == {"other": "ΑΛΛΟΣ-8"}

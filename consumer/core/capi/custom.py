@@ -26,7 +26,7 @@ import pycountry
 
 from consumer.core.capi import normalize
 from consumer.core.capi.event import ServerEvent
-from consumer.core.capi.normalize import normalize_field
+from consumer.core.capi.normalize import lower, normalize_field
 
 REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
@@ -225,7 +225,7 @@ def _name_check(name: str) -> bool:
     folded = _FOLD.sub("", name.casefold())
     if folded in NAME_EXACT or _NAME_PARTS.search(folded):
         return True
-    return not NAME_WORDS.isdisjoint({word.lower() for word in _WORDS.findall(name)})
+    return not NAME_WORDS.isdisjoint({lower(word) for word in _WORDS.findall(name)})
 
 
 def has_email(text: str) -> bool:
@@ -414,7 +414,7 @@ def _judge(text: str, region: str, date_order: str, external_id: str, id_like: b
     if id_like:
         return None, "", ()
     stripped = text.strip()
-    lowered = stripped.lower()
+    lowered = lower(stripped)
     hash_like = lowered if len(lowered) == 64 and _HEX64.fullmatch(lowered) else ""
     if len(stripped) > MAX_CUSTOMER_VALUE_LENGTH:
         return None, hash_like, ()
