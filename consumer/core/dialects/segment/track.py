@@ -57,6 +57,13 @@ def pick(objs: tuple[Mapping[str, Any], ...], names: tuple[str, ...]) -> str | N
     return None
 
 
+def _non_empty(first: dict[str, Any], second: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The two objects in order, the empty ones left out (no generator: compiled, one a record)."""
+    if first:
+        return (first, second) if second else (first,)
+    return (second,) if second else ()
+
+
 class Track:
     """The objects of one track call that the paths of docs/dialects.md#segment run through."""
 
@@ -68,12 +75,10 @@ class Track:
         self.ctraits = ctraits = obj(context.get("traits"))
         self.props = obj(payload.get("properties"))
         integrations = obj(payload.get("integrations"))
-        self.fb = tuple(obj(integrations.get(key)) for key in INTEGRATION_KEYS)
+        self.fb = (obj(integrations.get(INTEGRATION_KEYS[0])), obj(integrations.get(INTEGRATION_KEYS[1])))
         # traits, context.traits (the empty ones left out: fewer lookups), then their addresses
-        self.traits_objs = tuple(o for o in (traits, ctraits) if o)
-        self.places = self.traits_objs + tuple(
-            a for a in (obj(traits.get("address")), obj(ctraits.get("address"))) if a
-        )
+        self.traits_objs = _non_empty(traits, ctraits)
+        self.places = self.traits_objs + _non_empty(obj(traits.get("address")), obj(ctraits.get("address")))
 
     def integration(self, name: str) -> Any:
         """`integrations.<FB>.<name>`, the first non-empty of the two keys."""
