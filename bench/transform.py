@@ -45,7 +45,7 @@ import sample_events  # noqa: E402
 
 from consumer.adapters.codec import AvroSchema  # noqa: E402
 from consumer.config.settings import DestinationSettings  # noqa: E402
-from consumer.core.capi import normalize  # noqa: E402
+from consumer.core.capi import custom  # noqa: E402
 from consumer.core.capi.event import RecordContext  # noqa: E402
 from consumer.core.dialects import get_dialect  # noqa: E402
 from consumer.core.dialects.segment import BUILTIN_EVENTS  # noqa: E402
@@ -493,9 +493,8 @@ def baseline(name: str, records: int, customers: int, decode_it: bool) -> Worklo
 
 
 def clear_caches() -> None:
-    """Forget every customer: normalize.py's value and customer caches."""
-    normalize._hashed.cache_clear()
-    normalize._hashed_user_data.cache_clear()
+    """Forget every customer: every per-value cache (normalize.py's and the screen's)."""
+    custom.clear_caches()
 
 
 Round = tuple[float, float, int, int, int]  # CPU seconds, wall seconds, records, outputs, rejected

@@ -48,7 +48,8 @@ def fan_out(
         if not sets:
             continue
         event = build(name, via_mapping)
-        outputs.extend(Output(set_id, event, upload_tag) for set_id in sets)
+        for set_id in sets:  # a loop, not a generator: no generator object a record
+            outputs.append(Output(set_id, event, upload_tag))
     if not outputs:
         raise Rejected("no_event_set", "no event set is configured for this event")
     return outputs

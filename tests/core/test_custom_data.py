@@ -584,3 +584,31 @@ def test_a_customer_word_anywhere_in_a_name_is_caught(prefix: str, word: str, sh
     if word in ("zip", "ip") and shape in ("{p}{n}", "{n}{p}"):
         return  # short words are words only when separated (tip, zipper)
     assert is_customer_name(name), name
+
+
+def test_clear_caches_forgets_every_value_a_new_customer_would_miss() -> None:
+    """What `bench/transform.py --customers distinct` relies on: after clear_caches, a record's
+    values (its order id too) are judged, normalised and hashed again."""
+    from consumer.core.capi import normalize
+
+    kept({"order_id": "clear-probe +1 650 555 1212", "note": "clear probe"})
+    normalize.build_user_data({"em": ["clear.probe@example.com"]}, max_year=2026)
+    assert walk_cache_sizes()[1] > 0
+    assert custom._has_phone.cache_info().currsize > 0
+    custom.clear_caches()
+    assert walk_cache_sizes()[1] == 0
+    assert custom._has_phone.cache_info().currsize == 0
+    assert normalize._hashed.cache_info().currsize == 0
+    assert normalize._hashed_user_data.cache_info().currsize == 0
+    names = len(custom._NAMES)
+    kept({"note": "clear probe"})  # property names do not depend on the customer: kept
+    assert len(custom._NAMES) == names
+
+
+def test_a_greek_external_id_is_found_as_cpython_lower_cases_it() -> None:
+    """Σ at a word end lower-cases to ς (CPython's rule, compiled too): the screen's form of
+    the text must be the hash the event's user_data holds."""
+    greek = "ΟΔΥΣΣΕΥΣ-7"
+    user_data = {"external_id": [sha(greek.lower())]}
+    assert "ς" in greek.lower()
+    assert kept({"ref": greek, "other": "ΑΛΛΟΣ-8"}, user_data=user_data) == {"other": "ΑΛΛΟΣ-8"}

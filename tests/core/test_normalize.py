@@ -602,3 +602,34 @@ def test_the_country_table_does_not_keep_babels_locales() -> None:
     normalize.warm()
     assert len(localedata._cache) < 5
     assert normalize._countries()["deutschland"] == "de"
+
+
+# Compiled by mypyc, `str.lower()` maps characters one by one: a capital sigma at the end of a word
+# would become the medial small sigma, not ς. This module is plain Python, so `.lower()` here is
+# CPython's: the expected result.
+GREEK = "ΟΔΥΣΣΕΥΣ"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("em", f"{GREEK}@example.gr", f"{GREEK}@example.gr".lower()),
+        ("em", f"Ο.{GREEK}@example.gr", f"Ο.{GREEK}@example.gr".lower()),  # noqa: RUF001
+        ("external_id", f"{GREEK} 7", f"{GREEK}7".lower()),
+        ("external_id", f"ID-{GREEK}", f"ID-{GREEK}".lower()),
+        ("ct", f"{GREEK} ΠΟΛΙΣ", f"{GREEK} ΠΟΛΙΣ".lower().replace(" ", "")),
+        ("ct", f"Νέα {GREEK}", f"Νέα {GREEK}".lower().replace(" ", "")),
+        ("zp", f"ΤΚ{GREEK}-1", f"ΤΚ{GREEK}-1".lower().replace("-", "")),  # noqa: RUF001
+    ],
+)  # fmt: skip
+def test_final_sigma_is_lower_cased_as_cpython_does(key: str, value: str, expected: str) -> None:
+    assert "ς" in expected  # the case this guards: a final sigma
+    assert normalize_field(key, value, region="GR", max_year=YEAR) == expected
+    nz.clear_caches()
+    user_data, _ = build_user_data({key: [value]}, default_country="GR", max_year=YEAR)
+    assert user_data[key] == [sha(expected)]
+
+
+@given(st.text(max_size=12))
+def test_lower_is_cpythons(value: str) -> None:
+    assert nz.lower(value) == value.lower()

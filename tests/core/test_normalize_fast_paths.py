@@ -1,9 +1,11 @@
 """normalize.py's fast paths against what they skip: _keep's (ASCII, letters only) against the
 per-character rule, _customer's (one string in a list) against _values, _birthdate's (YYYY-MM-DD)
-against the reading of any date."""
+against the reading of any date, _hashed_user_data's (one value a key, kinds decided once, plain
+keys read in place) against the loop it replaced."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core.capi import normalize as nz
 from consumer.core.capi.normalize import HASHED_KEYS, _birthdate, _birthdate_read, _customer, _keep, _values
 
 
@@ -88,3 +91,96 @@ iso_like = st.builds(
 )
 def test_birthdate_fast_path_reads_as_the_general_one(value: str, max_year: int, date_order: str) -> None:
     assert _birthdate(value, max_year, date_order) == _birthdate_read(value.strip(), max_year, date_order)
+
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def hashed_user_data_reference(
+    customer: tuple[tuple[str, ...], ...],
+    hashing: bool,
+    hash_external_id: bool,
+    default_country: str,
+    max_year: int,
+    date_order: str,
+    external_id: str,
+) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """_hashed_user_data as it was before its fast path: the rule, key by key."""
+    raw = dict(zip(HASHED_KEYS, customer, strict=True))
+    region = default_country.strip().upper()
+    if hashing:
+        for value in raw["country"]:
+            if not _HEX64.fullmatch(value) and (code := nz._country(value)):
+                region = code.upper()
+                break
+    us_region = "US" if region == "US" else ""
+    hashed: list[tuple[str, tuple[str, ...]]] = []
+    dropped: list[str] = []
+    for key in HASHED_KEYS:
+        hash_it = hash_external_id or key != "external_id"
+        key_region = region if key == "ph" else us_region if key in ("st", "zp") else ""
+        key_year = max_year if key == "db" else 0
+        option = date_order if key == "db" else external_id if key == "external_id" else ""
+        out: list[str] = []
+        for value in raw[key]:
+            result: str | None
+            if len(value) == 64 and _HEX64.fullmatch(value):
+                result = value.lower()
+            elif hashing or not hash_it:
+                result = nz._hashed(key, value, key_region, key_year, option, hash_it)
+            else:
+                result = None
+            if result is None:
+                if key not in dropped:
+                    dropped.append(key)
+            elif result not in out:
+                out.append(result)
+        if out:
+            hashed.append((key, tuple(out)))
+    return tuple(hashed), tuple(dropped)
+
+
+HEX = "0123456789abcdefABCDEF"
+customer_values = st.one_of(
+    st.sampled_from(
+        ["a@b.co", "A@B.CO", "x@y", "+1 650 555 1212", "6505551212", "07700 900123", "Zoë",
+         "ΟΔΥΣΣΕΥΣ", "Jean-Luc", "M", "female", "x", "1990-02-03", "03/04/1990", "CA",
+         "California", "ON", "94105-1234", "SW1A 1AA", "US", "France", "Deutschland", "gb",
+         " Cust 1 ", "!!"]
+    ),
+    st.text(HEX, min_size=64, max_size=64),
+    st.text(max_size=8).map(str.strip).filter(bool),
+)  # fmt: skip
+customers = st.tuples(*[st.lists(customer_values, max_size=3).map(tuple) for _ in HASHED_KEYS])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    customers,
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["US", " gb ", "FR"]),
+    st.sampled_from([1990, 2026]),
+    st.sampled_from(["mdy", "dmy"]),
+    st.sampled_from(["lowercase", "exact"]),
+)
+def test_hashed_user_data_is_the_key_by_key_rule(
+    customer: tuple[tuple[str, ...], ...],
+    hashing: bool,
+    hash_external_id: bool,
+    default_country: str,
+    max_year: int,
+    date_order: str,
+    external_id: str,
+) -> None:
+    settings_ = (hashing, hash_external_id, default_country, max_year, date_order, external_id)
+    expected = hashed_user_data_reference(customer, *settings_)
+    assert nz._hashed_user_data.__wrapped__(customer, *settings_) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(st.sampled_from((*HASHED_KEYS, *nz.PLAIN_KEYS)), raw_values))
+def test_build_user_data_reads_plain_keys_as_values_does(raw: dict[str, Any]) -> None:
+    user_data, _ = nz.build_user_data(raw, max_year=2026)
+    plain = {key: user_data[key] for key in nz.PLAIN_KEYS if key in user_data}
+    assert plain == {key: found[0] for key in nz.PLAIN_KEYS if (found := _values(raw, key))}

@@ -24,8 +24,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pycountry
 
+from consumer.core.capi import normalize
 from consumer.core.capi.event import ServerEvent
-from consumer.core.capi.normalize import normalize_field
+from consumer.core.capi.normalize import lower, normalize_field
 
 REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
@@ -224,7 +225,7 @@ def _name_check(name: str) -> bool:
     folded = _FOLD.sub("", name.casefold())
     if folded in NAME_EXACT or _NAME_PARTS.search(folded):
         return True
-    return not NAME_WORDS.isdisjoint({word.lower() for word in _WORDS.findall(name)})
+    return not NAME_WORDS.isdisjoint({lower(word) for word in _WORDS.findall(name)})
 
 
 def has_email(text: str) -> bool:
@@ -413,7 +414,7 @@ def _judge(text: str, region: str, date_order: str, external_id: str, id_like: b
     if id_like:
         return None, "", ()
     stripped = text.strip()
-    lowered = stripped.lower()
+    lowered = lower(stripped)
     hash_like = lowered if len(lowered) == 64 and _HEX64.fullmatch(lowered) else ""
     if len(stripped) > MAX_CUSTOMER_VALUE_LENGTH:
         return None, hash_like, ()
@@ -591,3 +592,12 @@ def screen_event(event: ServerEvent, screen: Screen) -> tuple[ServerEvent, tuple
     else:
         out["event_source_url"] = screened_url
     return out, tuple(walk.drops)
+
+
+def clear_caches() -> None:
+    """Forget every value seen, here and in normalize.py: what a new customer (with a new order
+    id) finds in no cache. Property names and the country hashes stay: they do not depend on the
+    customer. For measuring new customers (bench/transform.py --customers distinct) and tests."""
+    normalize.clear_caches()
+    _JUDGED.clear()
+    _has_phone.cache_clear()

@@ -51,11 +51,17 @@ _SEPARATORS = (" ", "-", "'", ".")
 _str_lower: Callable[[str], str] = str.lower
 
 
+def lower(value: str) -> str:
+    """``value.lower()`` as CPython does it, compiled or not (the final sigma): use it for every
+    customer value. ASCII, the usual, takes the fast path."""
+    return value.lower() if value.isascii() else _str_lower(value)
+
+
 def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
     ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
     because removing a character can bring a letter and a combining mark together."""
-    text = unicodedata.normalize("NFC", value.lower() if value.isascii() else _str_lower(value))
+    text = unicodedata.normalize("NFC", lower(value))
     numbers = "N" in categories
     # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
     # much faster than str.translate), a name is all letters, or all ASCII letters and digits.
@@ -230,7 +236,7 @@ def _state(value: str, region: str) -> str | None:
 
 
 def _zip(value: str, region: str) -> str | None:
-    text = _ZIP_STRIP.sub("", value.lower())
+    text = _ZIP_STRIP.sub("", lower(value))
     if region == "US" and (m := _US_ZIP.fullmatch(text)):
         return m.group(1)
     return text or None
@@ -263,14 +269,14 @@ def normalize_field(
     and lower-cases, as Meta's parameter builder does; `exact` only trims. Values of 64 hex digits
     get no special treatment here (see :func:`build_user_data`)."""
     if key == "em":
-        text = value.strip().lower()
+        text = lower(value.strip())
         return text if _EMAIL.fullmatch(text) else None
     if key == "ph":
         return phone_e164(value, region)
     if key in ("fn", "ln", "ct"):
         return _keep(value, "LM") or None
     if key == "ge":
-        return _GENDERS.get(value.strip().lower())
+        return _GENDERS.get(lower(value.strip()))
     if key == "db":
         return _birthdate(value, max_year, date_order)
     if key == "st":
@@ -282,7 +288,7 @@ def normalize_field(
     if key == "external_id":
         if external_id == "exact":
             return value.strip() or None
-        return "".join(value.split()).lower() or None
+        return lower("".join(value.split())) or None
     raise ValueError("normalize_field: key is not a hashed user_data key")
 
 
@@ -348,11 +354,27 @@ def build_user_data(
     hashed, dropped = _hashed_user_data(
         customer, hashing, hash_external_id, default_country, max_year, date_order, external_id
     )
-    user_data: dict[str, Any] = {key: list(values) for key, values in hashed}  # fresh lists
+    user_data: dict[str, Any] = {}
+    for key, values in hashed:
+        user_data[key] = list(values)  # fresh lists: callers may change them
     for key in PLAIN_KEYS:
-        if values := _values(raw, key):
-            user_data[key] = values[0]
+        given: object = raw.get(key)
+        if not given:  # the common case: most plain keys are empty
+            continue
+        if type(given) is list and len(given) == 1 and type(given[0]) is str:  # the usual
+            if value := given[0].strip():
+                user_data[key] = value
+        elif found := _values(raw, key):
+            user_data[key] = found[0]
     return user_data, dropped
+
+
+# What of a destination's settings takes part in each hashed key's value cache key (see
+# _hashed_user_data), by HASHED_KEYS position: decided once here, not per key and customer.
+_PHONE, _US_ONLY, _BIRTH, _EXTERNAL, _PLAIN = 0, 1, 2, 3, 4
+_KINDS = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
+_KEY_KINDS: tuple[tuple[str, int], ...] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
+_COUNTRY_INDEX = HASHED_KEYS.index("country")
 
 
 @lru_cache(maxsize=CUSTOMER_CACHE_SIZE)
@@ -367,31 +389,37 @@ def _hashed_user_data(
 ) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
     """The hashed keys of one customer (values in HASHED_KEYS order), cached: customers recur,
     and their plain keys (IP, user agent, click ids) are what changes from event to event."""
-    raw = dict(zip(HASHED_KEYS, customer, strict=True))
     region = default_country.strip().upper()
     if hashing:
-        for value in raw["country"]:
+        for value in customer[_COUNTRY_INDEX]:
             if not _HEX64.fullmatch(value) and (code := _country(value)):
                 region = code.upper()
                 break
     us_region = "US" if region == "US" else ""
     hashed: list[tuple[str, tuple[str, ...]]] = []
     dropped: list[str] = []
-    for key in HASHED_KEYS:
-        hash_it = hash_external_id or key != "external_id"
+    index = -1
+    for key, kind in _KEY_KINDS:
+        index += 1
+        values = customer[index]
+        if not values:  # the common case in production: most keys are empty
+            continue
         # Region and year only take part in the value cache key where they change the result.
-        key_region = region if key == "ph" else us_region if key in ("st", "zp") else ""
-        key_year = max_year if key == "db" else 0
-        option = date_order if key == "db" else external_id if key == "external_id" else ""
-        out: list[str] = []
-        for value in raw[key]:
-            result: str | None
-            if len(value) == 64 and _HEX64.fullmatch(value):
-                result = value.lower()
-            elif hashing or not hash_it:
-                result = _hashed(key, value, key_region, key_year, option, hash_it)
+        key_region = region if kind == _PHONE else us_region if kind == _US_ONLY else ""
+        key_year = max_year if kind == _BIRTH else 0
+        option = date_order if kind == _BIRTH else external_id if kind == _EXTERNAL else ""
+        hash_it = hash_external_id or kind != _EXTERNAL
+        if len(values) == 1:  # the usual: one value, nothing to de-duplicate
+            value = values[0]
+            result = _one_hashed(key, value, key_region, key_year, option, hash_it, hashing)
+            if result is None:
+                dropped.append(key)
             else:
-                result = None  # hashing off: never send plaintext
+                hashed.append((key, (result,)))
+            continue
+        out: list[str] = []
+        for value in values:
+            result = _one_hashed(key, value, key_region, key_year, option, hash_it, hashing)
             if result is None:
                 if key not in dropped:
                     dropped.append(key)
@@ -400,3 +428,21 @@ def _hashed_user_data(
         if out:
             hashed.append((key, tuple(out)))
     return tuple(hashed), tuple(dropped)
+
+
+def _one_hashed(
+    key: str, value: str, region: str, year: int, option: str, hash_it: bool, hashing: bool
+) -> str | None:
+    """One value of a customer: a given hash as it is (lower-cased), else normalised and hashed
+    (cached), or None: not normalisable, or plaintext with hashing off."""
+    if len(value) == 64 and _HEX64.fullmatch(value):
+        return value.lower()
+    if hashing or not hash_it:
+        return _hashed(key, value, region, year, option, hash_it)
+    return None
+
+
+def clear_caches() -> None:
+    """Forget every value and customer seen: what a new customer finds in no cache here."""
+    _hashed.cache_clear()
+    _hashed_user_data.cache_clear()

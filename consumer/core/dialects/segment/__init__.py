@@ -71,7 +71,10 @@ def transform(
     value_field = dest.value_field.removeprefix("properties.")
     products = props.get("products")
     contents = contents_of(products)
-    content_ids = list(dict.fromkeys(c["id"] for c in contents))
+    ids: dict[str, None] = {}  # de-duplicated in order, without a generator
+    for content in contents:
+        ids[content["id"]] = None
+    content_ids = list(ids)
     category = text(props.get("category"))
     if not content_ids and source_name == PRODUCT_LIST_VIEWED and category:
         content_ids = [category]

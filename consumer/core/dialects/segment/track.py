@@ -8,8 +8,7 @@ that keeps a track call at a few dozen dict lookups. The first non-empty path wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,31 +23,45 @@ ID_NAMES = ("userId", "id")
 BIRTHDAY_NAMES = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
 FIRST_NAMES = ("firstName", "firstname", "first_name")
 LAST_NAMES = ("lastName", "lastname", "last_name")
-ADDRESS = {"ct": ("city",), "st": ("state",), "zp": ZIP_NAMES, "country": ("country",)}
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+ADDRESS: dict[str, tuple[str, ...]] = {
+    "ct": ("city",),
+    "st": ("state",),
+    "zp": ZIP_NAMES,
+    "country": ("country",),
+}
 
 
 def is_obj(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)  # dict first: no ABC check
 
 
-def obj(value: Any) -> Mapping[str, Any]:
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` as a dict (compiled code reads a dict directly): itself, a copy of another
+    mapping (decoded JSON and Avro give dicts), or a new empty one."""
     if type(value) is dict:
         return value
-    return value if value is not None and isinstance(value, Mapping) else _EMPTY
+    return dict(value) if value is not None and isinstance(value, Mapping) else {}
 
 
-def pick(objs: Iterable[Mapping[str, Any]], names: Sequence[str]) -> str | None:
+def pick(objs: tuple[Mapping[str, Any], ...], names: tuple[str, ...]) -> str | None:
     """The first non-empty text among `obj.name` for each object, each name in turn."""
     for source in objs:
+        table: dict[str, Any] = source if type(source) is dict else dict(source)
         for name in names:
-            value = source.get(name)
+            value = table.get(name)
             if value is None:
                 continue
             found = value.strip() if type(value) is str else text(value)
             if found:
                 return found
     return None
+
+
+def _non_empty(first: dict[str, Any], second: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The two objects in order, the empty ones left out (no generator: compiled, one a record)."""
+    if first:
+        return (first, second) if second else (first,)
+    return (second,) if second else ()
 
 
 class Track:
@@ -62,12 +75,10 @@ class Track:
         self.ctraits = ctraits = obj(context.get("traits"))
         self.props = obj(payload.get("properties"))
         integrations = obj(payload.get("integrations"))
-        self.fb = tuple(obj(integrations.get(key)) for key in INTEGRATION_KEYS)
+        self.fb = (obj(integrations.get(INTEGRATION_KEYS[0])), obj(integrations.get(INTEGRATION_KEYS[1])))
         # traits, context.traits (the empty ones left out: fewer lookups), then their addresses
-        self.traits_objs = tuple(o for o in (traits, ctraits) if o)
-        self.places = self.traits_objs + tuple(
-            a for a in (obj(traits.get("address")), obj(ctraits.get("address"))) if a
-        )
+        self.traits_objs = _non_empty(traits, ctraits)
+        self.places = self.traits_objs + _non_empty(obj(traits.get("address")), obj(ctraits.get("address")))
 
     def integration(self, name: str) -> Any:
         """`integrations.<FB>.<name>`, the first non-empty of the two keys."""
