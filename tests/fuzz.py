@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import strategies as st
+
 DELETE = object()  # as a mutation's value: remove the key
 
 
@@ -36,3 +38,25 @@ def mutate(payload: Any, mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
                 node[path[-1]] = value
         except (KeyError, IndexError, TypeError):
             continue
+
+
+def json_values(keys: list[str], samples: list[Any]) -> st.SearchStrategy[Any]:
+    """Any JSON value: scalars (integers as orjson and Avro longs can carry them, short texts,
+    finite floats, the dialect's `samples`) nested in lists and in objects keyed by the dialect's
+    `keys` or short texts."""
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.text(max_size=12)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.sampled_from(samples)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), inner, max_size=5)
+        ),
+        max_leaves=25,
+    )

@@ -161,6 +161,25 @@ def settings_for(bootstrap: str, topic: str, group: str, graph_url: str, **overr
     return parse_settings(config_for(bootstrap, topic, group, graph_url, **overrides), {})
 
 
+def amperity_config(
+    bootstrap: str, topic: str, group: str, graph_url: str, window_ms: int, **overrides: Any
+) -> dict[str, Any]:
+    """`config_for` with one amperity source `rows` instead: rows grouped `window_ms` apart, and
+    Purchase sent to the event set 111 only."""
+    data = config_for(bootstrap, topic, group, graph_url, **overrides)
+    data["sources"] = [
+        {
+            "name": "rows",
+            "topic": topic,
+            "dialect": "amperity",
+            "destination": "main",
+            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
+        }
+    ]
+    data["destinations"][0].update({"group_window_ms": window_ms, "event_sets": {"Purchase": ["111"]}})
+    return data
+
+
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path

@@ -20,7 +20,7 @@ from consumer.core.dialects import get_dialect
 from consumer.core.dialects.common import dedup_item_number
 from consumer.errors import Filtered, Rejected
 from consumer.ops.cli import preview_lines
-from tests.fuzz import DELETE, mutate, paths
+from tests.fuzz import DELETE, json_values, mutate, paths
 from tests.garbage import cyclic_garbage
 
 # What the service runs: the dialect's events screened and checked on the way out.
@@ -544,35 +544,20 @@ KEYS = [
     "fbp",
     "em",
 ]
-# integers as orjson (preview) and Avro longs can carry them
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.text(max_size=12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from(
-        [
-            "purchase",
-            "offline",
-            "1e400",
-            "nan",
-            "3",
-            "2026-03-02T10:00:00Z",
-            str(EVENT_MS),
-            "+33 6 12 34 56 78",
-            "a@b.co",
-            sha("x"),
-        ]
-    )
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=5)
-    ),
-    max_leaves=25,
+JSON = json_values(
+    KEYS,
+    [
+        "purchase",
+        "offline",
+        "1e400",
+        "nan",
+        "3",
+        "2026-03-02T10:00:00Z",
+        str(EVENT_MS),
+        "+33 6 12 34 56 78",
+        "a@b.co",
+        sha("x"),
+    ],
 )
 DESTS = st.sampled_from(
     [

@@ -24,8 +24,8 @@ from consumer.runtime.service import build_routes, serve
 from consumer.sandbox import SandboxThread
 from tests.helpers import (
     ROOT,
+    amperity_config,
     committed,
-    config_for,
     create_topic,
     produce,
     produce_at,
@@ -59,18 +59,7 @@ async def test_rows_of_an_order_become_one_event(
     kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
 ) -> None:
     topic = new_topic(1)
-    data = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
-    data["sources"] = [
-        {
-            "name": "rows",
-            "topic": topic,
-            "dialect": "amperity",
-            "destination": "main",
-            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
-        }
-    ]
-    data["destinations"][0].update({"group_window_ms": 300, "event_sets": {"Purchase": ["111"]}})
-    settings = parse_settings(data, {})
+    settings = parse_settings(amperity_config(kafka.bootstrap, topic, group_id, sandbox.url, 300), {})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     produce(
         kafka.bootstrap,
@@ -115,19 +104,8 @@ async def test_a_stop_leaves_an_open_order_unsent_and_the_next_run_sends_it_whol
     kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
 ) -> None:
     topic = new_topic(1)
-    data = config_for(kafka.bootstrap, topic, group_id, sandbox.url)
-    data["sources"] = [
-        {
-            "name": "rows",
-            "topic": topic,
-            "dialect": "amperity",
-            "destination": "main",
-            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
-        }
-    ]
     # a window so long that only record time closes a group here (idle would take 61 s)
-    data["destinations"][0].update({"group_window_ms": 60_000, "event_sets": {"Purchase": ["111"]}})
-    settings = parse_settings(data, {})
+    settings = parse_settings(amperity_config(kafka.bootstrap, topic, group_id, sandbox.url, 60_000), {})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     t = int(time.time() * 1000) - 3_600_000
     produce_at(
@@ -173,18 +151,9 @@ async def test_rows_behind_a_held_row_wait_so_the_partition_is_grouped_in_offset
     at offset 1 (a return 2 s later) closes X's group {0}; fed out of order, offset 2 would
     have opened X's group first and offset 0 joined it: {2, 0}, a group no replay forms."""
     topic = new_topic(1)
-    data = config_for(kafka.bootstrap, topic, group_id, "http://127.0.0.1:9")
-    data["sources"] = [
-        {
-            "name": "rows",
-            "topic": topic,
-            "dialect": "amperity",
-            "destination": "main",
-            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
-        }
-    ]
-    data["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
-    settings = parse_settings(data, {})
+    settings = parse_settings(
+        amperity_config(kafka.bootstrap, topic, group_id, "http://127.0.0.1:9", 500), {}
+    )
     routes = build_routes(settings)
     decode = routes[topic].decoder
     calls = []

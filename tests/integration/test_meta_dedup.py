@@ -21,6 +21,7 @@ from consumer.sandbox import SandboxThread
 from tests.fboc_process import FbocProcess
 from tests.helpers import (
     ROOT,
+    amperity_config,
     avro,
     committed,
     config_for,
@@ -187,25 +188,16 @@ async def test_amperity_orders_across_restarts_and_late_rows_count_once(
     kafka: Broker, new_topic: Any, group_id: str, sandbox: SandboxThread, tmp_path: Path
 ) -> None:
     topic = new_topic(2)
-    config = config_for(
+    config = amperity_config(
         kafka.bootstrap,
         topic,
         group_id,
         sandbox.url,
+        300,
         batching={"linger_ms": 100, "max_events": 50, "max_in_flight": 2},
         service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 2000},
     )
     config["kafka"]["options"] = FAST_SESSION
-    config["sources"] = [
-        {
-            "name": "rows",
-            "topic": topic,
-            "dialect": "amperity",
-            "destination": "main",
-            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
-        }
-    ]
-    config["destinations"][0].update({"group_window_ms": 300, "event_sets": {"Purchase": ["111"]}})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     rng = random.Random(26)
     orders = Orders(rng)
@@ -331,25 +323,16 @@ async def test_interleaved_amperity_orders_paused_mid_order_and_killed_count_onc
     sum of price * quantity exactly (a regrouped replay would keep a second event with other rows,
     hence another item_number, and count those rows twice)."""
     topic = new_topic(1)
-    config = config_for(
+    config = amperity_config(
         kafka.bootstrap,
         topic,
         group_id,
         sandbox.url,
+        500,
         batching={"linger_ms": 50, "max_events": 5, "max_in_flight": 2, "max_buffered_records": 30},
         service={"port": 0, "shutdown_deadline_seconds": 10, "commit_interval_ms": 200},
     )
     config["kafka"]["options"] = FAST_SESSION
-    config["sources"] = [
-        {
-            "name": "rows",
-            "topic": topic,
-            "dialect": "amperity",
-            "destination": "main",
-            "schema": str(ROOT / "schemas" / "amperity_row.avsc"),
-        }
-    ]
-    config["destinations"][0].update({"group_window_ms": 500, "event_sets": {"Purchase": ["111"]}})
     create_topic(kafka.bootstrap, f"{topic}.dlq", 1)
     rng = random.Random(1616)
     records, values = interleaved_orders(rng, 400)

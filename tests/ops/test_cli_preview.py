@@ -24,13 +24,21 @@ destinations: [{name: main, event_sets: {Purchase: ["111"]}, default_event_sets:
 """
 
 
+def preview(tmp_path: Path, lines: str) -> int:
+    """`fboc preview` of JSON `lines` through CONFIG's source `web` on 2026-11-22: its exit code."""
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG)  # no access_token: preview needs only sources and destinations
+    path = tmp_path / "in.jsonl"
+    path.write_text(lines)
+    return main(
+        ["preview", "--config", str(config), "--source", "web", "--now", "2026-11-22T00:00:00Z", str(path)]
+    )
+
+
 def test_preview_command_prints_one_line_per_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(CONFIG)  # no access_token: preview needs only sources and destinations
-    lines = tmp_path / "in.jsonl"
-    lines.write_text(
+    lines = (
         "\n".join(
             [
                 '{"type": "track", "event": "Order Completed", "messageId": "m1",'
@@ -42,21 +50,7 @@ def test_preview_command_prints_one_line_per_output(
         )
         + "\n"
     )
-    assert (
-        main(
-            [
-                "preview",
-                "--config",
-                str(config),
-                "--source",
-                "web",
-                "--now",
-                "2026-11-22T00:00:00Z",
-                str(lines),
-            ]
-        )
-        == 0
-    )
+    assert preview(tmp_path, lines) == 0
     out = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [list(o) for o in out] == [
         ["index", "event_set_id", "event"],
@@ -72,29 +66,12 @@ def test_preview_command_prints_one_line_per_output(
 
 
 def test_preview_judges_age_against_now(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text(CONFIG)
-    lines = tmp_path / "in.jsonl"
-    lines.write_text(
+    line = (
         '{"type": "track", "event": "Order Completed", "messageId": "m1",'
         ' "timestamp": "2026-11-01T10:00:00Z", "userId": "u1",'
         ' "properties": {"revenue": 1}}\n'
     )
-    assert (
-        main(
-            [
-                "preview",
-                "--config",
-                str(config),
-                "--source",
-                "web",
-                "--now",
-                "2026-11-22T00:00:00Z",
-                str(lines),
-            ]
-        )
-        == 0
-    )
+    assert preview(tmp_path, line) == 0
     assert orjson.loads(capsys.readouterr().out)["rejected"]["reason"] == "event_too_old"
 
 

@@ -121,13 +121,18 @@ OTHER = "(other)"
 MAX_SHOWN_VALUES = 1_000  # distinct values counted per column of `dlq stats` / a replay summary
 
 
+def _shaped(value: str, kind: str, otherwise: str) -> str:
+    """`value` when it has its field's shape (`kind`: "code", "id" or "name"), else `otherwise`."""
+    shape = _CODE if kind == "code" else _ID if kind == "id" else _NAME
+    return value if shape.fullmatch(value) else otherwise
+
+
 def shown(value: str, kind: str) -> str:
     """A header value as `dlq stats` and the replay summary count and print it. Anyone who can
     write to the topic writes the headers, so a value that does not have its field's shape
     (`kind`: "code", "id" or "name") is counted as "(malformed)": terminal escapes, markup or
     customer data in a forged header never reach the operator's screen."""
-    shape = _CODE if kind == "code" else _ID if kind == "id" else _NAME
-    return value if shape.fullmatch(value) else MALFORMED
+    return _shaped(value, kind, MALFORMED)
 
 
 def bounded(counts: Mapping[str, object], value: str) -> str:
@@ -139,11 +144,10 @@ def bounded(counts: Mapping[str, object], value: str) -> str:
 def loggable(view: DeadLetterView) -> dict[str, str | None]:
     """A dead letter's reason and event set, as log fields: headers may hold anything (anyone who
     can write to the topic writes them), so only a reason code and a numeric ID are logged."""
-    reason = view.reason if _CODE.fullmatch(view.reason) else UNKNOWN
     event_set = view.event_set_id
     return {
-        "reason": reason,
-        "event_set_id": event_set if event_set is None or _ID.fullmatch(event_set) else UNKNOWN,
+        "reason": _shaped(view.reason, "code", UNKNOWN),
+        "event_set_id": None if event_set is None else _shaped(event_set, "id", UNKNOWN),
     }
 
 
