@@ -74,12 +74,15 @@ class Ledger:
         self._outcomes: dict[tuple[str, str], int] = {}
         self._dead: dict[tuple[str, str], int] = {}
         self._children: dict[tuple[str, ...], Any] = {}
+        self._tp = TopicPartition("", -1)  # the last record's partition (track)
 
     # -- 1. tracked, in the order consumed --------------------------------------------------
 
     def track(self, src: SourceRecord, now: float) -> PendingRecord:
         """A consumed record (`now`: the turn's clock, shared by the turn's records)."""
-        tp = TopicPartition(src.topic, src.partition)
+        tp = self._tp  # a poll's records come in runs of one partition: one tuple a run
+        if tp[1] != src.partition or tp[0] != src.topic:
+            tp = self._tp = TopicPartition(src.topic, src.partition)
         self._tracker.track(tp, src.offset)
         self._consumed[src.topic] = self._consumed.get(src.topic, 0) + 1
         return PendingRecord(src, tp, now)

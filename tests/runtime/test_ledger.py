@@ -321,3 +321,19 @@ def test_one_answer_for_records_of_two_polls_observes_each_record_and_keeps_the_
     now = time.monotonic()
     # three polled at 10, two at 20, all final at (about) `now`
     assert total - before[1] == pytest.approx(5 * now - 3 * 10 - 2 * 20, abs=1.0)
+
+
+def test_records_of_partitions_and_topics_in_turn_are_each_tracked_in_their_own() -> None:
+    book = ledger(Sink())
+    other_topic = TopicPartition("returns", 0)  # same partition number, another topic
+    order = [TP, TP, TP1, TP, other_topic, TP1, other_topic]
+    offsets = {TP: 0, TP1: 0, other_topic: 0}
+    records = []
+    for tp in order:
+        records.append(book.track(src(offsets[tp], tp), 0.0))
+        offsets[tp] += 1
+    assert [r.tp for r in records] == order
+    assert [book.pending(tp) for tp in (TP, TP1, other_topic)] == [3, 2, 2]
+    for record in records:
+        book.filtered(record, "test")
+    assert book.committable() == {TP: 3, TP1: 2, other_topic: 2}
