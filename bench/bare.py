@@ -7,8 +7,9 @@
 record it does one of two kinds of work:
 - floor: the floor's (`floor_event`: decode, hash the customer fields, encode one event), with
   the record's Kafka time as event_time;
-- transform: fboc's own decoding and Segment transform (docs/dialects.md rules, normalisation, checks), with
-  e2e's destination, and encodes what it gives. Compiled when fboc is (FBOC_BENCH_WRAP).
+- transform: fboc's own decoding and Segment transform as its routes run it (docs/dialects.md
+  rules, normalisation, the customer-data screen and checks), with e2e's destination, and encodes
+  what it gives. Compiled when fboc is (FBOC_BENCH_WRAP).
 Then only what delivery cannot do without: 1,000 events to a request, all to one event set,
 through aiohttp with up to --max-in-flight requests at once, a request at the latest
 --linger-ms after its first event, and commits of the offsets whose requests (and every request
@@ -43,7 +44,7 @@ from consumer.adapters.codec import AvroSchema
 from consumer.adapters.kafka.source import consumer_config
 from consumer.config.settings import BatchingSettings, DestinationSettings, FacebookSettings, KafkaSettings
 from consumer.core.capi.event import RecordContext
-from consumer.core.dialects import segment
+from consumer.core.dialects import get_dialect
 from consumer.runtime.pipeline import POLL_BATCH, POLL_TIMEOUT_S
 
 EVENTS_PER_REQUEST = BatchingSettings().max_events  # fboc's default, Meta's limit
@@ -58,6 +59,9 @@ DESTINATION_CONFIG: dict[str, Any] = {
     "default_event_sets": ["444"],
 }
 DESTINATION = DestinationSettings(**DESTINATION_CONFIG)
+# fboc's Segment transform as its routes run it: the dialect, then the customer-data screen and
+# the action_source and currency checks every dialect's events pass (dialects/screening.py)
+TRANSFORM = get_dialect("segment").transform
 Work = Callable[[bytes, int], list[bytes]]
 
 
@@ -108,7 +112,7 @@ def transform_events(schema: AvroSchema, value: bytes, timestamp_ms: int) -> lis
     """What fboc does between poll and batch for one record (its Pipeline.process, less the
     bookkeeping): decode, transform, encode each output event."""
     payload = schema.decode_body(value)
-    outputs = segment.transform(payload, RecordContext(timestamp_ms, payload), DESTINATION, int(time.time()))
+    outputs = TRANSFORM(payload, RecordContext(timestamp_ms, payload), DESTINATION, int(time.time()))
     return [orjson.dumps(o.event) for o in outputs]
 
 

@@ -9,7 +9,8 @@ tracker, so commits never pass a record whose outcome is still open (docs/design
 
 Everything runs on the event loop's thread, from the loop's own turn (or a `join`), so a fatal
 outcome (the breaker tripping) raises into the loop. Counters are added up here and published
-once per turn (`publish`); only the ack-time histogram is observed per record.
+once per turn (`publish`); the ack-time histogram once per record, or once per poll's records
+delivered together.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from consumer.core.breaker import DeadLetterBreaker
 from consumer.core.offsets import OffsetTracker, TopicPartition
 from consumer.runtime.holding import HeldRecords
 from consumer.runtime.ports import DeadLetterWrites
-from consumer.telemetry.metrics import METRICS
+from consumer.telemetry.metrics import METRICS, observe_many
 
 log = structlog.get_logger("fboc.pipeline")
 
@@ -73,12 +74,15 @@ class Ledger:
         self._outcomes: dict[tuple[str, str], int] = {}
         self._dead: dict[tuple[str, str], int] = {}
         self._children: dict[tuple[str, ...], Any] = {}
+        self._tp = TopicPartition("", -1)  # the last record's partition (track)
 
     # -- 1. tracked, in the order consumed --------------------------------------------------
 
     def track(self, src: SourceRecord, now: float) -> PendingRecord:
         """A consumed record (`now`: the turn's clock, shared by the turn's records)."""
-        tp = TopicPartition(src.topic, src.partition)
+        tp = self._tp  # a poll's records come in runs of one partition: one tuple a run
+        if tp[1] != src.partition or tp[0] != src.topic:
+            tp = self._tp = TopicPartition(src.topic, src.partition)
         self._tracker.track(tp, src.offset)
         self._consumed[src.topic] = self._consumed.get(src.topic, 0) + 1
         return PendingRecord(src, tp, now)
@@ -111,6 +115,7 @@ class Ledger:
     ) -> None:
         """A batch's answer: per event, None (delivered) or its failure."""
         now = time.monotonic()
+        delivered: list[PendingRecord] = []  # done in order, a run at a time (_done_delivered)
         for (records, _name), failure in zip(owners, failures, strict=True):
             for record in records:
                 if failure is not None:
@@ -119,7 +124,13 @@ class Ledger:
                     record.failures[event_set_id] = failure
                 record.parts -= 1
                 if record.parts == 0:
-                    self._delivered(record, destination, now)
+                    if record.failures:
+                        self._done_delivered(delivered, now)
+                        delivered.clear()
+                        self._delivered(record, destination, now)
+                    else:
+                        delivered.append(record)
+        self._done_delivered(delivered, now)
 
     # -- 5. the outcome: dead-lettered and acknowledged, filtered, or delivered --------------
 
@@ -173,6 +184,34 @@ class Ledger:
             )
 
     # -- 6. done ------------------------------------------------------------------------------
+
+    def _done_delivered(self, records: list[PendingRecord], now: float) -> None:
+        """`_done(record, DELIVERED, "ok", now)` for each of `records`, in order, with the
+        counts and the ack-time histogram added once per run of records polled together
+        (one poll's records share `polled_at`) instead of once per record."""
+        tracker, breaker = self._tracker, self._breaker
+        done = 0
+        try:
+            for record in records:
+                tracker.done(record.tp, record.src.offset)
+                done += 1
+                breaker.record(dead_lettered=False)
+        finally:
+            if done:
+                key = (Outcome.DELIVERED.value, "ok")
+                self._outcomes[key] = self._outcomes.get(key, 0) + done
+                self._observe_ack(records, done, now)
+
+    @staticmethod
+    def _observe_ack(records: list[PendingRecord], count: int, now: float) -> None:
+        """The ack time of the first `count` of `records`, a run of equal `polled_at` at a time."""
+        run_start, polled_at = 0, records[0].polled_at
+        for i in range(1, count):
+            at = records[i].polled_at
+            if at != polled_at:
+                observe_many(METRICS.record_ack_seconds, now - polled_at, i - run_start)
+                run_start, polled_at = i, at
+        observe_many(METRICS.record_ack_seconds, now - polled_at, count - run_start)
 
     def _done(self, record: PendingRecord, outcome: Outcome, reason: str, now: float) -> None:
         key = (outcome.value, reason)

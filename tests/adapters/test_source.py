@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from consumer.adapters.kafka.source import KafkaSource
+from consumer.adapters.kafka.source import KafkaSource, SourceRecord
 from consumer.config.settings import KafkaSettings
 from consumer.core.offsets import TopicPartition
 
@@ -62,3 +62,24 @@ def test_errors_go_to_the_subscriber_and_assignment_is_fboc_partitions(source: K
     source._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
     assert [e.code() for e in events.errors] == [KafkaError._ALL_BROKERS_DOWN]
     assert source.assignment() == []
+
+
+def test_a_consumed_message_is_copied_field_by_field() -> None:
+    msg = Message(
+        topic="orders",
+        partition=3,
+        offset=42,
+        key=b"k",
+        value=b"v",
+        headers=[("h", b"1")],
+        timestamp=(1, 1_700_000_000_000),
+    )
+    assert SourceRecord.of(msg) == SourceRecord("orders", 3, 42, 1_700_000_000_000, b"k", b"v", [("h", b"1")])
+
+
+@pytest.mark.parametrize("missing", ["topic", "partition", "offset"])
+def test_a_message_without_topic_partition_or_offset_is_refused(missing: str) -> None:
+    fields = {"topic": "orders", "partition": 0, "offset": 1}
+    del fields[missing]
+    with pytest.raises(ValueError, match="not a consumed message"):
+        SourceRecord.of(Message(value=b"v", **fields))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@ offsets it lets be committed out. No Kafka, no clock."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -286,3 +287,53 @@ def test_commit_never_passes_a_record_that_is_not_done(plan: list[Fate], data: s
         steps += [("ack", i)] * len(new)
         check()
     assert all(done)
+
+
+def test_one_answer_for_records_of_two_polls_observes_each_record_and_keeps_the_breakers_order() -> None:
+    sink = Sink()
+    book = ledger(sink, max_consecutive=2)
+    labels = {"outcome": "delivered", "reason": "ok"}
+    before = (
+        sample("fboc_record_ack_seconds_count", {}),
+        sample("fboc_record_ack_seconds_sum", {}),
+        sample("fboc_record_outcomes_total", labels),
+    )
+    first = [book.track(src(o), 10.0) for o in (0, 1, 2)]
+    second = [book.track(src(o), 20.0) for o in (3, 4)]
+    records = first + second
+    book.owned(records, 1)
+    failed = Failure("graph_invalid_event", "invalid", 1)
+    # failed, delivered, failed, delivered, delivered: the delivered record between the two
+    # failed ones ends their run, so the breaker (2 consecutive) does not trip
+    book.answered("main", "1", [((r,), "Purchase") for r in records], [failed, None, failed, None, None])
+    book.publish()
+    assert len(sink.unacked) == 2
+    assert book.committable() == {TP: 0}  # the first is dead-lettered, not acknowledged yet
+    sink.ack_all()
+    assert book.committable() == {TP: 5}
+    count, total, delivered = (
+        sample("fboc_record_ack_seconds_count", {}),
+        sample("fboc_record_ack_seconds_sum", {}),
+        sample("fboc_record_outcomes_total", labels),
+    )
+    assert count - before[0] == 5  # three delivered, two dead-lettered once acknowledged
+    assert delivered - before[2] == 3
+    now = time.monotonic()
+    # three polled at 10, two at 20, all final at (about) `now`
+    assert total - before[1] == pytest.approx(5 * now - 3 * 10 - 2 * 20, abs=1.0)
+
+
+def test_records_of_partitions_and_topics_in_turn_are_each_tracked_in_their_own() -> None:
+    book = ledger(Sink())
+    other_topic = TopicPartition("returns", 0)  # same partition number, another topic
+    order = [TP, TP, TP1, TP, other_topic, TP1, other_topic]
+    offsets = {TP: 0, TP1: 0, other_topic: 0}
+    records = []
+    for tp in order:
+        records.append(book.track(src(offsets[tp], tp), 0.0))
+        offsets[tp] += 1
+    assert [r.tp for r in records] == order
+    assert [book.pending(tp) for tp in (TP, TP1, other_topic)] == [3, 2, 2]
+    for record in records:
+        book.filtered(record, "test")
+    assert book.committable() == {TP: 3, TP1: 2, other_topic: 2}

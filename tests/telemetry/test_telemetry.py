@@ -15,6 +15,7 @@ import pytest
 import structlog
 from aiohttp.http_exceptions import BadHttpMessage
 from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry, Histogram
 
 from consumer.ops.dlq.stats import DlqError
 from consumer.telemetry.metrics import (
@@ -22,6 +23,7 @@ from consumer.telemetry.metrics import (
     RateLimit,
     configure_logging,
     event_label,
+    observe_many,
     redact,
     register_secret,
 )
@@ -238,3 +240,21 @@ def test_the_first_line_after_a_quiet_window_says_how_many_were_dropped() -> Non
     assert limit.filter(records[5])
     assert getattr(records[5], "suppressed", None) == 3
     assert not hasattr(records[0], "suppressed")
+
+
+def test_observe_many_counts_as_many_observations_would() -> None:
+    buckets = (0.1, 1.0, 5.0)
+    registry_one, registry_many = CollectorRegistry(), CollectorRegistry()
+    one = Histogram("h", "h", buckets=buckets, registry=registry_one)
+    many = Histogram("h", "h", buckets=buckets, registry=registry_many)
+    for amount, count in [(0.05, 3), (0.1, 2), (0.7, 5), (5.0, 1), (60.0, 4), (2.0, 0)]:
+        for _ in range(count):
+            one.observe(amount)
+        observe_many(many, amount, count)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value for m in registry.collect() for s in m.samples}
+
+    assert samples(registry_many) == pytest.approx(samples(registry_one))
+    assert samples(registry_many)[("h_count", "")] == 15
+    assert samples(registry_many)[("h_bucket", "+Inf")] == 15

@@ -51,7 +51,9 @@ class SourceRecord(NamedTuple):
 
     @classmethod
     def of(cls, msg: Message) -> SourceRecord:
-        (topic, partition), offset = position(msg)
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # as position()
+        if topic is None or partition is None or offset is None:
+            raise ValueError("not a consumed message")
         return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers_of(msg))
 
 
