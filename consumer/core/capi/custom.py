@@ -14,7 +14,6 @@ reasons from `REASONS`; the caller counts them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import pycountry
 
 from consumer.core.capi import normalize
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import ServerEvent
 from consumer.core.capi.normalize import lower, normalize_field
+from consumer.core.capi.recent import Recent
 
 REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
@@ -176,7 +177,7 @@ Judgement = tuple[str | None, str, CustomerForms]  # see _judge
 # any key) as a set, which has to meet the record's customer values before the forms are
 # compared key by key.
 Judged = tuple[str | None, str, frozenset[str], CustomerForms]
-MAX_CACHED: Final = 16384  # judgements (and names) kept per cache; the oldest goes first
+MAX_CACHED: Final = 16384  # judgements (and names) kept per cache (recent.py: the least recent go)
 
 Drop = tuple[str, str]  # (where, reason)
 
@@ -270,7 +271,7 @@ def _country_hashes() -> dict[str, str]:
     if not _COUNTRY_HASHES:
         for country in pycountry.countries:
             code = str(country.alpha_2)
-            _COUNTRY_HASHES[hashlib.sha256(code.lower().encode()).hexdigest()] = code
+            _COUNTRY_HASHES[sha256_hex(code.lower().encode())] = code
     return _COUNTRY_HASHES
 
 
@@ -283,25 +284,25 @@ def _customer_forms(text: str, region: str, date_order: str, external_id: str) -
             key, text, region=region, max_year=9999, date_order=date_order, external_id=external_id
         )
         if normalised is not None:
-            forms.append((key, (normalised, hashlib.sha256(normalised.encode("utf-8")).hexdigest())))
+            forms.append((key, (normalised, sha256_hex(normalised.encode("utf-8")))))
     return tuple(forms)
 
 
 # text → judgement, one cache per (region, date order, external id rule, id or not): a record
 # finds its two with one lookup, then each text with one more. Bounded by MAX_CACHED each, and
 # by MAX_SETTINGS caches (a stream of odd settings starts them again).
-_JUDGED: dict[tuple[str, str, str, bool], dict[str, Judged]] = {}
+_JUDGED: dict[tuple[str, str, str, bool], Recent[Judged]] = {}
 MAX_SETTINGS: Final = 64
-_NAMES: dict[str, bool] = {}  # property name → is_customer_name, bounded by MAX_CACHED
+_NAMES: Final[Recent[bool]] = Recent(MAX_CACHED)  # property name → is_customer_name
 
 
-def _judgements(region: str, screen: Screen, id_like: bool) -> dict[str, Judged]:
+def _judgements(region: str, screen: Screen, id_like: bool) -> Recent[Judged]:
     settings = (region, screen.date_order, screen.external_id, id_like)
     cache = _JUDGED.get(settings)
     if cache is None:
         if len(_JUDGED) >= MAX_SETTINGS:
             _JUDGED.clear()
-        cache = _JUDGED[settings] = {}
+        cache = _JUDGED[settings] = Recent(MAX_CACHED)
     return cache
 
 
@@ -353,7 +354,7 @@ def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
         screen = walk.screen
         judged = _keyed(_judge(text, walk.region, screen.date_order, screen.external_id, id_like))
         if len(text) <= MAX_CACHED_LENGTH:
-            _remember(cache, text, judged)
+            cache.set(text, judged)
     reason, hash_like, values, forms = judged
     if reason is not None or id_like:
         return reason
@@ -385,12 +386,6 @@ def _keyed(judgement: Judgement) -> Judged:
     return reason, hash_like, frozenset(values), forms
 
 
-def _remember(cache: dict[str, Judged], text: str, judged: Judged) -> None:
-    if len(cache) >= MAX_CACHED:
-        del cache[next(iter(cache))]
-    cache[text] = judged
-
-
 def _name_reason(name: str) -> bool:
     """is_customer_name, through a dict the walk reads in one step."""
     known = _NAMES.get(name)
@@ -398,9 +393,7 @@ def _name_reason(name: str) -> bool:
         return known
     known = is_customer_name(name)
     if len(name) <= MAX_CACHED_LENGTH:
-        if len(_NAMES) >= MAX_CACHED:
-            del _NAMES[next(iter(_NAMES))]
-        _NAMES[name] = known
+        _NAMES.set(name, known)
     return known
 
 

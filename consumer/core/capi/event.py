@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from consumer.core.capi.digest import sha256_hex
 from consumer.errors import Rejected
 
 ServerEvent = dict[str, Any]
@@ -40,7 +40,7 @@ class RecordContext:
             raise Rejected(
                 "invalid_payload", "the record cannot be encoded as JSON to derive an event id"
             ) from None
-        return hashlib.sha256(canonical).hexdigest()
+        return sha256_hex(canonical)
 
 
 def _is_empty(value: Any) -> bool:

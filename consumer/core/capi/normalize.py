@@ -8,7 +8,6 @@ the message: values that cannot be normalised are dropped and reported by key na
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 import pycountry
 
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.phone import phone_e164
 
 HASHED_KEYS: tuple[str, ...] = (
@@ -301,7 +301,7 @@ def _hashed(key: str, value: str, region: str, max_year: int, option: str, hash_
     )
     if normalised is None or not hash_it:
         return normalised
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+    return sha256_hex(normalised.encode("utf-8"))
 
 
 def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:

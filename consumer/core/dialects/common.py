@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 import structlog
 
 from consumer.config.settings import DestinationSettings
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.normalize import build_user_data, normalize_field
 from consumer.core.capi.rules import check_match_keys, check_time
 from consumer.telemetry.metrics import METRICS
@@ -130,7 +130,7 @@ def dedup_item_number(event_id: str) -> str:
     customer fields): two purchases of one customer in the same second without an order id would
     share that key and Meta would silently drop the second. Derived from the event's own id, it
     separates distinct records and stays the same for a redelivery of the same record."""
-    return hashlib.sha256(event_id.encode()).hexdigest()[:16]
+    return sha256_hex(event_id.encode())[:16]
 
 
 def _year(unix_seconds: int) -> int:

@@ -19,13 +19,13 @@ A record has exactly one outcome (docs/design.md#outcomes), so a batch is judged
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
 from consumer.config.settings import DestinationSettings
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
 from consumer.core.dialects import Dialect
 from consumer.core.dialects.common import (
@@ -188,10 +188,7 @@ def transform(
         event_ms = parse_time_ms(data.get("timestamp_unixtime_ms"))
         if event_ms is None:
             event_ms = ctx.timestamp_ms if batch_ms is None else batch_ms
-        event_id = (
-            text(data.get("source_message_id"))
-            or hashlib.sha256(f"{record_id()}:{index}".encode()).hexdigest()
-        )
+        event_id = text(data.get("source_message_id")) or sha256_hex(f"{record_id()}:{index}".encode())
         build = _builder(data, raw, dest, event_ms // 1000, now, policy, event_id, ldu)
         try:
             outputs += fan_out(

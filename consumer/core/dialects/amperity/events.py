@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from consumer.config.settings import DestinationSettings
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import Output, ServerEvent, compact
 from consumer.core.dialects.amperity.rows import MATCH_POLICY, Row
 from consumer.core.dialects.common import ldu_from_location, user_data_for
@@ -34,7 +34,7 @@ def item_number(rows: Sequence[Row]) -> str:
     replay after a crash is deduplicated by Meta; other rows of the order (regrouped after a
     restart, late) give another, so Meta keeps them."""
     joined = "\n".join(sorted([row.fingerprint for row in rows]))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+    return sha256_hex(joined.encode())[:16]
 
 
 def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int) -> list[Output]:

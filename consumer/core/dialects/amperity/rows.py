@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import RecordContext, parse_time_ms
 from consumer.core.dialects.common import is_empty, number, text, user_data_for
 from consumer.errors import Filtered, Rejected
@@ -187,4 +187,4 @@ def _with_fingerprint(row: Row) -> Row:
         ],
         option=orjson.OPT_SORT_KEYS,
     )
-    return replace(row, fingerprint=hashlib.sha256(canonical).hexdigest())
+    return replace(row, fingerprint=sha256_hex(canonical))
