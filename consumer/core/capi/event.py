@@ -56,7 +56,7 @@ def parse_time_ms(value: Any) -> int | None:
     """Unix seconds/milliseconds or ISO 8601 (naive = UTC) → unix milliseconds; None if not a time."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int) or isinstance(value, float):  # noqa: SIM101 - compiled: no union object
         try:
             number = float(value)
             return int(number if number > 1e11 else number * 1000)

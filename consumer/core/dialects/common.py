@@ -74,16 +74,22 @@ def one(value: str | None) -> list[str]:
 
 def number(value: Any) -> float | None:
     """A finite number from a number or numeric text; None otherwise (nan and inf too)."""
-    if isinstance(value, bool):
+    # isinstance one type at a time: compiled, `int | float` builds a union object every call
+    if isinstance(value, float):
+        found = value
+    elif isinstance(value, bool):
         return None
-    try:
-        if isinstance(value, int | float):
+    elif isinstance(value, int):
+        try:
             found = float(value)
-        elif isinstance(value, str):
-            found = float(value.strip())
-        else:
+        except OverflowError:
             return None
-    except (ValueError, OverflowError):
+    elif isinstance(value, str):
+        try:
+            found = float(value.strip())
+        except (ValueError, OverflowError):
+            return None
+    else:
         return None
     return found if math.isfinite(found) else None
 

@@ -112,7 +112,7 @@ def value_of(props: Mapping[str, Any], purchase: bool, value_field: str) -> floa
 def clean(value: Any, depth: int = 0) -> Any:
     """A custom property as orjson can encode it; None to drop. (Customer data is screened out
     later, for every dialect: consumer/core/dialects/screening.py.)"""
-    if isinstance(value, str | bool):
+    if isinstance(value, str) or isinstance(value, bool):  # noqa: SIM101 - compiled: no union object
         return value
     if isinstance(value, int):
         return value if value in _INT_RANGE else None
