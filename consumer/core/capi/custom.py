@@ -165,6 +165,7 @@ _EMAIL_IN = re.compile(r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)
 _PHONE_RUN = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
 _DATE_RUN = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
 _NON_DIGIT = re.compile(r"[^0-9]")
+_DIGITS: Final = "0123456789"  # what _PHONE_RUN and _NON_DIGIT take for digits
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
@@ -248,6 +249,11 @@ def _phone_check(text: str, region: str) -> bool:
     """Whether ``text`` holds a run of 7 to 15 digits (with phone punctuation) that is a valid
     phone number as written, in ``region``, or with a country code. Dates are not. Text with
     more than MAX_PHONE_CANDIDATES such runs counts as holding one (parsing each costs time)."""
+    digits = 0
+    for digit in _DIGITS:  # fewer than 7 ASCII digits in all: no run can be a phone number
+        digits += text.count(digit)
+    if digits < 7:
+        return False
     candidates = 0
     for match in _PHONE_RUN.finditer(text):
         run = match.group()
