@@ -29,10 +29,10 @@ from consumer.core.capi.event import ServerEvent
 from consumer.core.capi.normalize import lower, normalize_field
 from consumer.core.capi.recent import Recent
 
-REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
+REASONS: Final = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
-MAX_CUSTOMER_VALUE_LENGTH = 200  # longer text is not one customer field
-MAX_PHONE_CANDIDATES = 16
+MAX_CUSTOMER_VALUE_LENGTH: Final = 200  # longer text is not one customer field
+MAX_PHONE_CANDIDATES: Final = 16
 MAX_CACHED_LENGTH: Final = 256  # longer names and values are checked each time, never kept in a cache
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
@@ -65,7 +65,7 @@ NUMERIC_KEYS: Final = frozenset({"value", "num_items", "predicted_ltv", "quantit
 ID_KEYS: Final = frozenset({"order_id", "item_number", "content_ids", "id"})
 
 # Names, compared case-folded without separators: whole names, ...
-NAME_EXACT = frozenset(
+NAME_EXACT: Final = frozenset(
     {
         "name",
         "state",
@@ -88,7 +88,7 @@ NAME_EXACT = frozenset(
     }
 )
 # ... parts anywhere in the name (customerEmail, billing_phone, date_of_birth), ...
-_PERSON = (
+_PERSON: Final = (
     "first",
     "last",
     "given",
@@ -115,7 +115,7 @@ _PERSON = (
     "account",
     "holder",
 )
-NAME_PARTS = (
+NAME_PARTS: Final = (
     "email",
     "phone",
     "mobile",
@@ -138,7 +138,7 @@ NAME_PARTS = (
 )
 # ... and words of the name (split at separators and camelCase), short enough to be part of
 # other words when written inside one (velocity, hotel, shipping).
-NAME_WORDS = frozenset(
+NAME_WORDS: Final = frozenset(
     {
         "mail",
         "tel",
@@ -158,19 +158,21 @@ NAME_WORDS = frozenset(
     }
 )
 
-_FOLD = re.compile(r"[\W_]+")
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_NAME_PARTS = re.compile("|".join(NAME_PARTS))
-_EMAIL_IN = re.compile(r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]+")
-_PHONE_RUN = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
-_DATE_RUN = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
-_NON_DIGIT = re.compile(r"[^0-9]")
+_FOLD: Final = re.compile(r"[\W_]+")
+_WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_NAME_PARTS: Final = re.compile("|".join(NAME_PARTS))
+_EMAIL_IN: Final = re.compile(
+    r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]+"
+)
+_PHONE_RUN: Final = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
+_DATE_RUN: Final = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
+_NON_DIGIT: Final = re.compile(r"[^0-9]")
 _DIGITS: Final = "0123456789"  # what _PHONE_RUN and _NON_DIGIT take for digits
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_ID_TOKEN: Final = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
 # st and country are too coarse to name anyone and too common to compare: "F", "CA", "US").
-CUSTOMER_KEYS = ("fn", "ln", "ct", "db", "zp", "external_id")
+CUSTOMER_KEYS: Final = ("fn", "ln", "ct", "db", "zp", "external_id")
 _CUSTOMER_KEY_SET: Final = frozenset(CUSTOMER_KEYS)
 CustomerForms = tuple[tuple[str, tuple[str, str]], ...]
 Judgement = tuple[str | None, str, CustomerForms]  # see _judge
@@ -297,7 +299,7 @@ def _customer_forms(text: str, region: str, date_order: str, external_id: str) -
 # text → judgement, one cache per (region, date order, external id rule, id or not): a record
 # finds its two with one lookup, then each text with one more. Bounded by MAX_CACHED each, and
 # by MAX_SETTINGS caches (a stream of odd settings starts them again).
-_JUDGED: dict[tuple[str, str, str, bool], Recent[Judged]] = {}
+_JUDGED: Final[dict[tuple[str, str, str, bool], Recent[Judged]]] = {}
 MAX_SETTINGS: Final = 64
 _NAMES: Final[Recent[bool]] = Recent(MAX_CACHED)  # property name → is_customer_name
 

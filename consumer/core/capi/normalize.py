@@ -12,43 +12,43 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Final
 
 import pycountry
 
 from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.phone import phone_e164
 
-HASHED_KEYS: tuple[str, ...] = (
+HASHED_KEYS: Final[tuple[str, ...]] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
 )  # fmt: skip
-PLAIN_KEYS: tuple[str, ...] = (
+PLAIN_KEYS: Final[tuple[str, ...]] = (
     "client_ip_address", "client_user_agent", "fbc", "fbp", "madid", "lead_id",
 )  # fmt: skip
 
-CACHE_SIZE = 65536
-CUSTOMER_CACHE_SIZE = 16384  # whole customers (their hashed keys), see _hashed_user_data
+CACHE_SIZE: Final = 65536
+CUSTOMER_CACHE_SIZE: Final = 16384  # whole customers (their hashed keys), see _hashed_user_data
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
-_ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
-_US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
-_DB_ISO_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
+_HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
+_EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
+_ZIP_STRIP: Final = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+_US_ZIP: Final = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
+_DB_ISO_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
 # Day, month and year in some order, split by one kind of separator: `/`, `.`, `-` or a space.
-_DB_YEAR_FIRST = re.compile(r"([0-9]{4})([/.\- ]?)([0-9]{1,2})\2([0-9]{1,2})")
-_DB_YEAR_LAST = re.compile(r"([0-9]{1,2})([/.\- ]?)([0-9]{1,2})\2([0-9]{4})")
+_DB_YEAR_FIRST: Final = re.compile(r"([0-9]{4})([/.\- ]?)([0-9]{1,2})\2([0-9]{1,2})")
+_DB_YEAR_LAST: Final = re.compile(r"([0-9]{1,2})([/.\- ]?)([0-9]{1,2})\2([0-9]{4})")
 DATE_ORDERS = ("mdy", "dmy")  # how an ambiguous day-month-year date is read (03/04/1990)
 EXTERNAL_ID_MODES = ("lowercase", "exact")
-_GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
+_GENDERS: Final = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 
 # The ASCII characters outside L and M (and N): what str.translate deletes for _keep.
-_ASCII_NOT_LM = {c: None for c in range(128) if not chr(c).isalpha()}
-_ASCII_NOT_LMN = {c: None for c in range(128) if not chr(c).isalnum()}
-_SEPARATORS = (" ", "-", "'", ".")
+_ASCII_NOT_LM: Final = {c: None for c in range(128) if not chr(c).isalpha()}
+_ASCII_NOT_LMN: Final = {c: None for c in range(128) if not chr(c).isalnum()}
+_SEPARATORS: Final = (" ", "-", "'", ".")
 # CPython's str.lower, called as an object: compiled by mypyc, `value.lower()` maps characters one
 # by one and misses the final sigma ("ΟΔΥΣΣΕΥΣ" → "οδυσσευσ" instead of "οδυσσευς").
-_str_lower: Callable[[str], str] = str.lower
+_str_lower: Final[Callable[[str], str]] = str.lower
 
 
 def lower(value: str) -> str:
@@ -371,10 +371,14 @@ def build_user_data(
 
 # What of a destination's settings takes part in each hashed key's value cache key (see
 # _hashed_user_data), by HASHED_KEYS position: decided once here, not per key and customer.
-_PHONE, _US_ONLY, _BIRTH, _EXTERNAL, _PLAIN = 0, 1, 2, 3, 4
-_KINDS = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
-_KEY_KINDS: tuple[tuple[str, int], ...] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
-_COUNTRY_INDEX = HASHED_KEYS.index("country")
+_PHONE: Final = 0
+_US_ONLY: Final = 1
+_BIRTH: Final = 2
+_EXTERNAL: Final = 3
+_PLAIN: Final = 4
+_KINDS: Final = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
+_KEY_KINDS: Final[tuple[tuple[str, int], ...]] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
+_COUNTRY_INDEX: Final = HASHED_KEYS.index("country")
 
 
 @lru_cache(maxsize=CUSTOMER_CACHE_SIZE)

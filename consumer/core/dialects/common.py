@@ -6,7 +6,7 @@ import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -18,9 +18,9 @@ from consumer.telemetry.metrics import METRICS
 
 log = structlog.get_logger("fboc.dialects")
 
-_MISSING = object()
+_MISSING: Final = object()
 
-ZIP_NAMES = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
+ZIP_NAMES: Final = ("zip", "zipcode", "zip_code", "zipCode", "postalcode", "postal_code", "postalCode")
 # Custom properties that hold customer data are screened out of every dialect's events on the
 # way out (consumer/core/dialects/screening.py), not here.
 
@@ -94,7 +94,7 @@ def number(value: Any) -> float | None:
     return found if math.isfinite(found) else None
 
 
-MAX_SAFE_INT = 2**53  # quantities and codes beyond this are data errors (and beyond exact JSON)
+MAX_SAFE_INT: Final = 2**53  # quantities and codes beyond this are data errors (and beyond exact JSON)
 
 
 def quantity(value: Any) -> float | None:
@@ -144,7 +144,7 @@ def _year(unix_seconds: int) -> int:
 
 
 # Meta's data_processing_options_state codes ("Data Processing Options for US Users").
-LDU_STATES = {
+LDU_STATES: Final = {
     "ca": 1000,
     "co": 1001,
     "ct": 1002,

@@ -7,7 +7,7 @@ here they become one server event per output name and event set.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
 from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact
@@ -20,7 +20,7 @@ from consumer.errors import Rejected
 
 __all__ = ["DIALECT", "transform"]
 
-BUILTIN_EVENTS = {
+BUILTIN_EVENTS: Final = {
     "Products Searched": "Search",
     "Product Viewed": "ViewContent",
     "Product List Viewed": "ViewContent",
@@ -30,7 +30,7 @@ BUILTIN_EVENTS = {
     "Payment Info Entered": "AddPaymentInfo",
     "Order Completed": "Purchase",
 }
-PRODUCT_LIST_VIEWED = "Product List Viewed"
+PRODUCT_LIST_VIEWED: Final = "Product List Viewed"
 
 
 def _event_id(payload: Mapping[str, Any], ctx: RecordContext) -> str:

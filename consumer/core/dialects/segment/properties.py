@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import pycountry
 
@@ -14,10 +14,10 @@ from consumer.core.dialects.common import is_empty, number, quantity, text
 from consumer.core.dialects.segment.track import is_obj, pick
 from consumer.errors import Rejected
 
-PRODUCT_ID_NAMES = ("product_id", "id", "sku")
+PRODUCT_ID_NAMES: Final = ("product_id", "id", "sku")
 
 # Properties with a field of their own (docs/dialects.md#segment); the destination's value_field joins them.
-MAPPED_PROPERTIES = frozenset(
+MAPPED_PROPERTIES: Final = frozenset(
     {
         "value",
         "revenue",
@@ -33,10 +33,10 @@ MAPPED_PROPERTIES = frozenset(
         "action_source",
     }
 )
-PURCHASE_VALUE_FIELDS = ("revenue", "total", "value", "price")
+PURCHASE_VALUE_FIELDS: Final = ("revenue", "total", "value", "price")
 
-MAX_CUSTOM_DEPTH = 32  # deeper custom property values are dropped (orjson stops at 255)
-_INT_RANGE = range(-(2**63), 2**64)  # what orjson can encode
+MAX_CUSTOM_DEPTH: Final = 32  # deeper custom property values are dropped (orjson stops at 255)
+_INT_RANGE: Final = range(-(2**63), 2**64)  # what orjson can encode
 
 
 @cache

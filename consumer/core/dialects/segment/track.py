@@ -9,7 +9,7 @@ that keeps a track call at a few dozen dict lookups. The first non-empty path wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from consumer.config.settings import DestinationSettings
@@ -17,13 +17,13 @@ from consumer.core.capi.event import RecordContext, parse_time_ms
 from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
 
 # `<FB>` in docs/dialects.md#segment: Segment's key, then RudderStack's.
-INTEGRATION_KEYS = ("Facebook Offline Conversions", "FacebookOfflineConversions")
+INTEGRATION_KEYS: Final = ("Facebook Offline Conversions", "FacebookOfflineConversions")
 
-ID_NAMES = ("userId", "id")
-BIRTHDAY_NAMES = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
-FIRST_NAMES = ("firstName", "firstname", "first_name")
-LAST_NAMES = ("lastName", "lastname", "last_name")
-ADDRESS: dict[str, tuple[str, ...]] = {
+ID_NAMES: Final = ("userId", "id")
+BIRTHDAY_NAMES: Final = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
+FIRST_NAMES: Final = ("firstName", "firstname", "first_name")
+LAST_NAMES: Final = ("lastName", "lastname", "last_name")
+ADDRESS: Final[dict[str, tuple[str, ...]]] = {
     "ct": ("city",),
     "st": ("state",),
     "zp": ZIP_NAMES,
