@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import STANDARD_EVENTS, DestinationSettings
 from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
@@ -21,9 +21,9 @@ from consumer.core.dialects.common import (
 from consumer.core.routing import fan_out
 from consumer.errors import Filtered, Rejected
 
-FB = "integrations.facebook"
+FB: Final = "integrations.facebook"
 
-BUILTIN_EVENTS = {
+BUILTIN_EVENTS: Final = {
     "begin_checkout": "InitiateCheckout",
     "purchase": "Purchase",
     "add_to_cart": "AddToCart",
@@ -46,7 +46,7 @@ BUILTIN_EVENTS = {
 }
 
 # user_data key → paths, first non-empty wins; `em` takes every path (email and email_sha256).
-USER_PATHS: dict[str, tuple[str, ...]] = {
+USER_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "external_id": ("user.id",),
     "em": ("user.email", "user.email_sha256"),
     "ph": ("user.phone",),
@@ -65,8 +65,8 @@ USER_PATHS: dict[str, tuple[str, ...]] = {
     "fbp": (f"{FB}.fbp",),
 }
 # Keys `integrations.facebook.user_data.<key>` may set: every raw key build_user_data knows.
-OVERRIDABLE_USER_KEYS = (*USER_PATHS, "madid", "lead_id")
-CATEGORY_FIELDS = tuple(f"product.category_{n}" for n in range(1, 6))
+OVERRIDABLE_USER_KEYS: Final = (*USER_PATHS, "madid", "lead_id")
+CATEGORY_FIELDS: Final = tuple(f"product.category_{n}" for n in range(1, 6))
 
 
 def _texts(value: Any) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.digest import sha256_hex
@@ -42,7 +42,7 @@ from consumer.core.routing import fan_out
 from consumer.errors import Filtered, Rejected
 
 # fboc's names (docs/dialects.md#mparticle), not the seed table's legacy "AddToWishList" / "Checkout".
-PRODUCT_ACTIONS = {
+PRODUCT_ACTIONS: Final = {
     "add_to_cart": "AddToCart",
     "add_to_wishlist": "AddToWishlist",
     "checkout": "InitiateCheckout",
@@ -50,7 +50,7 @@ PRODUCT_ACTIONS = {
     "view_detail": "ViewContent",
 }
 # Reserved user attributes, matched case-insensitively (mParticle writes "$FirstName").
-USER_ATTRIBUTES = {
+USER_ATTRIBUTES: Final = {
     "ge": "$gender",
     "fn": "$firstname",
     "ln": "$lastname",
@@ -60,7 +60,7 @@ USER_ATTRIBUTES = {
     "country": "$country",
     "ph": "$mobile",
 }
-ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
+ADVERTISING_IDS: Final = ("ios_advertising_id", "android_advertising_id")
 
 
 class _Fields:

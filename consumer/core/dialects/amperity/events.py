@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.digest import sha256_hex
@@ -13,7 +13,7 @@ from consumer.core.dialects.amperity.rows import MATCH_POLICY, Row
 from consumer.core.dialects.common import ldu_from_location, user_data_for
 from consumer.core.routing import fan_out
 
-EVENT_NAMES = (
+EVENT_NAMES: Final = (
     "ViewContent",
     "Search",
     "AddToCart",
@@ -25,8 +25,8 @@ EVENT_NAMES = (
     "Other",
 )
 # The allowed names are standard already; anything else goes through event_mapping / unmapped_events.
-BUILTIN_EVENTS = {name: name for name in EVENT_NAMES}
-DEFAULT_UNMAPPED = "other"
+BUILTIN_EVENTS: Final = {name: name for name in EVENT_NAMES}
+DEFAULT_UNMAPPED: Final = "other"
 
 
 def item_number(rows: Sequence[Row]) -> str:
