@@ -1,8 +1,12 @@
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from consumer.core.dialects import common
 from consumer.core.dialects.common import number, quantity
 
 
@@ -41,3 +45,23 @@ def test_quantity_stays_within_exact_integers() -> None:
     assert quantity(2**53 - 1) == float(2**53 - 1)
     assert quantity(2**53) is None
     assert quantity("-9007199254740993") is None
+
+
+@given(st.integers(min_value=-62_135_596_800, max_value=253_402_300_799))  # years 1 to 9999
+def test_the_year_of_a_unix_time_is_datetimes(seconds: int) -> None:
+    assert common._year(seconds) == datetime.fromtimestamp(seconds, UTC).year
+
+
+@pytest.mark.parametrize(
+    ("seconds", "year"),
+    [
+        (0, 1970),
+        (-1, 1969),
+        (951_782_399, 2000),
+        (951_868_800, 2000),
+        (1_767_225_599, 2025),
+        (1_767_225_600, 2026),
+    ],
+)
+def test_the_year_turns_at_midnight_utc_on_new_years_day(seconds: int, year: int) -> None:
+    assert common._year(seconds) == year

@@ -304,7 +304,7 @@ def _hashed(key: str, value: str, region: str, max_year: int, option: str, hash_
     return sha256_hex(normalised.encode("utf-8"))
 
 
-def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
+def _values(raw: dict[str, Any], key: str) -> list[str]:
     """Non-empty stripped string values of ``raw[key]``; a bare string counts as one value."""
     values: object = raw.get(key)
     if not values:  # the common case: most keys are empty
@@ -320,7 +320,7 @@ def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
     return out
 
 
-def _customer(raw: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+def _customer(raw: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
     """The values of the hashed keys, as _values gives them, in HASHED_KEYS order."""
     customer: list[tuple[str, ...]] = []
     for key in HASHED_KEYS:
@@ -350,7 +350,9 @@ def build_user_data(
     ``dropped`` names (once each) the keys that had a value that could not be normalised.
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
-    customer = _customer(raw)
+    # a dict, so that compiled code reads it directly (a Mapping's .get is a Python method call)
+    table: dict[str, Any] = raw if isinstance(raw, dict) else dict(raw)
+    customer = _customer(table)
     hashed, dropped = _hashed_user_data(
         customer, hashing, hash_external_id, default_country, max_year, date_order, external_id
     )
@@ -358,13 +360,13 @@ def build_user_data(
     for key, values in hashed:
         user_data[key] = list(values)  # fresh lists: callers may change them
     for key in PLAIN_KEYS:
-        given: object = raw.get(key)
+        given: object = table.get(key)
         if not given:  # the common case: most plain keys are empty
             continue
         if type(given) is list and len(given) == 1 and type(given[0]) is str:  # the usual
             if value := given[0].strip():
                 user_data[key] = value
-        elif found := _values(raw, key):
+        elif found := _values(table, key):
             user_data[key] = found[0]
     return user_data, dropped
 

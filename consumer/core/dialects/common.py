@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
@@ -140,7 +139,14 @@ def dedup_item_number(event_id: str) -> str:
 
 
 def _year(unix_seconds: int) -> int:
-    return datetime.fromtimestamp(unix_seconds, UTC).year
+    """The UTC year of a unix time, by integer arithmetic (the proleptic Gregorian calendar, as
+    datetime counts it; compiled, a datetime costs ~2k instructions a record)."""
+    days = unix_seconds // 86_400 + 719_468  # days since 0000-03-01
+    era = days // 146_097  # 400-year eras
+    day_of_era = days - era * 146_097
+    year_of_era = (day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)  # from March 1
+    return era * 400 + year_of_era + (1 if day_of_year >= 306 else 0)  # January and February: next year
 
 
 # Meta's data_processing_options_state codes ("Data Processing Options for US Users").

@@ -11,7 +11,7 @@ from typing import Any, Final
 import pycountry
 
 from consumer.core.dialects.common import is_empty, number, quantity, text
-from consumer.core.dialects.segment.track import is_obj, pick
+from consumer.core.dialects.segment.track import is_obj, obj, pick
 from consumer.errors import Rejected
 
 PRODUCT_ID_NAMES: Final = ("product_id", "id", "sku")
@@ -59,9 +59,10 @@ def contents_of(products: Any) -> list[dict[str, Any]]:
     if not isinstance(products, list):
         return []
     contents = []
-    for product in products:
-        if not is_obj(product):
+    for given in products:
+        if not is_obj(given):
             continue
+        product = obj(given)  # a dict: compiled code reads it directly
         pid = pick((product,), PRODUCT_ID_NAMES)
         if not pid:
             continue

@@ -69,7 +69,7 @@ class Track:
 
     __slots__ = ("context", "ctraits", "fb", "places", "props", "traits", "traits_objs")
 
-    def __init__(self, payload: Mapping[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any]) -> None:
         self.traits = traits = obj(payload.get("traits"))
         self.context = context = obj(payload.get("context"))
         self.ctraits = ctraits = obj(context.get("traits"))
@@ -102,7 +102,7 @@ class Track:
         return found
 
 
-def raw_user(track: Track, payload: Mapping[str, Any], event_ms: int) -> dict[str, list[str]]:
+def raw_user(track: Track, payload: dict[str, Any], event_ms: int) -> dict[str, list[str]]:
     traits, ctraits, context = track.traits, track.ctraits, track.context
     both = track.traits_objs
     first_name, last_name = pick(both, FIRST_NAMES), pick(both, LAST_NAMES)
@@ -145,7 +145,7 @@ def fbc_from_url(url: Any, event_ms: int) -> str | None:
     return f"fb.1.{event_ms}.{fbclid[0].strip()}" if fbclid and fbclid[0].strip() else None
 
 
-def event_ms_of(payload: Mapping[str, Any], ctx: RecordContext) -> int:
+def event_ms_of(payload: dict[str, Any], ctx: RecordContext) -> int:
     """timestamp, else originalTimestamp (the first that is a time), else the Kafka record's."""
     for key in ("timestamp", "originalTimestamp"):
         value = payload.get(key)
