@@ -1,11 +1,14 @@
 import math
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumer.core.capi.event import is_mapping
 from consumer.core.dialects import common
 from consumer.core.dialects.common import number, quantity
 
@@ -65,3 +68,37 @@ def test_the_year_of_a_unix_time_is_datetimes(seconds: int) -> None:
 )
 def test_the_year_turns_at_midnight_utc_on_new_years_day(seconds: int, year: int) -> None:
     assert common._year(seconds) == year
+
+
+class _Record(Mapping[str, int]):  # a Mapping that is not a dict
+    def __getitem__(self, key: str) -> int:
+        return {"a": 1}[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["a"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, True),
+        ({"a": 1}, True),
+        (MappingProxyType({"a": 1}), True),
+        (_Record(), True),
+        (None, False),
+        ("a", False),
+        ([{"a": 1}], False),
+        (1, False),
+        (True, False),
+        (1.5, False),
+        ((("a", 1),), False),
+        ({"a"}, False),
+        (b"a", False),
+    ],
+)
+def test_is_mapping_is_isinstance_mapping(value: object, expected: bool) -> None:
+    assert is_mapping(value) is expected
+    assert isinstance(value, Mapping) is expected

@@ -25,7 +25,7 @@ import pycountry
 
 from consumer.core.capi import normalize
 from consumer.core.capi.digest import sha256_hex
-from consumer.core.capi.event import ServerEvent
+from consumer.core.capi.event import ServerEvent, is_mapping
 from consumer.core.capi.normalize import lower, normalize_field
 from consumer.core.capi.recent import Recent
 
@@ -516,7 +516,7 @@ def _value(value: Any, role: int, parent: str, key: str | None, walk: _Walk, dep
         reason = text_reason(str(value), walk, role == ID)
     elif depth >= MAX_DEPTH:
         reason = "too_deep"
-    elif isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - compiled: dict first
+    elif is_mapping(value):
         standard = CONTENT_KEYS if role == CONTENTS else NO_KEYS
         return _object(value, standard, _path(parent, key), walk, depth + 1)
     elif isinstance(value, list):
@@ -567,11 +567,7 @@ def _object(
 def _screened(event: ServerEvent, walk: _Walk) -> tuple[Any, Any]:
     """custom_data and event_source_url as they may be sent (None: no URL), once walked."""
     custom = event.get("custom_data")
-    screened_custom = (
-        _object(custom, STANDARD_KEYS, "custom_data", walk, 0)
-        if isinstance(custom, dict) or isinstance(custom, Mapping)  # noqa: SIM101
-        else custom
-    )
+    screened_custom = _object(custom, STANDARD_KEYS, "custom_data", walk, 0) if is_mapping(custom) else custom
     url = event.get("event_source_url")
     return screened_custom, screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
 

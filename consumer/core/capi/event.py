@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 
@@ -13,6 +13,18 @@ from consumer.core.capi.digest import sha256_hex
 from consumer.errors import Rejected
 
 ServerEvent = dict[str, Any]
+
+
+def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, fast for what decoded records hold: compiled, the ABC
+    check costs ~700 instructions, so dicts, None, text, numbers and lists are decided first."""
+    if isinstance(value, dict):
+        return True
+    if value is None or isinstance(value, str) or isinstance(value, list):  # noqa: SIM101
+        return False
+    if isinstance(value, int) or isinstance(value, float):  # noqa: SIM101 - compiled: no union object
+        return False
+    return isinstance(value, Mapping)
 
 
 class Output(NamedTuple):

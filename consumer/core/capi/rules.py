@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import pycountry
 
+from consumer.core.capi.event import is_mapping
 from consumer.errors import Rejected
 
 DAY: Final = 86_400
@@ -59,7 +60,7 @@ def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
     missing: list[str] = []
     if source == "website":
         user_data = event.get("user_data")
-        agent = user_data.get("client_user_agent") if isinstance(user_data, Mapping) else None
+        agent = user_data.get("client_user_agent") if is_mapping(user_data) else None
         if not (isinstance(agent, str) and agent):
             missing.append("user_data.client_user_agent")
         url = event.get("event_source_url")
@@ -67,7 +68,7 @@ def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
             missing.append("event_source_url")
     elif source == "app":
         app_data = event.get("app_data")
-        if not isinstance(app_data, Mapping):
+        if not is_mapping(app_data):
             missing.append("app_data")
         else:
             for field in APP_DATA_FIELDS:
@@ -97,6 +98,6 @@ def iso_4217() -> frozenset[str]:
 def check_currency(event: Mapping[str, Any]) -> None:
     """custom_data.currency, when there is one, must be an ISO 4217 code (upper-case)."""
     custom = event.get("custom_data")
-    currency = custom.get("currency") if isinstance(custom, Mapping) else None
+    currency = custom.get("currency") if is_mapping(custom) else None
     if currency is not None and not (isinstance(currency, str) and currency in iso_4217()):
         raise Rejected("invalid_currency", "currency is not an ISO 4217 code")

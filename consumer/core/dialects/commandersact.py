@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from consumer.config.settings import STANDARD_EVENTS, DestinationSettings
-from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
+from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, is_mapping, parse_time_ms
 from consumer.core.dialects import Dialect
 from consumer.core.dialects.common import (
     dedup_item_number,
@@ -88,7 +88,7 @@ def _raw_user(payload: Mapping[str, Any]) -> dict[str, list[str]]:
         found = [t for path in paths for t in _texts(get(payload, path))]
         raw[key] = found if key == "em" else found[:1]
     overrides = get(payload, f"{FB}.user_data")
-    if isinstance(overrides, Mapping):
+    if is_mapping(overrides):
         for key in OVERRIDABLE_USER_KEYS:
             if not is_empty(overrides.get(key)):
                 raw[key] = _texts(overrides[key])
@@ -105,7 +105,7 @@ def _event_time(payload: Mapping[str, Any], ctx: RecordContext) -> int:
 
 def _item(item: Any) -> tuple[str | None, int | None, float | None]:
     """(id, quantity, item_price) of one entry of `items`; None where it has none."""
-    if not isinstance(item, Mapping):
+    if not is_mapping(item):
         return None, None, None
     count = quantity(item.get("quantity"))
     return (
@@ -146,7 +146,7 @@ def _custom_data(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[
         "status": text(payload.get("status")),
     }
     overrides = get(payload, f"{FB}.custom_data")
-    if isinstance(overrides, Mapping):
+    if is_mapping(overrides):
         custom.update({str(k): v for k, v in overrides.items()})
         custom["value"] = number(custom.get("value"))
         custom["currency"] = text(custom.get("currency"))

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.digest import sha256_hex
-from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
+from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, is_mapping, parse_time_ms
 from consumer.core.dialects import Dialect
 from consumer.core.dialects.common import (
     dedup_item_number,
@@ -70,7 +70,7 @@ class _Fields:
     __slots__ = ("_exact", "_folded")
 
     def __init__(self, obj: Any) -> None:
-        self._exact: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
+        self._exact: Mapping[str, Any] = obj if is_mapping(obj) else {}
         self._folded: dict[str, Any] = {}
         for key, value in self._exact.items():
             if isinstance(key, str):
@@ -133,7 +133,7 @@ def _value(action: Mapping[str, Any]) -> float | None:
     products = action.get("products")
     if not isinstance(products, list):
         return None
-    priced = [(number(p.get("price")), number(p.get("quantity"))) for p in products if isinstance(p, Mapping)]
+    priced = [(number(p.get("price")), number(p.get("quantity"))) for p in products if is_mapping(p)]
     amounts = [price * (1.0 if qty is None else qty) for price, qty in priced if price is not None]
     value = round(sum(amounts), 2) if amounts else None
     return value if value is not None and math.isfinite(value) else None
@@ -146,7 +146,7 @@ def _content_type(products: Any, dest: DestinationSettings) -> str:
 
 def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     attributes = data.get("custom_attributes")
-    if not isinstance(attributes, Mapping):
+    if not is_mapping(attributes):
         return {}
     return {
         k: v

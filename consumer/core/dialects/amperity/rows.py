@@ -11,7 +11,7 @@ import orjson
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
 from consumer.core.capi.digest import sha256_hex
-from consumer.core.capi.event import RecordContext, parse_time_ms
+from consumer.core.capi.event import RecordContext, is_mapping, parse_time_ms
 from consumer.core.dialects.common import is_empty, number, text, user_data_for
 from consumer.errors import Filtered, Rejected
 
@@ -95,7 +95,7 @@ def _custom(payload: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     straight from the query); explicit `custom` entries win. PII and mapped names are left out."""
     merged = {k: v for k, v in payload.items() if k not in COLUMNS and k != "custom"}
     explicit = payload.get("custom")
-    if isinstance(explicit, Mapping):
+    if is_mapping(explicit):
         merged.update(explicit)
     kept = []
     for key, value in merged.items():

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import pycountry
 
+from consumer.core.capi.event import is_mapping
 from consumer.core.dialects.common import is_empty, number, quantity, text
 from consumer.core.dialects.segment.track import is_obj, obj, pick
 from consumer.errors import Rejected
@@ -121,7 +122,7 @@ def clean(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else None
     if depth >= MAX_CUSTOM_DEPTH:
         return None
-    if isinstance(value, Mapping):
+    if is_mapping(value):
         out = {}
         for key, item in value.items():
             if isinstance(key, str):

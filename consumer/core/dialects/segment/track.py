@@ -13,7 +13,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from consumer.config.settings import DestinationSettings
-from consumer.core.capi.event import RecordContext, parse_time_ms
+from consumer.core.capi.event import RecordContext, is_mapping, parse_time_ms
 from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
 
 # `<FB>` in docs/dialects.md#segment: Segment's key, then RudderStack's.
@@ -32,7 +32,7 @@ ADDRESS: Final[dict[str, tuple[str, ...]]] = {
 
 
 def is_obj(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)  # dict first: no ABC check
+    return is_mapping(value)
 
 
 def obj(value: Any) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def obj(value: Any) -> dict[str, Any]:
     mapping (decoded JSON and Avro give dicts), or a new empty one."""
     if type(value) is dict:
         return value
-    return dict(value) if value is not None and isinstance(value, Mapping) else {}
+    return dict(value) if is_mapping(value) else {}
 
 
 def pick(objs: tuple[Mapping[str, Any], ...], names: tuple[str, ...]) -> str | None:
@@ -95,7 +95,7 @@ class Track:
             return []
         found = []
         for entry in entries:
-            if isinstance(entry, Mapping) and str(entry.get("type", "")).lower() == id_type:
+            if is_mapping(entry) and str(entry.get("type", "")).lower() == id_type:
                 value = text(entry.get("id"))
                 if value:
                     found.append(value)
