@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.core.capi.event import is_mapping
+from consumer.core.capi.event import compact, is_empty, is_mapping
 from consumer.core.dialects import common
 from consumer.core.dialects.common import number, quantity
 
@@ -102,3 +102,34 @@ class _Record(Mapping[str, int]):  # a Mapping that is not a dict
 def test_is_mapping_is_isinstance_mapping(value: object, expected: bool) -> None:
     assert is_mapping(value) is expected
     assert isinstance(value, Mapping) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, True),
+        ("", True),
+        ([], True),
+        ({}, True),
+        (MappingProxyType({}), True),
+        (" ", False),
+        ("a", False),
+        ([None], False),
+        ({"a": None}, False),
+        (MappingProxyType({"a": 1}), False),
+        (_Record(), False),
+        (0, False),
+        (0.0, False),
+        (False, False),
+        ((), False),  # a tuple is not a JSON array
+        (set(), False),
+    ],
+)
+def test_is_empty_is_none_or_an_empty_text_list_or_mapping(value: object, expected: bool) -> None:
+    assert is_empty(value) is expected
+    assert (value is None or value == "" or value == [] or value == {}) is expected  # as it was
+
+
+def test_compact_drops_only_the_empty_values_in_order() -> None:
+    data = {"a": 0, "b": "", "c": [], "d": {}, "e": None, "f": False, "g": "x", "h": [0]}
+    assert list(compact(data).items()) == [("a", 0), ("f", False), ("g", "x"), ("h", [0])]

@@ -55,13 +55,25 @@ class RecordContext:
         return sha256_hex(canonical)
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+def is_empty(value: Any) -> bool:
+    """None, "", [] or {} (any empty mapping): what Meta must never see. Decided type by type:
+    compiled, `value == ""` on a value of any type is a rich comparison."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value
+    if isinstance(value, list) or isinstance(value, dict):  # noqa: SIM101 - compiled: no union object
+        return not value
+    return is_mapping(value) and not value
 
 
-def compact(data: Mapping[str, Any]) -> dict[str, Any]:
+def compact(data: dict[str, Any]) -> dict[str, Any]:
     """Drop keys whose value is empty: Meta must never see empty strings or lists."""
-    return {k: v for k, v in data.items() if not _is_empty(v)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not is_empty(value):
+            out[key] = value
+    return out
 
 
 def parse_time_ms(value: Any) -> int | None:

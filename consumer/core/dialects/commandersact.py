@@ -6,18 +6,17 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from consumer.config.settings import STANDARD_EVENTS, DestinationSettings
-from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, is_mapping, parse_time_ms
-from consumer.core.dialects import Dialect
-from consumer.core.dialects.common import (
-    dedup_item_number,
-    first,
-    get,
+from consumer.core.capi.event import (
+    Output,
+    RecordContext,
+    ServerEvent,
+    compact,
     is_empty,
-    number,
-    quantity,
-    text,
-    user_data_for,
+    is_mapping,
+    parse_time_ms,
 )
+from consumer.core.dialects import Dialect
+from consumer.core.dialects.common import dedup_item_number, first, get, number, quantity, text, user_data_for
 from consumer.core.routing import fan_out
 from consumer.errors import Filtered, Rejected
 

@@ -11,6 +11,7 @@ import structlog
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.digest import sha256_hex
+from consumer.core.capi.event import is_empty
 from consumer.core.capi.normalize import build_user_data, normalize_field
 from consumer.core.capi.rules import check_match_keys, check_time
 from consumer.telemetry.metrics import METRICS
@@ -38,10 +39,6 @@ def get(obj: Any, path: str) -> Any:
 @functools.lru_cache(maxsize=4096)
 def _split(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
-
-
-def is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
 
 
 def first(obj: Any, paths: Iterable[str]) -> Any:

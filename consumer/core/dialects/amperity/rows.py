@@ -11,8 +11,8 @@ import orjson
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
 from consumer.core.capi.digest import sha256_hex
-from consumer.core.capi.event import RecordContext, is_mapping, parse_time_ms
-from consumer.core.dialects.common import is_empty, number, text, user_data_for
+from consumer.core.capi.event import RecordContext, is_empty, is_mapping, parse_time_ms
+from consumer.core.dialects.common import number, text, user_data_for
 from consumer.errors import Filtered, Rejected
 
 MATCH_POLICY: Final = "meta_baseline"

@@ -10,8 +10,8 @@ from typing import Any, Final
 
 import pycountry
 
-from consumer.core.capi.event import is_mapping
-from consumer.core.dialects.common import is_empty, number, quantity, text
+from consumer.core.capi.event import is_empty, is_mapping
+from consumer.core.dialects.common import number, quantity, text
 from consumer.core.dialects.segment.track import is_obj, obj, pick
 from consumer.errors import Rejected
 

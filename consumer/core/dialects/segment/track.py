@@ -13,8 +13,8 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from consumer.config.settings import DestinationSettings
-from consumer.core.capi.event import RecordContext, is_mapping, parse_time_ms
-from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
+from consumer.core.capi.event import RecordContext, is_empty, is_mapping, parse_time_ms
+from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, number, one, text
 
 # `<FB>` in docs/dialects.md#segment: Segment's key, then RudderStack's.
 INTEGRATION_KEYS: Final = ("Facebook Offline Conversions", "FacebookOfflineConversions")
