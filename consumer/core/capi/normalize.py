@@ -32,7 +32,6 @@ CUSTOMER_CACHE_SIZE: Final = 16384  # whole customers (their hashed keys), see _
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
 _ZIP_STRIP: Final = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
-_US_ZIP: Final = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
 _DB_ISO_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
 # Day, month and year in some order, split by one kind of separator: `/`, `.`, `-` or a space.
 _DB_YEAR_FIRST: Final = re.compile(r"([0-9]{4})([/.\- ]?)([0-9]{1,2})\2([0-9]{1,2})")
@@ -61,7 +60,8 @@ def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
     ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
     because removing a character can bring a letter and a combining mark together."""
-    text = unicodedata.normalize("NFC", lower(value))
+    # ASCII text is NFC already
+    text = value.lower() if value.isascii() else unicodedata.normalize("NFC", _str_lower(value))
     numbers = "N" in categories
     # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
     # much faster than str.translate), a name is all letters, or all ASCII letters and digits.
@@ -236,9 +236,11 @@ def _state(value: str, region: str) -> str | None:
 
 
 def _zip(value: str, region: str) -> str | None:
-    text = _ZIP_STRIP.sub("", lower(value))
-    if region == "US" and (m := _US_ZIP.fullmatch(text)):
-        return m.group(1)
+    text = lower(value)
+    if not (text.isascii() and text.isalnum()):  # else there is no space or dash to remove
+        text = _ZIP_STRIP.sub("", text)
+    if region == "US" and text.isascii() and text.isdigit() and (len(text) == 5 or len(text) == 9):
+        return text[:5]  # ZIP or ZIP+4: the five-digit ZIP
     return text or None
 
 
