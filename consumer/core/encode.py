@@ -61,7 +61,7 @@ def check_bounds(value: Any) -> None:
         item, depth = stack.pop()
         if isinstance(item, dict):
             children: list[Any] = list(item.values())
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, list) or isinstance(item, tuple):  # noqa: SIM101 - compiled: no union object
             children = list(item)
         else:
             if isinstance(item, int) and not isinstance(item, bool) and not (INT_MIN <= item <= INT_MAX):

@@ -184,3 +184,24 @@ def test_build_user_data_reads_plain_keys_as_values_does(raw: dict[str, Any]) ->
     user_data, _ = nz.build_user_data(raw, max_year=2026)
     plain = {key: user_data[key] for key in nz.PLAIN_KEYS if key in user_data}
     assert plain == {key: found[0] for key in nz.PLAIN_KEYS if (found := _values(raw, key))}
+
+
+_ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+_US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
+
+
+def zip_reference(value: str, region: str) -> str | None:
+    """_zip as two regexes: strip spaces and dashes, then a US ZIP or ZIP+4 is its five digits."""
+    text = _ZIP_STRIP.sub("", value.lower())
+    if region == "US" and (m := _US_ZIP.fullmatch(text)):
+        return m.group(1)
+    return text or None
+
+
+zip_alphabet = st.sampled_from(list("0123456789 -\u2011\u2212\u00a0\t\x1caAsW٣९①"))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(zip_alphabet, max_size=12), st.text(max_size=12)), st.sampled_from(("US", "GB")))
+def test_zip_is_the_two_regexes(value: str, region: str) -> None:
+    assert nz._zip(value, region) == zip_reference(value, region)

@@ -14,7 +14,6 @@ reasons from `REASONS`; the caller counts them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +24,15 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import pycountry
 
 from consumer.core.capi import normalize
-from consumer.core.capi.event import ServerEvent
+from consumer.core.capi.digest import sha256_hex
+from consumer.core.capi.event import ServerEvent, is_mapping
 from consumer.core.capi.normalize import lower, normalize_field
+from consumer.core.capi.recent import Recent
 
-REASONS = ("name", "email_value", "phone_value", "customer_value", "too_deep")
+REASONS: Final = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
-MAX_CUSTOMER_VALUE_LENGTH = 200  # longer text is not one customer field
-MAX_PHONE_CANDIDATES = 16
+MAX_CUSTOMER_VALUE_LENGTH: Final = 200  # longer text is not one customer field
+MAX_PHONE_CANDIDATES: Final = 16
 MAX_CACHED_LENGTH: Final = 256  # longer names and values are checked each time, never kept in a cache
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
@@ -64,7 +65,7 @@ NUMERIC_KEYS: Final = frozenset({"value", "num_items", "predicted_ltv", "quantit
 ID_KEYS: Final = frozenset({"order_id", "item_number", "content_ids", "id"})
 
 # Names, compared case-folded without separators: whole names, ...
-NAME_EXACT = frozenset(
+NAME_EXACT: Final = frozenset(
     {
         "name",
         "state",
@@ -87,7 +88,7 @@ NAME_EXACT = frozenset(
     }
 )
 # ... parts anywhere in the name (customerEmail, billing_phone, date_of_birth), ...
-_PERSON = (
+_PERSON: Final = (
     "first",
     "last",
     "given",
@@ -114,7 +115,7 @@ _PERSON = (
     "account",
     "holder",
 )
-NAME_PARTS = (
+NAME_PARTS: Final = (
     "email",
     "phone",
     "mobile",
@@ -137,7 +138,7 @@ NAME_PARTS = (
 )
 # ... and words of the name (split at separators and camelCase), short enough to be part of
 # other words when written inside one (velocity, hotel, shipping).
-NAME_WORDS = frozenset(
+NAME_WORDS: Final = frozenset(
     {
         "mail",
         "tel",
@@ -157,18 +158,21 @@ NAME_WORDS = frozenset(
     }
 )
 
-_FOLD = re.compile(r"[\W_]+")
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_NAME_PARTS = re.compile("|".join(NAME_PARTS))
-_EMAIL_IN = re.compile(r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]+")
-_PHONE_RUN = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
-_DATE_RUN = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
-_NON_DIGIT = re.compile(r"[^0-9]")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_ID_TOKEN = re.compile(r"[0-9A-Za-z]+")
+_FOLD: Final = re.compile(r"[\W_]+")
+_WORDS: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_NAME_PARTS: Final = re.compile("|".join(NAME_PARTS))
+_EMAIL_IN: Final = re.compile(
+    r"[^\s@<>()\[\],;:\"]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]+"
+)
+_PHONE_RUN: Final = re.compile(r"\+?\(?[0-9][0-9 ()./\-\u00a0]{5,}[0-9]")
+_DATE_RUN: Final = re.compile(r"[0-9]{4}([-/.])[0-9]{1,2}\1[0-9]{1,2}|[0-9]{1,2}([-/.])[0-9]{1,2}\2[0-9]{4}")
+_NON_DIGIT: Final = re.compile(r"[^0-9]")
+_DIGITS: Final = "0123456789"  # what _PHONE_RUN and _NON_DIGIT take for digits
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_ID_TOKEN: Final = re.compile(r"[0-9A-Za-z]+")
 # user_data keys whose values a custom property must not repeat (em and ph: by value anyway; ge,
 # st and country are too coarse to name anyone and too common to compare: "F", "CA", "US").
-CUSTOMER_KEYS = ("fn", "ln", "ct", "db", "zp", "external_id")
+CUSTOMER_KEYS: Final = ("fn", "ln", "ct", "db", "zp", "external_id")
 _CUSTOMER_KEY_SET: Final = frozenset(CUSTOMER_KEYS)
 CustomerForms = tuple[tuple[str, tuple[str, str]], ...]
 Judgement = tuple[str | None, str, CustomerForms]  # see _judge
@@ -176,7 +180,7 @@ Judgement = tuple[str | None, str, CustomerForms]  # see _judge
 # any key) as a set, which has to meet the record's customer values before the forms are
 # compared key by key.
 Judged = tuple[str | None, str, frozenset[str], CustomerForms]
-MAX_CACHED: Final = 16384  # judgements (and names) kept per cache; the oldest goes first
+MAX_CACHED: Final = 16384  # judgements (and names) kept per cache (recent.py: the least recent go)
 
 Drop = tuple[str, str]  # (where, reason)
 
@@ -247,6 +251,11 @@ def _phone_check(text: str, region: str) -> bool:
     """Whether ``text`` holds a run of 7 to 15 digits (with phone punctuation) that is a valid
     phone number as written, in ``region``, or with a country code. Dates are not. Text with
     more than MAX_PHONE_CANDIDATES such runs counts as holding one (parsing each costs time)."""
+    digits = 0
+    for digit in _DIGITS:  # fewer than 7 ASCII digits in all: no run can be a phone number
+        digits += text.count(digit)
+    if digits < 7:
+        return False
     candidates = 0
     for match in _PHONE_RUN.finditer(text):
         run = match.group()
@@ -270,7 +279,7 @@ def _country_hashes() -> dict[str, str]:
     if not _COUNTRY_HASHES:
         for country in pycountry.countries:
             code = str(country.alpha_2)
-            _COUNTRY_HASHES[hashlib.sha256(code.lower().encode()).hexdigest()] = code
+            _COUNTRY_HASHES[sha256_hex(code.lower().encode())] = code
     return _COUNTRY_HASHES
 
 
@@ -283,25 +292,25 @@ def _customer_forms(text: str, region: str, date_order: str, external_id: str) -
             key, text, region=region, max_year=9999, date_order=date_order, external_id=external_id
         )
         if normalised is not None:
-            forms.append((key, (normalised, hashlib.sha256(normalised.encode("utf-8")).hexdigest())))
+            forms.append((key, (normalised, sha256_hex(normalised.encode("utf-8")))))
     return tuple(forms)
 
 
 # text → judgement, one cache per (region, date order, external id rule, id or not): a record
 # finds its two with one lookup, then each text with one more. Bounded by MAX_CACHED each, and
 # by MAX_SETTINGS caches (a stream of odd settings starts them again).
-_JUDGED: dict[tuple[str, str, str, bool], dict[str, Judged]] = {}
+_JUDGED: Final[dict[tuple[str, str, str, bool], Recent[Judged]]] = {}
 MAX_SETTINGS: Final = 64
-_NAMES: dict[str, bool] = {}  # property name → is_customer_name, bounded by MAX_CACHED
+_NAMES: Final[Recent[bool]] = Recent(MAX_CACHED)  # property name → is_customer_name
 
 
-def _judgements(region: str, screen: Screen, id_like: bool) -> dict[str, Judged]:
+def _judgements(region: str, screen: Screen, id_like: bool) -> Recent[Judged]:
     settings = (region, screen.date_order, screen.external_id, id_like)
     cache = _JUDGED.get(settings)
     if cache is None:
         if len(_JUDGED) >= MAX_SETTINGS:
             _JUDGED.clear()
-        cache = _JUDGED[settings] = {}
+        cache = _JUDGED[settings] = Recent(MAX_CACHED)
     return cache
 
 
@@ -353,7 +362,7 @@ def text_reason(text: str, walk: _Walk, id_like: bool = False) -> str | None:
         screen = walk.screen
         judged = _keyed(_judge(text, walk.region, screen.date_order, screen.external_id, id_like))
         if len(text) <= MAX_CACHED_LENGTH:
-            _remember(cache, text, judged)
+            cache.set(text, judged)
     reason, hash_like, values, forms = judged
     if reason is not None or id_like:
         return reason
@@ -385,12 +394,6 @@ def _keyed(judgement: Judgement) -> Judged:
     return reason, hash_like, frozenset(values), forms
 
 
-def _remember(cache: dict[str, Judged], text: str, judged: Judged) -> None:
-    if len(cache) >= MAX_CACHED:
-        del cache[next(iter(cache))]
-    cache[text] = judged
-
-
 def _name_reason(name: str) -> bool:
     """is_customer_name, through a dict the walk reads in one step."""
     known = _NAMES.get(name)
@@ -398,9 +401,7 @@ def _name_reason(name: str) -> bool:
         return known
     known = is_customer_name(name)
     if len(name) <= MAX_CACHED_LENGTH:
-        if len(_NAMES) >= MAX_CACHED:
-            del _NAMES[next(iter(_NAMES))]
-        _NAMES[name] = known
+        _NAMES.set(name, known)
     return known
 
 
@@ -515,7 +516,7 @@ def _value(value: Any, role: int, parent: str, key: str | None, walk: _Walk, dep
         reason = text_reason(str(value), walk, role == ID)
     elif depth >= MAX_DEPTH:
         reason = "too_deep"
-    elif isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - compiled: dict first
+    elif is_mapping(value):
         standard = CONTENT_KEYS if role == CONTENTS else NO_KEYS
         return _object(value, standard, _path(parent, key), walk, depth + 1)
     elif isinstance(value, list):
@@ -566,11 +567,7 @@ def _object(
 def _screened(event: ServerEvent, walk: _Walk) -> tuple[Any, Any]:
     """custom_data and event_source_url as they may be sent (None: no URL), once walked."""
     custom = event.get("custom_data")
-    screened_custom = (
-        _object(custom, STANDARD_KEYS, "custom_data", walk, 0)
-        if isinstance(custom, dict) or isinstance(custom, Mapping)  # noqa: SIM101
-        else custom
-    )
+    screened_custom = _object(custom, STANDARD_KEYS, "custom_data", walk, 0) if is_mapping(custom) else custom
     url = event.get("event_source_url")
     return screened_custom, screen_url(url, "event_source_url", walk) if isinstance(url, str) else url
 

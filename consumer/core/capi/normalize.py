@@ -8,47 +8,46 @@ the message: values that cannot be normalised are dropped and reported by key na
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Final
 
 import pycountry
 
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.phone import phone_e164
 
-HASHED_KEYS: tuple[str, ...] = (
+HASHED_KEYS: Final[tuple[str, ...]] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
 )  # fmt: skip
-PLAIN_KEYS: tuple[str, ...] = (
+PLAIN_KEYS: Final[tuple[str, ...]] = (
     "client_ip_address", "client_user_agent", "fbc", "fbp", "madid", "lead_id",
 )  # fmt: skip
 
-CACHE_SIZE = 65536
-CUSTOMER_CACHE_SIZE = 16384  # whole customers (their hashed keys), see _hashed_user_data
+CACHE_SIZE: Final = 65536
+CUSTOMER_CACHE_SIZE: Final = 16384  # whole customers (their hashed keys), see _hashed_user_data
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
-_ZIP_STRIP = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
-_US_ZIP = re.compile(r"([0-9]{5})(?:[0-9]{4})?")
-_DB_ISO_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
+_HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
+_EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
+_ZIP_STRIP: Final = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+_DB_ISO_TIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ].+")
 # Day, month and year in some order, split by one kind of separator: `/`, `.`, `-` or a space.
-_DB_YEAR_FIRST = re.compile(r"([0-9]{4})([/.\- ]?)([0-9]{1,2})\2([0-9]{1,2})")
-_DB_YEAR_LAST = re.compile(r"([0-9]{1,2})([/.\- ]?)([0-9]{1,2})\2([0-9]{4})")
+_DB_YEAR_FIRST: Final = re.compile(r"([0-9]{4})([/.\- ]?)([0-9]{1,2})\2([0-9]{1,2})")
+_DB_YEAR_LAST: Final = re.compile(r"([0-9]{1,2})([/.\- ]?)([0-9]{1,2})\2([0-9]{4})")
 DATE_ORDERS = ("mdy", "dmy")  # how an ambiguous day-month-year date is read (03/04/1990)
 EXTERNAL_ID_MODES = ("lowercase", "exact")
-_GENDERS = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
+_GENDERS: Final = {"m": "m", "male": "m", "man": "m", "f": "f", "female": "f", "woman": "f"}
 
 
 # The ASCII characters outside L and M (and N): what str.translate deletes for _keep.
-_ASCII_NOT_LM = {c: None for c in range(128) if not chr(c).isalpha()}
-_ASCII_NOT_LMN = {c: None for c in range(128) if not chr(c).isalnum()}
-_SEPARATORS = (" ", "-", "'", ".")
+_ASCII_NOT_LM: Final = {c: None for c in range(128) if not chr(c).isalpha()}
+_ASCII_NOT_LMN: Final = {c: None for c in range(128) if not chr(c).isalnum()}
+_SEPARATORS: Final = (" ", "-", "'", ".")
 # CPython's str.lower, called as an object: compiled by mypyc, `value.lower()` maps characters one
 # by one and misses the final sigma ("ΟΔΥΣΣΕΥΣ" → "οδυσσευσ" instead of "οδυσσευς").
-_str_lower: Callable[[str], str] = str.lower
+_str_lower: Final[Callable[[str], str]] = str.lower
 
 
 def lower(value: str) -> str:
@@ -61,7 +60,8 @@ def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
     ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
     because removing a character can bring a letter and a combining mark together."""
-    text = unicodedata.normalize("NFC", lower(value))
+    # ASCII text is NFC already
+    text = value.lower() if value.isascii() else unicodedata.normalize("NFC", _str_lower(value))
     numbers = "N" in categories
     # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
     # much faster than str.translate), a name is all letters, or all ASCII letters and digits.
@@ -236,9 +236,11 @@ def _state(value: str, region: str) -> str | None:
 
 
 def _zip(value: str, region: str) -> str | None:
-    text = _ZIP_STRIP.sub("", lower(value))
-    if region == "US" and (m := _US_ZIP.fullmatch(text)):
-        return m.group(1)
+    text = lower(value)
+    if not (text.isascii() and text.isalnum()):  # else there is no space or dash to remove
+        text = _ZIP_STRIP.sub("", text)
+    if region == "US" and text.isascii() and text.isdigit() and (len(text) == 5 or len(text) == 9):
+        return text[:5]  # ZIP or ZIP+4: the five-digit ZIP
     return text or None
 
 
@@ -301,10 +303,10 @@ def _hashed(key: str, value: str, region: str, max_year: int, option: str, hash_
     )
     if normalised is None or not hash_it:
         return normalised
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+    return sha256_hex(normalised.encode("utf-8"))
 
 
-def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
+def _values(raw: dict[str, Any], key: str) -> list[str]:
     """Non-empty stripped string values of ``raw[key]``; a bare string counts as one value."""
     values: object = raw.get(key)
     if not values:  # the common case: most keys are empty
@@ -320,7 +322,7 @@ def _values(raw: Mapping[str, Sequence[str]], key: str) -> list[str]:
     return out
 
 
-def _customer(raw: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+def _customer(raw: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
     """The values of the hashed keys, as _values gives them, in HASHED_KEYS order."""
     customer: list[tuple[str, ...]] = []
     for key in HASHED_KEYS:
@@ -350,7 +352,9 @@ def build_user_data(
     ``dropped`` names (once each) the keys that had a value that could not be normalised.
     Output key order is fixed (HASHED_KEYS, then PLAIN_KEYS), whatever the order of ``raw``.
     """
-    customer = _customer(raw)
+    # a dict, so that compiled code reads it directly (a Mapping's .get is a Python method call)
+    table: dict[str, Any] = raw if isinstance(raw, dict) else dict(raw)
+    customer = _customer(table)
     hashed, dropped = _hashed_user_data(
         customer, hashing, hash_external_id, default_country, max_year, date_order, external_id
     )
@@ -358,23 +362,27 @@ def build_user_data(
     for key, values in hashed:
         user_data[key] = list(values)  # fresh lists: callers may change them
     for key in PLAIN_KEYS:
-        given: object = raw.get(key)
+        given: object = table.get(key)
         if not given:  # the common case: most plain keys are empty
             continue
         if type(given) is list and len(given) == 1 and type(given[0]) is str:  # the usual
             if value := given[0].strip():
                 user_data[key] = value
-        elif found := _values(raw, key):
+        elif found := _values(table, key):
             user_data[key] = found[0]
     return user_data, dropped
 
 
 # What of a destination's settings takes part in each hashed key's value cache key (see
 # _hashed_user_data), by HASHED_KEYS position: decided once here, not per key and customer.
-_PHONE, _US_ONLY, _BIRTH, _EXTERNAL, _PLAIN = 0, 1, 2, 3, 4
-_KINDS = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
-_KEY_KINDS: tuple[tuple[str, int], ...] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
-_COUNTRY_INDEX = HASHED_KEYS.index("country")
+_PHONE: Final = 0
+_US_ONLY: Final = 1
+_BIRTH: Final = 2
+_EXTERNAL: Final = 3
+_PLAIN: Final = 4
+_KINDS: Final = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
+_KEY_KINDS: Final[tuple[tuple[str, int], ...]] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
+_COUNTRY_INDEX: Final = HASHED_KEYS.index("country")
 
 
 @lru_cache(maxsize=CUSTOMER_CACHE_SIZE)

@@ -13,22 +13,22 @@ libphonenumber itself. tests/core/test_phone.py checks that both give the same r
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-_UNSURE = ""  # what the fast path returns when libphonenumber must decide (never a result)
-_SEPARATORS = (" ", "-", ".", "(", ")")
-_MAX_FAST_LENGTH = 40  # longer inputs take the library's path (it refuses beyond 250)
+_UNSURE: Final = ""  # what the fast path returns when libphonenumber must decide (never a result)
+_SEPARATORS: Final = (" ", "-", ".", "(", ")")
+_MAX_FAST_LENGTH: Final = 40  # longer inputs take the library's path (it refuses beyond 250)
 _MIN_NSN, _MAX_NSN = 2, 17  # libphonenumber's bounds on a national significant number
-_NON_DIGIT = re.compile(r"[^0-9]")
-_E164 = phonenumbers.PhoneNumberFormat.E164
+_NON_DIGIT: Final = re.compile(r"[^0-9]")
+_E164: Final = phonenumbers.PhoneNumberFormat.E164
 
 # libphonenumber's length verdicts (phonenumberutil.ValidationResult) that this module needs
 _POSSIBLE, _LOCAL_ONLY, _TOO_SHORT, _INVALID_LENGTH, _TOO_LONG = 0, 1, 2, 3, 5
-_SHORT_VERDICTS = (_TOO_SHORT, _LOCAL_ONLY, _INVALID_LENGTH)
+_SHORT_VERDICTS: Final = (_TOO_SHORT, _LOCAL_ONLY, _INVALID_LENGTH)
 
 
 class _Desc:
@@ -131,7 +131,7 @@ def _pattern(desc: Any) -> re.Pattern[str] | None:
     return re.compile(desc.national_number_pattern)
 
 
-_plans: dict[str, _Plan | None] = {}
+_plans: Final[dict[str, _Plan | None]] = {}
 
 
 def _plan(region: str) -> _Plan | None:

@@ -5,26 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import pycountry
 
+from consumer.core.capi.event import is_mapping
 from consumer.errors import Rejected
 
-DAY = 86_400
-MAX_FUTURE_SECONDS = 60
+DAY: Final = 86_400
+MAX_FUTURE_SECONDS: Final = 60
 # Meta's limits: 7 days, except physical_store events (62 days, for backfills).
-META_MAX_AGE_DAYS = {"physical_store": 62}
-META_DEFAULT_MAX_AGE_DAYS = 7
+META_MAX_AGE_DAYS: Final = {"physical_store": 62}
+META_DEFAULT_MAX_AGE_DAYS: Final = 7
 
 # Meta rejects events whose only keys are one of these sets (or a subset of one).
-WEAK_KEY_SETS = (
+WEAK_KEY_SETS: Final = (
     frozenset({"ct", "country", "st", "zp", "ge", "client_user_agent"}),
     frozenset({"db", "client_user_agent"}),
     frozenset({"fn", "ge"}),
     frozenset({"ln", "ge"}),
 )
-STRONG_KEYS_COMMANDERSACT = frozenset({"em", "ph", "external_id", "fbp", "fbc"})
+STRONG_KEYS_COMMANDERSACT: Final = frozenset({"em", "ph", "external_id", "fbp", "fbc"})
 
 
 def check_time(event_time: int, now: int, action_source: str, max_age_days: int) -> None:
@@ -50,7 +51,7 @@ def check_match_keys(user_data: Mapping[str, Any], policy: str) -> None:
 
 # What Meta requires beyond the common fields, by action_source (docs/meta-api.md); an event
 # without them would fail its whole request.
-APP_DATA_FIELDS = ("advertiser_tracking_enabled", "application_tracking_enabled", "extinfo")
+APP_DATA_FIELDS: Final = ("advertiser_tracking_enabled", "application_tracking_enabled", "extinfo")
 
 
 def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
@@ -59,7 +60,7 @@ def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
     missing: list[str] = []
     if source == "website":
         user_data = event.get("user_data")
-        agent = user_data.get("client_user_agent") if isinstance(user_data, Mapping) else None
+        agent = user_data.get("client_user_agent") if is_mapping(user_data) else None
         if not (isinstance(agent, str) and agent):
             missing.append("user_data.client_user_agent")
         url = event.get("event_source_url")
@@ -67,7 +68,7 @@ def missing_for_action_source(event: Mapping[str, Any]) -> list[str]:
             missing.append("event_source_url")
     elif source == "app":
         app_data = event.get("app_data")
-        if not isinstance(app_data, Mapping):
+        if not is_mapping(app_data):
             missing.append("app_data")
         else:
             for field in APP_DATA_FIELDS:
@@ -97,6 +98,6 @@ def iso_4217() -> frozenset[str]:
 def check_currency(event: Mapping[str, Any]) -> None:
     """custom_data.currency, when there is one, must be an ISO 4217 code (upper-case)."""
     custom = event.get("custom_data")
-    currency = custom.get("currency") if isinstance(custom, Mapping) else None
+    currency = custom.get("currency") if is_mapping(custom) else None
     if currency is not None and not (isinstance(currency, str) and currency in iso_4217()):
         raise Rejected("invalid_currency", "currency is not an ISO 4217 code")

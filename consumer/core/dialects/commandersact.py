@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import STANDARD_EVENTS, DestinationSettings
-from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
-from consumer.core.dialects import Dialect
-from consumer.core.dialects.common import (
-    dedup_item_number,
-    first,
-    get,
+from consumer.core.capi.event import (
+    Output,
+    RecordContext,
+    ServerEvent,
+    compact,
     is_empty,
-    number,
-    quantity,
-    text,
-    user_data_for,
+    is_mapping,
+    parse_time_ms,
 )
+from consumer.core.dialects import Dialect
+from consumer.core.dialects.common import dedup_item_number, first, get, number, quantity, text, user_data_for
 from consumer.core.routing import fan_out
 from consumer.errors import Filtered, Rejected
 
-FB = "integrations.facebook"
+FB: Final = "integrations.facebook"
 
-BUILTIN_EVENTS = {
+BUILTIN_EVENTS: Final = {
     "begin_checkout": "InitiateCheckout",
     "purchase": "Purchase",
     "add_to_cart": "AddToCart",
@@ -46,7 +45,7 @@ BUILTIN_EVENTS = {
 }
 
 # user_data key → paths, first non-empty wins; `em` takes every path (email and email_sha256).
-USER_PATHS: dict[str, tuple[str, ...]] = {
+USER_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "external_id": ("user.id",),
     "em": ("user.email", "user.email_sha256"),
     "ph": ("user.phone",),
@@ -65,8 +64,8 @@ USER_PATHS: dict[str, tuple[str, ...]] = {
     "fbp": (f"{FB}.fbp",),
 }
 # Keys `integrations.facebook.user_data.<key>` may set: every raw key build_user_data knows.
-OVERRIDABLE_USER_KEYS = (*USER_PATHS, "madid", "lead_id")
-CATEGORY_FIELDS = tuple(f"product.category_{n}" for n in range(1, 6))
+OVERRIDABLE_USER_KEYS: Final = (*USER_PATHS, "madid", "lead_id")
+CATEGORY_FIELDS: Final = tuple(f"product.category_{n}" for n in range(1, 6))
 
 
 def _texts(value: Any) -> list[str]:
@@ -88,7 +87,7 @@ def _raw_user(payload: Mapping[str, Any]) -> dict[str, list[str]]:
         found = [t for path in paths for t in _texts(get(payload, path))]
         raw[key] = found if key == "em" else found[:1]
     overrides = get(payload, f"{FB}.user_data")
-    if isinstance(overrides, Mapping):
+    if is_mapping(overrides):
         for key in OVERRIDABLE_USER_KEYS:
             if not is_empty(overrides.get(key)):
                 raw[key] = _texts(overrides[key])
@@ -105,7 +104,7 @@ def _event_time(payload: Mapping[str, Any], ctx: RecordContext) -> int:
 
 def _item(item: Any) -> tuple[str | None, int | None, float | None]:
     """(id, quantity, item_price) of one entry of `items`; None where it has none."""
-    if not isinstance(item, Mapping):
+    if not is_mapping(item):
         return None, None, None
     count = quantity(item.get("quantity"))
     return (
@@ -146,7 +145,7 @@ def _custom_data(payload: Mapping[str, Any], dest: DestinationSettings) -> dict[
         "status": text(payload.get("status")),
     }
     overrides = get(payload, f"{FB}.custom_data")
-    if isinstance(overrides, Mapping):
+    if is_mapping(overrides):
         custom.update({str(k): v for k, v in overrides.items()})
         custom["value"] = number(custom.get("value"))
         custom["currency"] = text(custom.get("currency"))

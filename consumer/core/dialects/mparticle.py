@@ -19,14 +19,14 @@ A record has exactly one outcome (docs/design.md#outcomes), so a batch is judged
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import DestinationSettings
-from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, parse_time_ms
+from consumer.core.capi.digest import sha256_hex
+from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact, is_mapping, parse_time_ms
 from consumer.core.dialects import Dialect
 from consumer.core.dialects.common import (
     dedup_item_number,
@@ -42,7 +42,7 @@ from consumer.core.routing import fan_out
 from consumer.errors import Filtered, Rejected
 
 # fboc's names (docs/dialects.md#mparticle), not the seed table's legacy "AddToWishList" / "Checkout".
-PRODUCT_ACTIONS = {
+PRODUCT_ACTIONS: Final = {
     "add_to_cart": "AddToCart",
     "add_to_wishlist": "AddToWishlist",
     "checkout": "InitiateCheckout",
@@ -50,7 +50,7 @@ PRODUCT_ACTIONS = {
     "view_detail": "ViewContent",
 }
 # Reserved user attributes, matched case-insensitively (mParticle writes "$FirstName").
-USER_ATTRIBUTES = {
+USER_ATTRIBUTES: Final = {
     "ge": "$gender",
     "fn": "$firstname",
     "ln": "$lastname",
@@ -60,7 +60,7 @@ USER_ATTRIBUTES = {
     "country": "$country",
     "ph": "$mobile",
 }
-ADVERTISING_IDS = ("ios_advertising_id", "android_advertising_id")
+ADVERTISING_IDS: Final = ("ios_advertising_id", "android_advertising_id")
 
 
 class _Fields:
@@ -70,7 +70,7 @@ class _Fields:
     __slots__ = ("_exact", "_folded")
 
     def __init__(self, obj: Any) -> None:
-        self._exact: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
+        self._exact: Mapping[str, Any] = obj if is_mapping(obj) else {}
         self._folded: dict[str, Any] = {}
         for key, value in self._exact.items():
             if isinstance(key, str):
@@ -133,7 +133,7 @@ def _value(action: Mapping[str, Any]) -> float | None:
     products = action.get("products")
     if not isinstance(products, list):
         return None
-    priced = [(number(p.get("price")), number(p.get("quantity"))) for p in products if isinstance(p, Mapping)]
+    priced = [(number(p.get("price")), number(p.get("quantity"))) for p in products if is_mapping(p)]
     amounts = [price * (1.0 if qty is None else qty) for price, qty in priced if price is not None]
     value = round(sum(amounts), 2) if amounts else None
     return value if value is not None and math.isfinite(value) else None
@@ -146,7 +146,7 @@ def _content_type(products: Any, dest: DestinationSettings) -> str:
 
 def _custom_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     attributes = data.get("custom_attributes")
-    if not isinstance(attributes, Mapping):
+    if not is_mapping(attributes):
         return {}
     return {
         k: v
@@ -188,10 +188,7 @@ def transform(
         event_ms = parse_time_ms(data.get("timestamp_unixtime_ms"))
         if event_ms is None:
             event_ms = ctx.timestamp_ms if batch_ms is None else batch_ms
-        event_id = (
-            text(data.get("source_message_id"))
-            or hashlib.sha256(f"{record_id()}:{index}".encode()).hexdigest()
-        )
+        event_id = text(data.get("source_message_id")) or sha256_hex(f"{record_id()}:{index}".encode())
         build = _builder(data, raw, dest, event_ms // 1000, now, policy, event_id, ldu)
         try:
             outputs += fan_out(

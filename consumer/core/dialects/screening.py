@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from consumer.config.settings import DestinationSettings
 from consumer.core.capi.custom import Drop, Screen, has_email, has_phone, screen_event
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # Screen of each destination, by identity (settings are frozen; an entry holds its destination,
 # so its id is not reused while it is here). Bounded: a caller making settings per record
 # starts it again.
-_SCREENS: dict[int, tuple[DestinationSettings, Screen]] = {}
-MAX_SCREENS = 64
+_SCREENS: Final[dict[int, tuple[DestinationSettings, Screen]]] = {}
+MAX_SCREENS: Final = 64
 
 
 def screen_for(dest: DestinationSettings) -> Screen:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import DestinationSettings
+from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import Output, ServerEvent, compact
 from consumer.core.dialects.amperity.rows import MATCH_POLICY, Row
 from consumer.core.dialects.common import ldu_from_location, user_data_for
 from consumer.core.routing import fan_out
 
-EVENT_NAMES = (
+EVENT_NAMES: Final = (
     "ViewContent",
     "Search",
     "AddToCart",
@@ -25,8 +25,8 @@ EVENT_NAMES = (
     "Other",
 )
 # The allowed names are standard already; anything else goes through event_mapping / unmapped_events.
-BUILTIN_EVENTS = {name: name for name in EVENT_NAMES}
-DEFAULT_UNMAPPED = "other"
+BUILTIN_EVENTS: Final = {name: name for name in EVENT_NAMES}
+DEFAULT_UNMAPPED: Final = "other"
 
 
 def item_number(rows: Sequence[Row]) -> str:
@@ -34,7 +34,7 @@ def item_number(rows: Sequence[Row]) -> str:
     replay after a crash is deduplicated by Meta; other rows of the order (regrouped after a
     restart, late) give another, so Meta keeps them."""
     joined = "\n".join(sorted([row.fingerprint for row in rows]))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+    return sha256_hex(joined.encode())[:16]
 
 
 def transform_rows(rows: Sequence[Row], dest: DestinationSettings, now: int) -> list[Output]:

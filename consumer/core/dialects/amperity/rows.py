@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
-from consumer.core.capi.event import RecordContext, parse_time_ms
-from consumer.core.dialects.common import is_empty, number, text, user_data_for
+from consumer.core.capi.digest import sha256_hex
+from consumer.core.capi.event import RecordContext, is_empty, is_mapping, parse_time_ms
+from consumer.core.dialects.common import number, text, user_data_for
 from consumer.errors import Filtered, Rejected
 
-MATCH_POLICY = "meta_baseline"
-DEFAULT_EVENT = "Purchase"
+MATCH_POLICY: Final = "meta_baseline"
+DEFAULT_EVENT: Final = "Purchase"
 # user_data key → row column
-USER_COLUMNS = {
+USER_COLUMNS: Final = {
     "em": "email", "ph": "phone", "fn": "given_name", "ln": "surname", "db": "birthdate",
     "ge": "gender", "ct": "city", "st": "state", "zp": "postal", "country": "country",
     "external_id": "external_id", "client_user_agent": "client_user_agent", "madid": "madid",
 }  # fmt: skip
-COLUMNS = frozenset(
+COLUMNS: Final = frozenset(
     {
         *USER_COLUMNS.values(),
         "order_id",
@@ -38,18 +38,18 @@ COLUMNS = frozenset(
         "event_source_url",
     }
 )
-WEBSITE_COLUMNS = ("client_user_agent", "event_id", "event_source_url")
+WEBSITE_COLUMNS: Final = ("client_user_agent", "event_id", "event_source_url")
 # custom_data keys fboc sets itself; a custom property never overrides them
-MAPPED = frozenset(
+MAPPED: Final = frozenset(
     {"value", "currency", "contents", "content_ids", "content_type", "order_id", "num_items", "item_number"}
 )
 # Row columns, and Amperity's own customer id: never custom properties. (Other customer data is
 # screened out of every dialect's events: consumer/core/dialects/screening.py.)
-PII = COLUMNS | {"amperity_id"}
+PII: Final = COLUMNS | {"amperity_id"}
 # Beyond these a value is a data error, and Meta would refuse the number (or orjson could not
 # encode the sum): num_items and contents quantities are integers.
-MAX_QUANTITY = 1_000_000_000
-MAX_PRICE = 1e12
+MAX_QUANTITY: Final = 1_000_000_000
+MAX_PRICE: Final = 1e12
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def _custom(payload: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     straight from the query); explicit `custom` entries win. PII and mapped names are left out."""
     merged = {k: v for k, v in payload.items() if k not in COLUMNS and k != "custom"}
     explicit = payload.get("custom")
-    if isinstance(explicit, Mapping):
+    if is_mapping(explicit):
         merged.update(explicit)
     kept = []
     for key, value in merged.items():
@@ -187,4 +187,4 @@ def _with_fingerprint(row: Row) -> Row:
         ],
         option=orjson.OPT_SORT_KEYS,
     )
-    return replace(row, fingerprint=hashlib.sha256(canonical).hexdigest())
+    return replace(row, fingerprint=sha256_hex(canonical))

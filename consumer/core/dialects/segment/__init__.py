@@ -7,7 +7,7 @@ here they become one server event per output name and event set.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from consumer.config.settings import ACTION_SOURCES, DestinationSettings
 from consumer.core.capi.event import Output, RecordContext, ServerEvent, compact
@@ -20,7 +20,7 @@ from consumer.errors import Rejected
 
 __all__ = ["DIALECT", "transform"]
 
-BUILTIN_EVENTS = {
+BUILTIN_EVENTS: Final = {
     "Products Searched": "Search",
     "Product Viewed": "ViewContent",
     "Product List Viewed": "ViewContent",
@@ -30,11 +30,11 @@ BUILTIN_EVENTS = {
     "Payment Info Entered": "AddPaymentInfo",
     "Order Completed": "Purchase",
 }
-PRODUCT_LIST_VIEWED = "Product List Viewed"
+PRODUCT_LIST_VIEWED: Final = "Product List Viewed"
 
 
-def _event_id(payload: Mapping[str, Any], ctx: RecordContext) -> str:
-    message_id = text(payload.get("messageId"))
+def _event_id(call: dict[str, Any], ctx: RecordContext) -> str:
+    message_id = text(call.get("messageId"))
     if message_id:
         return message_id
     return ctx.digest()
@@ -50,22 +50,21 @@ def _content_type(source_name: str, name: str, via_mapping: bool, has_contents: 
 def transform(
     payload: Mapping[str, Any], ctx: RecordContext, dest: DestinationSettings, now: int
 ) -> list[Output]:
-    if payload.get("type") != "track":
+    call = obj(payload)  # a dict: compiled code reads it directly
+    if call.get("type") != "track":
         raise Rejected("unsupported_type", "only track calls are sent")
-    source_name = text(payload.get("event"))
+    source_name = text(call.get("event"))
     if not source_name:
         raise Rejected("missing_event", "the track call has no event name")
-    track = Track(payload)
+    track = Track(call)
     props = track.props
 
-    event_ms = event_ms_of(payload, ctx)
+    event_ms = event_ms_of(call, ctx)
     event_time = event_ms // 1000
     asked = pick((track.traits, track.ctraits, props), ("action_source",))
     action_source = asked if asked is not None and asked in ACTION_SOURCES else dest.action_source
     policy = dest.match_policy or DIALECT.default_match_policy
-    user_data = user_data_for(
-        raw_user(track, payload, event_ms), dest, event_time, now, action_source, policy
-    )
+    user_data = user_data_for(raw_user(track, call, event_ms), dest, event_time, now, action_source, policy)
 
     currency = currency_of(props)
     value_field = dest.value_field.removeprefix("properties.")
@@ -85,7 +84,7 @@ def transform(
     order_id = pick((props,), ("order_id", "orderId"))
     item_number = text(props.get("item_number"))
     extra = custom_properties(props, value_field)
-    event_id = _event_id(payload, ctx)
+    event_id = _event_id(call, ctx)
     if item_number is None and order_id is None and action_source != "website":
         item_number = dedup_item_number(event_id)  # else Meta's offline dedup may merge records
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import pycountry
 
-from consumer.core.dialects.common import is_empty, number, quantity, text
-from consumer.core.dialects.segment.track import is_obj, pick
+from consumer.core.capi.event import is_empty, is_mapping
+from consumer.core.dialects.common import number, quantity, text
+from consumer.core.dialects.segment.track import is_obj, obj, pick
 from consumer.errors import Rejected
 
-PRODUCT_ID_NAMES = ("product_id", "id", "sku")
+PRODUCT_ID_NAMES: Final = ("product_id", "id", "sku")
 
 # Properties with a field of their own (docs/dialects.md#segment); the destination's value_field joins them.
-MAPPED_PROPERTIES = frozenset(
+MAPPED_PROPERTIES: Final = frozenset(
     {
         "value",
         "revenue",
@@ -33,10 +34,10 @@ MAPPED_PROPERTIES = frozenset(
         "action_source",
     }
 )
-PURCHASE_VALUE_FIELDS = ("revenue", "total", "value", "price")
+PURCHASE_VALUE_FIELDS: Final = ("revenue", "total", "value", "price")
 
-MAX_CUSTOM_DEPTH = 32  # deeper custom property values are dropped (orjson stops at 255)
-_INT_RANGE = range(-(2**63), 2**64)  # what orjson can encode
+MAX_CUSTOM_DEPTH: Final = 32  # deeper custom property values are dropped (orjson stops at 255)
+_INT_RANGE: Final = range(-(2**63), 2**64)  # what orjson can encode
 
 
 @cache
@@ -59,9 +60,10 @@ def contents_of(products: Any) -> list[dict[str, Any]]:
     if not isinstance(products, list):
         return []
     contents = []
-    for product in products:
-        if not is_obj(product):
+    for given in products:
+        if not is_obj(given):
             continue
+        product = obj(given)  # a dict: compiled code reads it directly
         pid = pick((product,), PRODUCT_ID_NAMES)
         if not pid:
             continue
@@ -112,7 +114,7 @@ def value_of(props: Mapping[str, Any], purchase: bool, value_field: str) -> floa
 def clean(value: Any, depth: int = 0) -> Any:
     """A custom property as orjson can encode it; None to drop. (Customer data is screened out
     later, for every dialect: consumer/core/dialects/screening.py.)"""
-    if isinstance(value, str | bool):
+    if isinstance(value, str) or isinstance(value, bool):  # noqa: SIM101 - compiled: no union object
         return value
     if isinstance(value, int):
         return value if value in _INT_RANGE else None
@@ -120,7 +122,7 @@ def clean(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else None
     if depth >= MAX_CUSTOM_DEPTH:
         return None
-    if isinstance(value, Mapping):
+    if is_mapping(value):
         out = {}
         for key, item in value.items():
             if isinstance(key, str):

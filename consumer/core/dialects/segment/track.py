@@ -9,21 +9,21 @@ that keeps a track call at a few dozen dict lookups. The first non-empty path wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from consumer.config.settings import DestinationSettings
-from consumer.core.capi.event import RecordContext, parse_time_ms
-from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, is_empty, number, one, text
+from consumer.core.capi.event import RecordContext, is_empty, is_mapping, parse_time_ms
+from consumer.core.dialects.common import MAX_SAFE_INT, ZIP_NAMES, number, one, text
 
 # `<FB>` in docs/dialects.md#segment: Segment's key, then RudderStack's.
-INTEGRATION_KEYS = ("Facebook Offline Conversions", "FacebookOfflineConversions")
+INTEGRATION_KEYS: Final = ("Facebook Offline Conversions", "FacebookOfflineConversions")
 
-ID_NAMES = ("userId", "id")
-BIRTHDAY_NAMES = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
-FIRST_NAMES = ("firstName", "firstname", "first_name")
-LAST_NAMES = ("lastName", "lastname", "last_name")
-ADDRESS: dict[str, tuple[str, ...]] = {
+ID_NAMES: Final = ("userId", "id")
+BIRTHDAY_NAMES: Final = ("birthday", "dateOfBirth", "dateofbirth", "dob", "DOB")
+FIRST_NAMES: Final = ("firstName", "firstname", "first_name")
+LAST_NAMES: Final = ("lastName", "lastname", "last_name")
+ADDRESS: Final[dict[str, tuple[str, ...]]] = {
     "ct": ("city",),
     "st": ("state",),
     "zp": ZIP_NAMES,
@@ -32,7 +32,7 @@ ADDRESS: dict[str, tuple[str, ...]] = {
 
 
 def is_obj(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)  # dict first: no ABC check
+    return is_mapping(value)
 
 
 def obj(value: Any) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def obj(value: Any) -> dict[str, Any]:
     mapping (decoded JSON and Avro give dicts), or a new empty one."""
     if type(value) is dict:
         return value
-    return dict(value) if value is not None and isinstance(value, Mapping) else {}
+    return dict(value) if is_mapping(value) else {}
 
 
 def pick(objs: tuple[Mapping[str, Any], ...], names: tuple[str, ...]) -> str | None:
@@ -69,7 +69,7 @@ class Track:
 
     __slots__ = ("context", "ctraits", "fb", "places", "props", "traits", "traits_objs")
 
-    def __init__(self, payload: Mapping[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any]) -> None:
         self.traits = traits = obj(payload.get("traits"))
         self.context = context = obj(payload.get("context"))
         self.ctraits = ctraits = obj(context.get("traits"))
@@ -95,14 +95,14 @@ class Track:
             return []
         found = []
         for entry in entries:
-            if isinstance(entry, Mapping) and str(entry.get("type", "")).lower() == id_type:
+            if is_mapping(entry) and str(entry.get("type", "")).lower() == id_type:
                 value = text(entry.get("id"))
                 if value:
                     found.append(value)
         return found
 
 
-def raw_user(track: Track, payload: Mapping[str, Any], event_ms: int) -> dict[str, list[str]]:
+def raw_user(track: Track, payload: dict[str, Any], event_ms: int) -> dict[str, list[str]]:
     traits, ctraits, context = track.traits, track.ctraits, track.context
     both = track.traits_objs
     first_name, last_name = pick(both, FIRST_NAMES), pick(both, LAST_NAMES)
@@ -145,7 +145,7 @@ def fbc_from_url(url: Any, event_ms: int) -> str | None:
     return f"fb.1.{event_ms}.{fbclid[0].strip()}" if fbclid and fbclid[0].strip() else None
 
 
-def event_ms_of(payload: Mapping[str, Any], ctx: RecordContext) -> int:
+def event_ms_of(payload: dict[str, Any], ctx: RecordContext) -> int:
     """timestamp, else originalTimestamp (the first that is a time), else the Kafka record's."""
     for key in ("timestamp", "originalTimestamp"):
         value = payload.get(key)
