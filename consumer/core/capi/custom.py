@@ -395,7 +395,7 @@ def _keyed(judgement: Judgement) -> Judged:
 
 
 def _name_reason(name: str) -> bool:
-    """is_customer_name, through a dict the walk reads in one step."""
+    """is_customer_name, through a cache the walk reads in one step."""
     known = _NAMES.get(name)
     if known is not None:
         return known

@@ -60,8 +60,9 @@ def _keep(value: str, categories: str) -> str:
     """Lower-case and NFC ``value`` and keep only characters of the given Unicode major categories
     ("LM": letters and combining marks, "LMN": and numbers). NFC runs again after filtering
     because removing a character can bring a letter and a combining mark together."""
-    # ASCII text is NFC already
-    text = value.lower() if value.isascii() else unicodedata.normalize("NFC", _str_lower(value))
+    text = lower(value)
+    if not text.isascii():  # ASCII text is NFC already
+        text = unicodedata.normalize("NFC", text)
     numbers = "N" in categories
     # The common case first: without its spaces, hyphens, apostrophes and dots (str.replace is
     # much faster than str.translate), a name is all letters, or all ASCII letters and digits.

@@ -12,7 +12,7 @@ import pycountry
 
 from consumer.core.capi.event import is_empty, is_mapping
 from consumer.core.dialects.common import number, quantity, text
-from consumer.core.dialects.segment.track import is_obj, obj, pick
+from consumer.core.dialects.segment.track import obj, pick
 from consumer.errors import Rejected
 
 PRODUCT_ID_NAMES: Final = ("product_id", "id", "sku")
@@ -61,7 +61,7 @@ def contents_of(products: Any) -> list[dict[str, Any]]:
         return []
     contents = []
     for given in products:
-        if not is_obj(given):
+        if not is_mapping(given):
             continue
         product = obj(given)  # a dict: compiled code reads it directly
         pid = pick((product,), PRODUCT_ID_NAMES)
@@ -86,7 +86,7 @@ def products_total(products: Any) -> float | None:
         return None
     total, priced = 0.0, False
     for product in products:
-        if not is_obj(product):
+        if not is_mapping(product):
             continue
         price = number(product.get("price"))
         if price is None:

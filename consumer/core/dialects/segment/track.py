@@ -31,10 +31,6 @@ ADDRESS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-def is_obj(value: Any) -> bool:
-    return is_mapping(value)
-
-
 def obj(value: Any) -> dict[str, Any]:
     """``value`` as a dict (compiled code reads a dict directly): itself, a copy of another
     mapping (decoded JSON and Avro give dicts), or a new empty one."""
