@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.core.encode import ENVELOPE_BYTES, MAX_DEPTH, check_bounds, encode_event
+from consumer.core.encode import ENVELOPE_BYTES, MAX_DEPTH, check_bounds, encode_event, nests_deeper
 from consumer.errors import Rejected
 
 MAX_BYTES = 2_000_000
@@ -121,6 +121,31 @@ def test_encode_either_returns_the_json_or_names_the_bound_it_broke(depth: int, 
         assert orjson.loads(data) == orjson.loads(orjson.dumps(event))
     else:
         assert (why == "too_deep" and too_deep) or (why == "number_out_of_range" and out_of_range)
+
+
+def _wrapped(leaf: Any, kinds: list[bool]) -> Any:
+    value = leaf
+    for as_object in kinds:
+        value = {"k": value, "s": "{[{["} if as_object else ["[[{{", value, 1]
+    return value
+
+
+KINDS = st.lists(st.booleans(), min_size=40, max_size=40)  # object or array, level by level
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 40), KINDS, st.integers(0, 40), KINDS, JSON)
+def test_nests_deeper_is_depth_past_max_depth(
+    left: int, left_kinds: list[bool], right: int, right_kinds: list[bool], leaf: Any
+) -> None:
+    """Two branches of generated depths, brackets in strings beside them: only the objects and
+    arrays count, and the deeper branch decides, wherever it is."""
+    event = {
+        "event_name": "Purchase",
+        "a": _wrapped(leaf, left_kinds[:left]),
+        "b": [_wrapped("]]", right_kinds[:right])],
+    }
+    assert nests_deeper(event, 1) == (depth_of(event) > MAX_DEPTH)
 
 
 def _leaves(value: Any) -> list[Any]:
