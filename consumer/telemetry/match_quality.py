@@ -87,16 +87,23 @@ class MatchQuality(Collector):
 
     def count(self, destination: str, outputs: Sequence[HasEvent]) -> None:
         counts = self.counts
+        event: Mapping[str, Any] | None = None
+        mask = 0
         for out in outputs:
-            user_data = out.event.get("user_data")
-            keys = tuple(user_data) if isinstance(user_data, dict) else ()
-            mask = self._masks.get(keys)
-            if mask is None:
-                mask = key_mask(keys)
-                if len(self._masks) < MAX_REMEMBERED_KEY_SETS:
-                    self._masks[keys] = mask
+            if out.event is not event:  # the event sets of one event share its object
+                event = out.event
+                mask = self._mask(event.get("user_data"))
             slot = (destination, out.event_set_id, mask)
             counts[slot] = counts.get(slot, 0) + 1
+
+    def _mask(self, user_data: Any) -> int:
+        keys = tuple(user_data) if isinstance(user_data, dict) else ()
+        mask = self._masks.get(keys)
+        if mask is None:
+            mask = key_mask(keys)
+            if len(self._masks) < MAX_REMEMBERED_KEY_SETS:
+                self._masks[keys] = mask
+        return mask
 
     def event_sets(self) -> dict[tuple[str, str], dict[int, int]]:
         """{(destination, event set): {key mask: events}}, in the order first seen."""
