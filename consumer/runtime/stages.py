@@ -139,7 +139,8 @@ class Stages:
                 self.groupers[tp[0]].add(tp, key, part, record, offset, src.timestamp_ms)
                 return
             outputs = route.dialect.transform(payload, ctx, route.destination, int(self.now()))
-            outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
+            if src.headers:  # a replayed dead letter's header names its event set
+                outputs = _only_target(outputs, header(src.headers, TARGET_EVENT_SET))
         except Filtered as exc:
             self.ledger.filtered(record, exc.reason)
             return
