@@ -8,7 +8,6 @@ so a batch never copies or re-encodes them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -20,13 +19,15 @@ class BatchKey(NamedTuple):
     upload_tag: str | None
 
 
-@dataclass(slots=True)
 class Batch(Generic[T]):
-    key: BatchKey
-    opened_at: float
-    events: list[bytes] = field(default_factory=list)
-    owners: list[T] = field(default_factory=list)  # owners[i] is the record of events[i]
-    size: int = 0
+    """One event set's open batch: `owners[i]` is the record of `events[i]`."""
+
+    def __init__(self, key: BatchKey, opened_at: float) -> None:
+        self.key = key
+        self.opened_at = opened_at
+        self.events: list[bytes] = []
+        self.owners: list[T] = []
+        self.size = 0
 
     def __len__(self) -> int:
         return len(self.events)
