@@ -1,7 +1,9 @@
-"""Hatchling build hook: with FBOC_COMPILE=1, the wheel carries the transform compiled by mypyc.
+"""Hatchling build hook: with FBOC_COMPILE=1, the wheel carries the transform and the loop's
+per-record path compiled by mypyc.
 
 The modules listed as `compile` under `[tool.hatch.build.targets.wheel.hooks.custom]` in
-pyproject.toml (the pure dialect and hashing code, where fboc spends most of its CPU) are compiled
+pyproject.toml (the pure dialect and hashing code, where fboc spends most of its CPU, and the
+per-record stages, ledger and batching) are compiled
 to C extensions in a scratch copy of the tree, never in the checkout, and added to the wheel next
 to their sources: Python imports an extension module before a `.py` of the same name. The wheel is
 then tagged for this interpreter and platform. Without FBOC_COMPILE=1 the wheel is pure Python.
