@@ -1,8 +1,8 @@
 """What fboc's per-record path costs beyond the transform, in one process (a benchmark, not a test).
 
     .venv/bin/python bench/bookkeeping.py                  # µs a record, median of --rounds
-    valgrind --tool=callgrind .venv/bin/python bench/bookkeeping.py --only fboc --records 3000
-                                                           # instructions (see bench/README.md)
+    valgrind --tool=callgrind .venv/bin/python bench/bookkeeping.py --only fboc --rounds 1 --records 3000
+                                  # instructions: less the same with --records 1000, over 2000
 
 The same e2e records (scripts/sample_events.py, none bad) go through
 - fboc: `Pipeline.accept` on the in-memory ports of tests/runtime/memory.py (no broker, no
@@ -43,6 +43,7 @@ from tests.helpers import config_for  # noqa: E402
 from tests.runtime.memory import MemoryDestination, MemorySink, MemorySource  # noqa: E402
 
 WARM = 500
+POOL = 5000
 TOPIC = "bench.track"
 
 
@@ -62,7 +63,8 @@ def pipeline(schema: AvroSchema) -> tuple[Pipeline, MemorySink]:
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     schema = AvroSchema.from_file(ROOT / "schemas" / "segment_track.avsc")
-    samples = sample_events.generate(WARM + args.records, bad_every=10**9)
+    # the same records made whatever --records is, so that two runs differ only in what is timed
+    samples = sample_events.generate(WARM + max(args.records, POOL), bad_every=10**9)
     now_ms = int(time.time() * 1000)
     values = [schema.encode(p) for _k, p, _r in samples if isinstance(p, dict)]  # none is bad
     srcs = [SourceRecord(TOPIC, i % 4, i, now_ms, None, v, []) for i, v in enumerate(values)]
@@ -75,7 +77,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         for src, value in zip(srcs[:WARM], values, strict=False):
             pipe.accept(src, 0.0)
             transform_events(schema, value, now_ms)
-        timed, timed_values = srcs[WARM:], values[WARM:]
+        timed, timed_values = srcs[WARM : WARM + args.records], values[WARM : WARM + args.records]
         if args.only in (None, "fboc"):
             started = time.process_time()
             for src in timed:
