@@ -51,9 +51,7 @@ class SourceRecord(NamedTuple):
 
     @classmethod
     def of(cls, msg: Message) -> SourceRecord:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # as position()
-        if topic is None or partition is None or offset is None:
-            raise ValueError("not a consumed message")
+        topic, partition, offset = coordinates(msg)
         return cls(topic, partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers_of(msg))
 
 
@@ -180,9 +178,16 @@ def _tps(parts: list[KafkaTopicPartition]) -> list[TopicPartition]:
     return [TopicPartition(p.topic, p.partition) for p in parts]
 
 
-def position(msg: Message) -> tuple[TopicPartition, int]:
-    """(topic, partition), offset of a consumed message."""
+def coordinates(msg: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (no `TopicPartition`: `SourceRecord.of`
+    runs for every record)."""
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     if topic is None or partition is None or offset is None:
         raise ValueError("not a consumed message")
+    return topic, partition, offset
+
+
+def position(msg: Message) -> tuple[TopicPartition, int]:
+    """(topic, partition), offset of a consumed message."""
+    topic, partition, offset = coordinates(msg)
     return TopicPartition(topic, partition), offset
