@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from consumer.core.capi import custom
 from consumer.core.capi.custom import CONTENT_KEYS, CUSTOMER_KEYS, STANDARD_KEYS, Screen, screen_event
 from consumer.core.capi.normalize import normalize_field
+from consumer.core.capi.recent import MAX_SETTINGS
 from tests.core import screen_reference
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,4 +129,4 @@ def test_the_caches_stay_bounded() -> None:
         screen_event({"event_name": "X", "custom_data": {f"name-{i}": f"text {i}"}}, Screen())
     assert len(custom._NAMES) <= custom.MAX_CACHED
     assert all(len(cache) <= custom.MAX_CACHED for cache in custom._JUDGED.values())
-    assert len(custom._JUDGED) <= custom.MAX_SETTINGS
+    assert len(custom._JUDGED) <= MAX_SETTINGS

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from consumer.core.capi import normalize as nz
 from consumer.core.capi.normalize import HASHED_KEYS, PLAIN_KEYS, build_user_data, normalize_field
+from consumer.core.capi.recent import MAX_CACHED_LENGTH
 
 YEAR = 2026
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -412,21 +413,42 @@ def test_hash_external_id_off_sends_it_normalised() -> None:
     assert one("em", "a@b.co", hash_external_id=False) == [sha("a@b.co")]
 
 
-def test_results_are_cached_and_the_cache_is_bounded() -> None:
-    nz._hashed.cache_clear()
-    nz._hashed_user_data.cache_clear()
+def test_results_are_cached_and_the_caches_are_bounded() -> None:
+    nz.clear_caches()
     raw = {"em": ["cache.probe@example.com"], "ph": ["+1 650 555 1212"]}
     first, _ = build_user_data(raw, max_year=YEAR)
     second, _ = build_user_data({**raw, "client_ip_address": ["10.0.0.1"]}, max_year=YEAR)
     assert second == {**first, "client_ip_address": "10.0.0.1"}
-    # the same customer again: one hit on the customer cache, the values not hashed again
-    customers = nz._hashed_user_data.cache_info()
-    assert (customers.hits, customers.misses, customers.maxsize) == (1, 1, 16384)
-    assert nz._hashed.cache_info().misses == 2
-    # another customer with the same email: the value cache answers for it
-    build_user_data({"em": ["cache.probe@example.com"], "fn": ["Ann"]}, max_year=YEAR)
-    values = nz._hashed.cache_info()
-    assert (values.hits, values.misses, values.maxsize) == (1, 3, 65536)
+    # the same customer again: the customer cache answers, no value is hashed again
+    assert (len(nz._CUSTOMERS), len(nz._VALUES)) == (1, 2)
+    assert (nz._CUSTOMERS.half, nz._VALUES.half) == (16384 // 2, 65536 // 2)
+    # another customer with the same email: the value cache answers for it (a planted answer
+    # shows that it is read, not computed again)
+    (email_key,) = [key for key in nz._VALUES.current if key.endswith("cache.probe@example.com")]
+    nz._VALUES.set(email_key, "f" * 64)
+    user_data, _ = build_user_data({"em": ["cache.probe@example.com"], "fn": ["Ann"]}, max_year=YEAR)
+    assert user_data["em"] == ["f" * 64]
+    assert (len(nz._CUSTOMERS), len(nz._VALUES)) == (2, 3)
+    nz.clear_caches()
+
+
+def test_values_too_long_to_cache_are_computed_each_time() -> None:
+    nz.clear_caches()
+    name = "A" * (MAX_CACHED_LENGTH + 1)  # too long for the value cache
+    user_data, _ = build_user_data({"fn": [name]}, max_year=YEAR)
+    assert user_data == {"fn": [sha(name.lower())]}
+    assert (len(nz._CUSTOMERS), len(nz._VALUES)) == (1, 0)
+    name = "B" * (nz.MAX_CUSTOMER_KEY + 1)  # and for the customer cache
+    user_data, _ = build_user_data({"fn": [name]}, max_year=YEAR)
+    assert user_data == {"fn": [sha(name.lower())]}
+    assert (len(nz._CUSTOMERS), len(nz._VALUES)) == (1, 0)
+
+
+def test_a_customer_with_two_values_of_a_key_is_not_cached_as_a_whole() -> None:
+    nz.clear_caches()
+    user_data, _ = build_user_data({"em": ["a@b.co", "c@d.co"]}, max_year=YEAR)
+    assert user_data == {"em": [sha("a@b.co"), sha("c@d.co")]}
+    assert (len(nz._CUSTOMERS), len(nz._VALUES)) == (0, 2)
 
 
 def test_a_cached_customer_comes_back_as_fresh_lists() -> None:

@@ -69,7 +69,25 @@ raw_values = st.one_of(
 @settings(max_examples=1000, deadline=None)
 @given(st.dictionaries(st.sampled_from((*HASHED_KEYS, "client_ip_address")), raw_values))
 def test_customer_is_values_of_every_hashed_key(raw: dict[str, Any]) -> None:
-    assert _customer(raw) == tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+    assert _customer(raw)[0] == tuple(tuple(_values(raw, key)) for key in HASHED_KEYS)
+
+
+texts = st.text("a\0 ", max_size=3)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(HASHED_KEYS[:3]), st.lists(texts, max_size=2)),
+    st.dictionaries(st.sampled_from(HASHED_KEYS[:3]), st.lists(texts, max_size=2)),
+)
+def test_customer_cache_keys_are_one_customers_alone(first: dict[str, Any], second: dict[str, Any]) -> None:
+    """Two customers share a cache key only when their values are the same (NULs in values, and
+    keys with two values, take no key)."""
+    (values, key), (other_values, other_key) = _customer(first), _customer(second)
+    if key is not None and key == other_key:
+        assert values == other_values
+    if key is not None:
+        assert all(len(found) <= 1 and "\0" not in "".join(found) for found in values)
 
 
 # digits of other scripts (fullwidth, Arabic-Indic) are not dates' digits
@@ -105,7 +123,7 @@ def hashed_user_data_reference(
     date_order: str,
     external_id: str,
 ) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
-    """_hashed_user_data as it was before its fast path: the rule, key by key."""
+    """_hashed_user_data as it was before its fast path and its caches: the rule, key by key."""
     raw = dict(zip(HASHED_KEYS, customer, strict=True))
     region = default_country.strip().upper()
     if hashing:
@@ -175,7 +193,22 @@ def test_hashed_user_data_is_the_key_by_key_rule(
 ) -> None:
     settings_ = (hashing, hash_external_id, default_country, max_year, date_order, external_id)
     expected = hashed_user_data_reference(customer, *settings_)
-    assert nz._hashed_user_data.__wrapped__(customer, *settings_) == expected
+    flat, dropped = nz._hashed_user_data(customer, nz._settings(*settings_))
+    keys = [key for key in flat[::2] if isinstance(key, str)]
+    assert len(keys) * 2 == len(flat)
+    pairs = tuple(
+        (key, (result,) if isinstance(result, str) else result)
+        for key, result in zip(keys, flat[1::2], strict=True)
+    )
+    assert (pairs, dropped) == expected
+    # and through build_user_data, its caches (the second call reads them)
+    raw = dict(zip(HASHED_KEYS, map(list, customer), strict=True))
+    options = {"hashing": hashing, "hash_external_id": hash_external_id, "default_country": default_country}
+    options |= {"max_year": max_year, "date_order": date_order, "external_id": external_id}
+    for _ in range(2):
+        user_data, dropped = nz.build_user_data(raw, **options)  # type: ignore[arg-type]
+        assert (tuple((key, tuple(user_data[key])) for key, _ in pairs), dropped) == expected
+        assert set(user_data) == {key for key, _ in pairs}
 
 
 @settings(max_examples=1000, deadline=None)

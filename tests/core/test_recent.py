@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.core.capi.recent import Recent
+from consumer.core.capi.recent import Memo, Recent
 
 
 def test_it_never_holds_more_than_its_size() -> None:
@@ -51,3 +51,25 @@ def test_a_hit_is_always_the_value_last_set(ops: list[tuple[bool, int]], size: i
             found = cache.get(str(key))
             assert found is None or found == last[str(key)]
         assert len(cache) <= max(2, size)
+
+
+def test_a_memo_builds_each_key_once() -> None:
+    built: list[str] = []
+
+    def build(key: str) -> str:
+        built.append(key)
+        return key.upper()
+
+    memo: Memo[str, str] = Memo(3, build)
+    assert [memo.get(key) for key in ("a", "b", "a", "b", "a")] == ["A", "B", "A", "B", "A"]
+    assert built == ["a", "b"]
+
+
+def test_a_memo_never_holds_more_than_its_size() -> None:
+    memo: Memo[int, int] = Memo(3, lambda key: key * 2)
+    for key in range(100):
+        assert memo.get(key) == key * 2
+        assert len(memo) <= 3
+    assert list(memo.values()) == [198]  # it started again at 99
+    memo.clear()
+    assert len(memo) == 0

@@ -27,13 +27,12 @@ from consumer.core.capi import normalize
 from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.event import ServerEvent, is_mapping
 from consumer.core.capi.normalize import lower, normalize_field
-from consumer.core.capi.recent import Recent
+from consumer.core.capi.recent import MAX_CACHED_LENGTH, MAX_SETTINGS, Memo, Recent
 
 REASONS: Final = ("name", "email_value", "phone_value", "customer_value", "too_deep")
 MAX_DEPTH: Final = 64
 MAX_CUSTOMER_VALUE_LENGTH: Final = 200  # longer text is not one customer field
 MAX_PHONE_CANDIDATES: Final = 16
-MAX_CACHED_LENGTH: Final = 256  # longer names and values are checked each time, never kept in a cache
 
 # Conversions API custom_data keys fboc fills itself: not judged by name (content_name is no
 # person's name), but their values are screened like any other.
@@ -299,19 +298,14 @@ def _customer_forms(text: str, region: str, date_order: str, external_id: str) -
 # text → judgement, one cache per (region, date order, external id rule, id or not): a record
 # finds its two with one lookup, then each text with one more. Bounded by MAX_CACHED each, and
 # by MAX_SETTINGS caches (a stream of odd settings starts them again).
-_JUDGED: Final[dict[tuple[str, str, str, bool], Recent[Judged]]] = {}
-MAX_SETTINGS: Final = 64
+_JUDGED: Final[Memo[tuple[str, str, str, bool], Recent[Judged]]] = Memo(
+    MAX_SETTINGS, lambda _settings: Recent(MAX_CACHED)
+)
 _NAMES: Final[Recent[bool]] = Recent(MAX_CACHED)  # property name → is_customer_name
 
 
 def _judgements(region: str, screen: Screen, id_like: bool) -> Recent[Judged]:
-    settings = (region, screen.date_order, screen.external_id, id_like)
-    cache = _JUDGED.get(settings)
-    if cache is None:
-        if len(_JUDGED) >= MAX_SETTINGS:
-            _JUDGED.clear()
-        cache = _JUDGED[settings] = Recent(MAX_CACHED)
-    return cache
+    return _JUDGED.get((region, screen.date_order, screen.external_id, id_like))
 
 
 def _walk_for(event: Mapping[str, Any], screen: Screen) -> _Walk:

@@ -18,6 +18,7 @@ import pycountry
 
 from consumer.core.capi.digest import sha256_hex
 from consumer.core.capi.phone import phone_e164
+from consumer.core.capi.recent import MAX_CACHED_LENGTH, MAX_SETTINGS, Memo, Recent
 
 HASHED_KEYS: Final[tuple[str, ...]] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
@@ -27,7 +28,7 @@ PLAIN_KEYS: Final[tuple[str, ...]] = (
 )  # fmt: skip
 
 CACHE_SIZE: Final = 65536
-CUSTOMER_CACHE_SIZE: Final = 16384  # whole customers (their hashed keys), see _hashed_user_data
+CUSTOMER_CACHE_SIZE: Final = 16384  # whole customers (their hashed keys), see _CUSTOMERS
 
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL: Final = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
@@ -295,10 +296,9 @@ def normalize_field(
     raise ValueError("normalize_field: key is not a hashed user_data key")
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def _hashed(key: str, value: str, region: str, max_year: int, option: str, hash_it: bool) -> str | None:
-    """Cached normalise + SHA-256 of one stripped, non-empty, not-yet-hashed value. ``option``:
-    the date order for db, the external_id mode for external_id, else empty."""
+    """Normalise + SHA-256 of one stripped, non-empty, not-yet-hashed value. ``option``: the date
+    order for db, the external_id mode for external_id, else empty."""
     normalised = normalize_field(
         key, value, region=region, max_year=max_year, date_order=option, external_id=option
     )
@@ -323,17 +323,32 @@ def _values(raw: dict[str, Any], key: str) -> list[str]:
     return out
 
 
-def _customer(raw: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
-    """The values of the hashed keys, as _values gives them, in HASHED_KEYS order."""
+def _customer(raw: dict[str, Any]) -> tuple[tuple[tuple[str, ...], ...], str | None]:
+    """The values of the hashed keys, as _values gives them, in HASHED_KEYS order, and their
+    cache key: the values joined by NUL, one part a key ("" when it has none). A customer with
+    two values for a key, a NUL in a value or a key longer than MAX_CUSTOMER_KEY has no cache key
+    (None): that keeps the key one customer's alone."""
     customer: list[tuple[str, ...]] = []
+    parts: list[str] = []
+    single = True
     for key in HASHED_KEYS:
         values: object = raw.get(key)
         if type(values) is list and len(values) == 1 and type(values[0]) is str:  # the usual
             value = values[0].strip()
             customer.append((value,) if value else ())
-        else:
-            customer.append(tuple(_values(raw, key)))
-    return tuple(customer)
+            parts.append(value)
+            continue
+        found = tuple(_values(raw, key))
+        customer.append(found)
+        if len(found) > 1:
+            single = False
+        parts.append(found[0] if found else "")
+    if not single:
+        return tuple(customer), None
+    joined = "\0".join(parts)
+    if len(joined) > MAX_CUSTOMER_KEY or joined.count("\0") != len(HASHED_KEYS) - 1:
+        return tuple(customer), None
+    return tuple(customer), joined
 
 
 def build_user_data(
@@ -355,13 +370,25 @@ def build_user_data(
     """
     # a dict, so that compiled code reads it directly (a Mapping's .get is a Python method call)
     table: dict[str, Any] = raw if isinstance(raw, dict) else dict(raw)
-    customer = _customer(table)
-    hashed, dropped = _hashed_user_data(
-        customer, hashing, hash_external_id, default_country, max_year, date_order, external_id
-    )
+    settings = _settings(hashing, hash_external_id, default_country, max_year, date_order, external_id)
+    customer, joined = _customer(table)
+    cache_key = settings.prefix + joined if joined is not None and settings.prefix else ""
+    found = _CUSTOMERS.get(cache_key) if cache_key else None
+    if found is None:
+        found = _hashed_user_data(customer, settings)
+        if cache_key:
+            _CUSTOMERS.set(cache_key, found)
+    hashed, dropped = found
     user_data: dict[str, Any] = {}
-    for key, values in hashed:
-        user_data[key] = list(values)  # fresh lists: callers may change them
+    for index in range(0, len(hashed), 2):
+        key = hashed[index]
+        result = hashed[index + 1]
+        assert isinstance(key, str)  # the even places hold the keys (_hashed_user_data)
+        # fresh lists: callers may change them
+        if isinstance(result, str):
+            user_data[key] = [result]
+        else:
+            user_data[key] = list(result)
     for key in PLAIN_KEYS:
         given: object = table.get(key)
         if not given:  # the common case: most plain keys are empty
@@ -369,13 +396,28 @@ def build_user_data(
         if type(given) is list and len(given) == 1 and type(given[0]) is str:  # the usual
             if value := given[0].strip():
                 user_data[key] = value
-        elif found := _values(table, key):
-            user_data[key] = found[0]
+        elif found_values := _values(table, key):
+            user_data[key] = found_values[0]
     return user_data, dropped
 
 
-# What of a destination's settings takes part in each hashed key's value cache key (see
-# _hashed_user_data), by HASHED_KEYS position: decided once here, not per key and customer.
+# Two caches, both keyed by text (a tuple key costs its hashing and an lru_cache's links on every
+# call; a dict of text to text is also one the cyclic garbage collector never walks):
+# - _VALUES: a value's result (normalised and hashed), keyed by its key's prefix (the key and what
+#   of the settings changes its result, _KeyPlan) and the value; "" when it cannot be normalised;
+# - _CUSTOMERS: a whole customer's hashed keys, keyed by the settings' prefix and the customer's
+#   values (_customer): customers recur, and their plain keys (IP, user agent, click ids) are what
+#   changes from event to event.
+# Values longer than MAX_CACHED_LENGTH are never kept (recent.py).
+_VALUES: Final[Recent[str]] = Recent(CACHE_SIZE)
+# (key, result, key, result...: a result is a text, or a tuple of them for a key with several values),
+# and the keys dropped
+Hashed = tuple[tuple[str | tuple[str, ...], ...], tuple[str, ...]]
+_CUSTOMERS: Final[Recent[Hashed]] = Recent(CUSTOMER_CACHE_SIZE)
+MAX_CUSTOMER_KEY: Final = 4 * MAX_CACHED_LENGTH
+
+# What of a destination's settings takes part in each hashed key's result, by HASHED_KEYS
+# position: decided once here, not per key and customer.
 _PHONE: Final = 0
 _US_ONLY: Final = 1
 _BIRTH: Final = 2
@@ -384,74 +426,145 @@ _PLAIN: Final = 4
 _KINDS: Final = {"ph": _PHONE, "st": _US_ONLY, "zp": _US_ONLY, "db": _BIRTH, "external_id": _EXTERNAL}
 _KEY_KINDS: Final[tuple[tuple[str, int], ...]] = tuple((key, _KINDS.get(key, _PLAIN)) for key in HASHED_KEYS)
 _COUNTRY_INDEX: Final = HASHED_KEYS.index("country")
+MAX_REGIONS: Final = 256  # key plans kept per settings, one a customer region (there are ~250)
 
 
-@lru_cache(maxsize=CUSTOMER_CACHE_SIZE)
-def _hashed_user_data(
-    customer: tuple[tuple[str, ...], ...],
+class _KeyPlan:
+    """One hashed key under one destination's settings and customer region: the arguments of
+    its _hashed call, and its _VALUES prefix ("" when its settings cannot be part of a key)."""
+
+    __slots__ = ("hash_it", "key", "option", "prefix", "region", "year")
+
+    def __init__(self, key: str, kind: int, region: str, settings: _Settings) -> None:
+        self.key = key
+        # Region and year take part only where they change the result.
+        us_region = "US" if region == "US" else ""
+        self.region = region if kind == _PHONE else us_region if kind == _US_ONLY else ""
+        self.year = settings.max_year if kind == _BIRTH else 0
+        self.option = (
+            settings.date_order if kind == _BIRTH else settings.external_id if kind == _EXTERNAL else ""
+        )
+        self.hash_it = settings.hash_external_id or kind != _EXTERNAL
+        self.prefix = _prefix((key, self.region, str(self.year), self.option, "1" if self.hash_it else "0"))
+
+
+# build_user_data's hashing, hash_external_id, default_country, max_year, date_order, external_id
+SettingsKey = tuple[bool, bool, str, int, str, str]
+
+
+class _Settings:
+    """What of build_user_data's arguments its results depend on, and the key plans of each
+    customer region seen under them."""
+
+    __slots__ = (
+        "date_order",
+        "default_country",
+        "external_id",
+        "hash_external_id",
+        "hashing",
+        "max_year",
+        "plans",
+        "prefix",
+    )
+
+    def __init__(self, arguments: SettingsKey) -> None:
+        hashing, hash_external_id, default_country, max_year, date_order, external_id = arguments
+        self.hashing = hashing
+        self.hash_external_id = hash_external_id
+        self.default_country = default_country
+        self.max_year = max_year
+        self.date_order = date_order
+        self.external_id = external_id
+        flags = ("1" if hashing else "0") + ("1" if hash_external_id else "0")
+        self.prefix = _prefix((flags, default_country, str(max_year), date_order, external_id))
+        self.plans: Memo[str, tuple[_KeyPlan, ...]] = Memo(MAX_REGIONS, self._plans)
+
+    def _plans(self, region: str) -> tuple[_KeyPlan, ...]:
+        return tuple(_KeyPlan(key, kind, region, self) for key, kind in _KEY_KINDS)
+
+
+_SETTINGS: Final[Memo[SettingsKey, _Settings]] = Memo(MAX_SETTINGS, _Settings)
+
+
+def _prefix(fields: tuple[str, ...]) -> str:
+    """The fields, each ended by NUL: no text after them can make two prefixes alike. "" (no
+    cache key) when a field holds a NUL itself."""
+    for field in fields:
+        if "\0" in field:
+            return ""
+    return "\0".join(fields) + "\0"
+
+
+def _settings(
     hashing: bool,
     hash_external_id: bool,
     default_country: str,
     max_year: int,
     date_order: str,
     external_id: str,
-) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
-    """The hashed keys of one customer (values in HASHED_KEYS order), cached: customers recur,
-    and their plain keys (IP, user agent, click ids) are what changes from event to event."""
-    region = default_country.strip().upper()
+) -> _Settings:
+    return _SETTINGS.get((hashing, hash_external_id, default_country, max_year, date_order, external_id))
+
+
+def _hashed_user_data(customer: tuple[tuple[str, ...], ...], settings: _Settings) -> Hashed:
+    """The hashed keys of one customer (values in HASHED_KEYS order) under the settings."""
+    hashing = settings.hashing
+    region = settings.default_country.strip().upper()
     if hashing:
         for value in customer[_COUNTRY_INDEX]:
             if not _HEX64.fullmatch(value) and (code := _country(value)):
                 region = code.upper()
                 break
-    us_region = "US" if region == "US" else ""
-    hashed: list[tuple[str, tuple[str, ...]]] = []
+    plans = settings.plans.get(region)
+    hashed: list[str | tuple[str, ...]] = []
     dropped: list[str] = []
-    index = -1
-    for key, kind in _KEY_KINDS:
-        index += 1
+    for index in range(len(HASHED_KEYS)):
         values = customer[index]
         if not values:  # the common case in production: most keys are empty
             continue
-        # Region and year only take part in the value cache key where they change the result.
-        key_region = region if kind == _PHONE else us_region if kind == _US_ONLY else ""
-        key_year = max_year if kind == _BIRTH else 0
-        option = date_order if kind == _BIRTH else external_id if kind == _EXTERNAL else ""
-        hash_it = hash_external_id or kind != _EXTERNAL
+        plan = plans[index]
         if len(values) == 1:  # the usual: one value, nothing to de-duplicate
-            value = values[0]
-            result = _one_hashed(key, value, key_region, key_year, option, hash_it, hashing)
+            result = _one_hashed(plan, values[0], hashing)
             if result is None:
-                dropped.append(key)
+                dropped.append(plan.key)
             else:
-                hashed.append((key, (result,)))
+                hashed.append(plan.key)
+                hashed.append(result)
             continue
         out: list[str] = []
         for value in values:
-            result = _one_hashed(key, value, key_region, key_year, option, hash_it, hashing)
+            result = _one_hashed(plan, value, hashing)
             if result is None:
-                if key not in dropped:
-                    dropped.append(key)
+                if plan.key not in dropped:
+                    dropped.append(plan.key)
             elif result not in out:
                 out.append(result)
         if out:
-            hashed.append((key, tuple(out)))
+            hashed.append(plan.key)
+            hashed.append(out[0] if len(out) == 1 else tuple(out))
     return tuple(hashed), tuple(dropped)
 
 
-def _one_hashed(
-    key: str, value: str, region: str, year: int, option: str, hash_it: bool, hashing: bool
-) -> str | None:
+def _one_hashed(plan: _KeyPlan, value: str, hashing: bool) -> str | None:
     """One value of a customer: a given hash as it is (lower-cased), else normalised and hashed
-    (cached), or None: not normalisable, or plaintext with hashing off."""
+    (through _VALUES), or None: not normalisable, or plaintext with hashing off."""
     if len(value) == 64 and _HEX64.fullmatch(value):
         return value.lower()
-    if hashing or not hash_it:
-        return _hashed(key, value, region, year, option, hash_it)
-    return None
+    if not hashing and plan.hash_it:
+        return None
+    cacheable = plan.prefix and len(value) <= MAX_CACHED_LENGTH
+    cache_key = plan.prefix + value if cacheable else ""
+    if cache_key:
+        known = _VALUES.get(cache_key)
+        if known is not None:
+            return known or None
+    result = _hashed(plan.key, value, plan.region, plan.year, plan.option, plan.hash_it)
+    if cache_key:
+        _VALUES.set(cache_key, result or "")
+    return result
 
 
 def clear_caches() -> None:
     """Forget every value and customer seen: what a new customer finds in no cache here."""
-    _hashed.cache_clear()
-    _hashed_user_data.cache_clear()
+    _VALUES.clear()
+    _CUSTOMERS.clear()
