@@ -3,11 +3,10 @@ what is built once for each of a few keys.
 
 `Recent` holds at most `size` entries, in two generations of up to ``size // 2`` each. `set`
 writes into the current one; when it is full it becomes the previous one and the old previous
-one is dropped whole. `get` looks in
-both and moves a hit from the previous generation into the current one, so a value still in use
-stays. Every call is O(1). (A dict trimmed by deleting its first key, the obvious alternative,
-is not: each such delete leaves a hole that the next `next(iter(d))` walks over again, ~17 µs a
-new entry at 16,384 entries once the cache is full.)
+one is dropped whole. `get` looks in both and moves a hit from the previous generation into the
+current one, so a value still in use stays. Every call is O(1). (A dict trimmed by deleting its
+first key, the obvious alternative, is not: each such delete leaves a hole that the next
+`next(iter(d))` walks over again, ~17 µs a new entry at 16,384 entries once the cache is full.)
 """
 
 from __future__ import annotations
