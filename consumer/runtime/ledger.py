@@ -138,7 +138,7 @@ class Ledger:
         """Written to the dead-letter topic; final once every write for it is acknowledged.
         Raises `DeadLetterBreakerTripped` (and writes nothing) when the breaker refuses it."""
         if record.writes == 0:  # the breaker counts records, however many event sets failed
-            self._breaker.record(dead_lettered=True)
+            self._breaker.dead_letter()
         key = (dl.stage, dl.reason)
         self._dead[key] = self._dead.get(key, 0) + 1
         log.info(
@@ -189,29 +189,26 @@ class Ledger:
         """`_done(record, DELIVERED, "ok", now)` for each of `records`, in order, with the
         counts and the ack-time histogram added once per run of records polled together
         (one poll's records share `polled_at`) instead of once per record."""
-        tracker, breaker = self._tracker, self._breaker
-        done = 0
-        try:
-            for record in records:
-                tracker.done(record.tp, record.src.offset)
-                done += 1
-                breaker.record(dead_lettered=False)
-        finally:
-            if done:
-                key = (Outcome.DELIVERED.value, "ok")
-                self._outcomes[key] = self._outcomes.get(key, 0) + done
-                self._observe_ack(records, done, now)
+        if not records:
+            return
+        tracker = self._tracker
+        for record in records:
+            tracker.done(record.tp, record.src.offset)
+        key = (Outcome.DELIVERED.value, "ok")
+        self._outcomes[key] = self._outcomes.get(key, 0) + len(records)
+        self._observe_ack(records, now)
+        self._breaker.passed(len(records))  # may trip (a window full of dead letters): counted first
 
     @staticmethod
-    def _observe_ack(records: list[PendingRecord], count: int, now: float) -> None:
-        """The ack time of the first `count` of `records`, a run of equal `polled_at` at a time."""
+    def _observe_ack(records: list[PendingRecord], now: float) -> None:
+        """The ack time of `records`, a run of equal `polled_at` at a time."""
         run_start, polled_at = 0, records[0].polled_at
-        for i in range(1, count):
+        for i in range(1, len(records)):
             at = records[i].polled_at
             if at != polled_at:
                 observe_many(METRICS.record_ack_seconds, now - polled_at, i - run_start)
                 run_start, polled_at = i, at
-        observe_many(METRICS.record_ack_seconds, now - polled_at, count - run_start)
+        observe_many(METRICS.record_ack_seconds, now - polled_at, len(records) - run_start)
 
     def _done(self, record: PendingRecord, outcome: Outcome, reason: str, now: float) -> None:
         key = (outcome.value, reason)
@@ -219,7 +216,7 @@ class Ledger:
         METRICS.record_ack_seconds.observe(now - record.polled_at)
         self._tracker.done(record.tp, record.src.offset)
         if outcome is not Outcome.DEAD_LETTERED:  # dead letters count when decided (dead_letter)
-            self._breaker.record(dead_lettered=False)
+            self._breaker.passed()
 
     # -- 7. committable offsets ---------------------------------------------------------------
 
