@@ -12,15 +12,15 @@ The same e2e records (scripts/sample_events.py, none bad) go through
   of each event), with e2e's destination.
 The difference is fboc's bookkeeping on the event loop's thread; polling, delivery and commits
 are not in it (bench/e2e.py --bare measures those with the rest). 500 records warm the caches
-first, and the collector's start-up heap is frozen as `fboc run` freezes it. Run it on the
-compiled tree (`scripts/compiled-tree DIR`, then `cd DIR`) to measure the image's build.
+first, and the collector is set up as `fboc run` sets it (start-up heap frozen, thresholds).
+Run it on the compiled tree (`scripts/compiled-tree DIR`, then `cd DIR`) to measure the
+image's build.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import statistics
 import sys
 import time
@@ -37,6 +37,7 @@ from consumer.adapters.codec import AvroSchema  # noqa: E402
 from consumer.adapters.kafka.source import SourceRecord  # noqa: E402
 from consumer.config.settings import parse_settings  # noqa: E402
 from consumer.core.dialects import get_dialect  # noqa: E402
+from consumer.ops.cli import prepare_collector  # noqa: E402
 from consumer.runtime.pipeline import Pipeline  # noqa: E402
 from consumer.runtime.stages import Route  # noqa: E402
 from tests.helpers import config_for  # noqa: E402
@@ -68,8 +69,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     now_ms = int(time.time() * 1000)
     values = [schema.encode(p) for _k, p, _r in samples if isinstance(p, dict)]  # none is bad
     srcs = [SourceRecord(TOPIC, i % 4, i, now_ms, None, v, []) for i, v in enumerate(values)]
-    gc.collect()
-    gc.freeze()  # as `fboc run` does before serving
+    prepare_collector()  # as `fboc run` does before serving
     fboc_us: list[float] = []
     bare_us: list[float] = []
     for _ in range(args.rounds):

@@ -42,15 +42,29 @@ def _print_problems(exc: ConfigError) -> int:
     return 2
 
 
+# Python's default is (700, 10, 10). fboc's records in flight (up to batching.max_buffered_records,
+# a few objects each) live for a delivery's round trip, so at the default the collector scans
+# them again at every promotion, ~5% of the loop's CPU (bench/README.md, "The collector"). Few of
+# fboc's objects form cycles, so collecting less often costs next to no memory.
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+
+
+def prepare_collector() -> None:
+    """The garbage collector as `fboc run` serves with it. What is loaded by now (modules,
+    schemas, pycountry's tables) lives as long as the process: frozen, the collector's full
+    passes do not rescan it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from consumer.runtime.service import serve
     from consumer.telemetry.metrics import configure_logging
 
     settings = _load(args.config, for_run=True)
     configure_logging(settings.service.log_format)
-    # What is loaded by now (modules, schemas, pycountry's tables) lives as long as the process:
-    # keep it out of the collector's full passes, which would otherwise rescan all of it.
-    gc.freeze()
+    prepare_collector()
     code = asyncio.run(serve(settings))
     if code != 0:
         # a broker that vanished can leave librdkafka's close blocked on the poll thread:
