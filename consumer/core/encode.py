@@ -3,10 +3,9 @@ dialect's output goes through before a batch, so one bad value costs only its ow
 
 Pure: no I/O, no clock. A value outside the bounds raises `Rejected` with its own reason code
 (README, "Dead letters"): `too_deep`, `number_out_of_range`, `event_too_large`, `invalid_payload`.
-The common case costs one `orjson.dumps` and a count of the brackets in its output; an event
-with more brackets than the depth bound gets a walk of its objects and arrays (not its scalars)
-that stops at the bound, and the exact walk runs only when the encoding failed or the event is
-nested too deep.
+The common case costs one `orjson.dumps` and a walk of the event's objects and arrays (not its
+scalars) that stops at the depth bound; the exact walk runs only when the encoding failed or the
+event is nested too deep.
 """
 
 from __future__ import annotations
@@ -40,11 +39,8 @@ def encode_event(event: dict[str, Any], max_bytes: int) -> bytes:
     except TypeError:  # orjson.JSONEncodeError: too deep, an int beyond 64 bits, a bad type
         check_bounds(event)
         raise Rejected("invalid_payload", "the event cannot be encoded as JSON") from None
-    # Every object and array opens with a bracket, so an encoding with at most MAX_DEPTH of
-    # them (brackets inside strings only add to the count) cannot nest deeper: most events are
-    # never walked.
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and nests_deeper(event, 1):
-        check_bounds(event)  # the exact walk names the bound
+    if nests_deeper(event, 1):  # the exact walk names the bound
+        check_bounds(event)
     if len(data) > max_bytes - ENVELOPE_BYTES:
         raise Rejected(
             "event_too_large",
