@@ -228,7 +228,7 @@ async def run(args: argparse.Namespace) -> None:
             if offsets and (not events or now - first_at >= args.linger_ms / 1000):
                 await requests.send(events, offsets)
                 events, offsets = [], {}
-            if now - last_commit >= 0.5:
+            if now - last_commit >= args.commit_interval_ms / 1000:
                 commit(requests.acknowledged())
                 last_commit = now
         await requests.send(events, offsets)
@@ -247,6 +247,7 @@ def main() -> int:
     ap.add_argument("--graph-url", required=True)
     ap.add_argument("--max-in-flight", type=int, default=8)
     ap.add_argument("--linger-ms", type=int, default=200)
+    ap.add_argument("--commit-interval-ms", type=int, default=500)
     ap.add_argument("--work", choices=("floor", "transform"), default="floor")
     asyncio.run(run(ap.parse_args()))
     return 0
